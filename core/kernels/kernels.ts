@@ -341,20 +341,52 @@ function bucketOf(u: u32, kb: i32): usize {
   return <usize>(((<u64>(u >>> 1)) * <u64>kb) >> 31);
 }
 
+// f32(w − scale·x) on 4 lanes, computed in f64 exactly as applyEstimates does one element at a time.
+@inline
+function subtractScaled4(w: v128, x: v128, scale: v128): v128 {
+  const low = f64x2.sub(f64x2.promote_low_f32x4(w), f64x2.mul(scale, f64x2.promote_low_f32x4(x)));
+  const high = f64x2.sub(
+    f64x2.promote_low_f32x4(i32x4.shuffle(w, w, 2, 3, 2, 3)),
+    f64x2.mul(scale, f64x2.promote_low_f32x4(i32x4.shuffle(x, x, 2, 3, 2, 3))),
+  );
+  return i32x4.shuffle(f32x4.demote_f64x2_zero(low), f32x4.demote_f64x2_zero(high), 0, 1, 4, 5);
+}
+
 /** w[i] ← f32(w[i] − scale·σ_j·γ_{h_j}) for i < n, j = j0 + i. */
 export function sketchReconstruct(
   w: usize, n: u32, j0: u32, gamma: usize, kb: i32, key0: i32, key1: i32, block: i32, scale: f64,
 ): void {
   const end = j0 + n;
   const estimates = SCRATCH + 128;
+  const buckets = i32x4.splat(kb);
+  const scales = f64x2.splat(scale);
   for (let group = j0 >> 4; group <= (end - 1) >> 4; group++) {
     sketch16(group, block, key0, key1);
+    const first = group << 4;
+    if (first >= j0 && first + 16 <= end) {
+      // Whole group: 4 lanes at a time. σ·γ is γ with its sign bit flipped when bit 0 of u is set.
+      for (let m: u32 = 0; m < 4; m++) {
+        const u = v128.load(SCRATCH + (<usize>m << 4));
+        const half = i32x4.shr_u(u, 1);
+        const low = i64x2.shr_u(i64x2.extmul_low_i32x4_u(half, buckets), 31);
+        const high = i64x2.shr_u(i64x2.extmul_high_i32x4_u(half, buckets), 31);
+        const h = i32x4.shuffle(low, high, 0, 2, 4, 6);
+        let g = f32x4.splat(load<f32>(gamma + (<usize>i32x4.extract_lane(h, 0) << 2)));
+        g = f32x4.replace_lane(g, 1, load<f32>(gamma + (<usize>i32x4.extract_lane(h, 1) << 2)));
+        g = f32x4.replace_lane(g, 2, load<f32>(gamma + (<usize>i32x4.extract_lane(h, 2) << 2)));
+        g = f32x4.replace_lane(g, 3, load<f32>(gamma + (<usize>i32x4.extract_lane(h, 3) << 2)));
+        const signed = v128.xor(g, i32x4.shl(u, 31));
+        const p = w + (<usize>(first + (m << 2) - j0) << 2);
+        v128.store(p, subtractScaled4(v128.load(p), signed, scales));
+      }
+      continue;
+    }
     for (let e: u32 = 0; e < 16; e++) {
       const u = load<u32>(SCRATCH + (<usize>e << 2));
       const c = <f64>load<f32>(gamma + (bucketOf(u, kb) << 2));
       store<f64>(estimates + (<usize>e << 3), u & 1 ? -c : c);
     }
-    applyEstimates(w, j0, end, group << 4, 16, estimates, scale);
+    applyEstimates(w, j0, end, first, 16, estimates, scale);
   }
 }
 

@@ -2,7 +2,7 @@
 // Plain JavaScript so that worker threads can load it without a TypeScript loader; types come from JSDoc.
 // Buffers are streamed through the instance's linear memory in cache-sized chunks, so callers' arrays (plain or
 // SharedArrayBuffer-backed) never need to live inside WebAssembly memory.
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { setFlagsFromString } from "node:v8";
 
 /** Elements per chunk copied through linear memory: 64 KiB of float32, resident in L2. */
@@ -17,17 +17,22 @@ const Wasm = /** @type {any} */ (globalThis).WebAssembly;
 /** @typedef {"gaussian" | "rademacher" | "sketch"} Family */
 /** @typedef {{ key0: number, key1: number, block: number }} Stream */
 
-/** Compiles build/kernels.wasm, failing with the command that builds it when it is missing. */
+/**
+ * Compiles the kernels: $FERRET_KERNELS_WASM if set, else kernels.wasm beside this module (a bundled Lambda
+ * ships it there), else the build output build/kernels.wasm. Fails with the command that builds it.
+ */
 export function compileKernels() {
-  const url = new URL("../../build/kernels.wasm", import.meta.url);
-  let bytes;
-  try {
-    bytes = readFileSync(url);
-  } catch (error) {
-    throw new Error(`WebAssembly kernels not found at ${url.pathname}; run \`npm run build:wasm\` first`, {
-      cause: error,
-    });
+  const candidates = [
+    ...(process.env.FERRET_KERNELS_WASM ? [process.env.FERRET_KERNELS_WASM] : []),
+    new URL("kernels.wasm", import.meta.url),
+    new URL("../../build/kernels.wasm", import.meta.url),
+  ];
+  const found = candidates.find((candidate) => existsSync(candidate));
+  if (!found) {
+    const tried = candidates.map((c) => (c instanceof URL ? c.pathname : c)).join(", ");
+    throw new Error(`WebAssembly kernels not found (tried ${tried}); run \`npm run build:wasm\` first`);
   }
+  const bytes = readFileSync(found);
   // V8 first runs WebAssembly in its baseline tier and cannot swap a running call to optimized code; a kernel
   // call lasts long enough that most of it would run at half speed. Compile straight to the optimizing tier.
   setFlagsFromString("--no-liftoff");
