@@ -51,3 +51,20 @@ export function* batches(sequences: readonly Sequence[], options: BatchOptions):
     yield batch;
   }
 }
+
+/** Batches over epoch 0, 1, 2, … without end (each epoch its own shuffle), for a fixed number of steps. */
+export function* epochBatches(
+  sequences: readonly Sequence[],
+  options: Omit<BatchOptions, "epoch">,
+): Generator<Batch> {
+  for (let epoch = 0; ; epoch++) {
+    let yielded = false;
+    for (const batch of batches(sequences, { ...options, epoch })) {
+      yielded = true;
+      yield batch;
+    }
+    if (!yielded) {
+      throw new RangeError(`${sequences.length} rows cannot fill one batch of ${options.batchSize}`);
+    }
+  }
+}
