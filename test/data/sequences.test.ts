@@ -19,6 +19,9 @@ const exampleArb: fc.Arbitrary<TokenizedExample> = fc
   .array(fc.tuple(fc.integer({ min: 0, max: 50 }), fc.constantFrom(0, 1)), { minLength: 1, maxLength: 12 })
   .map((pairs) => ({ ids: pairs.map(([id]) => id), mask: pairs.map(([, m]) => m) }));
 
+const examplesArb = fc.array(exampleArb, { maxLength: 8 });
+const seqLenArb = fc.integer({ min: 1, max: 9 });
+
 /** (input, target) pairs of positions whose loss counts, in row order. */
 function lossPairs(sequences: Sequence[]): [number, number][] {
   return sequences.flatMap((s) =>
@@ -49,7 +52,7 @@ describe("packing", () => {
 
   it("shifts targets by one, pads with mask 0, and (with all tokens counted) covers the stream exactly", () => {
     fc.assert(
-      fc.property(fc.array(exampleArb, { maxLength: 8 }), fc.integer({ min: 1, max: 9 }), (raw, seqLen) => {
+      fc.property(examplesArb, seqLenArb, (raw, seqLen) => {
         const examples = raw.map((e) => ({ ids: e.ids, mask: e.ids.map(() => 1) }));
         const ids = examples.flatMap((e) => e.ids);
         const { sequences, skipped } = packSequences(examples, seqLen, PAD);
