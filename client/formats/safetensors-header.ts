@@ -90,11 +90,13 @@ export function parseHeaderJson(json: Uint8Array, dataBytes: number): Safetensor
   if (!isPlainObject(parsed)) {
     throw new SafetensorsHeaderError("header must be a JSON object mapping tensor names to entries");
   }
-  rejectDuplicateKeys(text);
+  const names = topLevelKeys(text);
 
   let metadata: Record<string, string> = {};
   const tensors: TensorEntry[] = [];
-  for (const [name, value] of Object.entries(parsed)) {
+  // Header order, not Object.entries order (which puts integer-like names first): it breaks offset ties.
+  for (const name of names) {
+    const value = parsed[name];
     if (name === "__metadata__") metadata = parseMetadata(value);
     else tensors.push(parseEntry(name, value));
   }
@@ -192,20 +194,24 @@ export function encodeHeader(
   specs: readonly { name: string; dtype: Dtype; shape: readonly number[] }[],
   metadata: Record<string, string> = {},
 ): { bytes: Uint8Array; entries: TensorEntry[] } {
-  const json: Record<string, unknown> = {};
-  if (Object.keys(metadata).length > 0) json.__metadata__ = metadata;
+  // Written member by member: JSON.stringify of an object would move integer-like names to the front.
+  const members: string[] = [];
+  if (Object.keys(metadata).length > 0) members.push(`"__metadata__":${JSON.stringify(metadata)}`);
+  const names = new Set<string>();
   const entries: TensorEntry[] = [];
   let cursor = 0;
   for (const spec of specs) {
-    if (spec.name === "__metadata__" || Object.hasOwn(json, spec.name)) {
+    if (spec.name === "__metadata__" || names.has(spec.name)) {
       throw new SafetensorsHeaderError(`tensor name "${spec.name}" is reserved or used twice`);
     }
     const end = cursor + byteLength(spec.shape, spec.dtype);
-    json[spec.name] = { dtype: spec.dtype, shape: spec.shape, data_offsets: [cursor, end] };
+    names.add(spec.name);
+    const entry = { dtype: spec.dtype, shape: spec.shape, data_offsets: [cursor, end] };
+    members.push(`${JSON.stringify(spec.name)}:${JSON.stringify(entry)}`);
     entries.push({ name: spec.name, dtype: spec.dtype, shape: [...spec.shape], begin: cursor, end });
     cursor = end;
   }
-  const text = new TextEncoder().encode(JSON.stringify(json));
+  const text = new TextEncoder().encode(`{${members.join(",")}}`);
   const padded = Math.ceil(text.length / 8) * 8;
   const bytes = new Uint8Array(8 + padded).fill(0x20, 8 + text.length);
   new DataView(bytes.buffer).setBigUint64(0, BigInt(padded), true);
@@ -214,10 +220,11 @@ export function encodeHeader(
 }
 
 /**
- * JSON.parse keeps the last of two equal keys, silently dropping a tensor; so scan the top-level object's
- * keys ourselves. The text is already known to be valid JSON, so tracking strings and depth suffices.
+ * The top-level object's keys in the order written, rejecting duplicates (JSON.parse would keep the last
+ * of two equal keys, silently dropping a tensor). The text is already known to be valid JSON, so tracking
+ * strings and nesting depth suffices.
  */
-function rejectDuplicateKeys(text: string): void {
+function topLevelKeys(text: string): string[] {
   const seen = new Set<string>();
   let depth = 0;
   for (let i = 0; i < text.length; i++) {
@@ -238,6 +245,7 @@ function rejectDuplicateKeys(text: string): void {
       i = j;
     }
   }
+  return [...seen];
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

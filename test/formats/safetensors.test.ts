@@ -83,6 +83,17 @@ describe("safetensors round trips", () => {
     );
   });
 
+  it("keeps header order for integer-like names and empty tensors, whose offsets tie", () => {
+    const empty = (name: string) => ({ name, shape: [0], data: new Float32Array(0) });
+    const tensors = [empty("b"), empty("10"), empty("a"), empty("2")];
+    expect(decodeSafetensors(encodeSafetensors(tensors)).tensors.map((t) => t.name)).toEqual([
+      "b",
+      "10",
+      "a",
+      "2",
+    ]);
+  });
+
   it("stores f16 and bf16 as the correctly rounded values", () => {
     fc.assert(
       fc.property(fc.array(fc.float({ noNaN: true }), { minLength: 1, maxLength: 20 }), (values) => {
