@@ -1,7 +1,7 @@
 // Integer-indexed ops. Their backward rules scatter-add into zeros (ScatterND / ScatterElements with
 // reduction="add"), which costs O(gradient size) instead of the O(N·V·D) of a one-hot matmul.
 import { GraphShapeError, type Node, type OpDef, type Tensor } from "./graph.ts";
-import { expand, reshape } from "./ops.ts";
+import { expand, mul, neg, reshape, softmax } from "./ops.ts";
 
 const inp = (node: Node, i: number): Tensor => node.inputs[i] as Tensor;
 
@@ -58,4 +58,39 @@ export function gatherElements(a: Tensor, idx: Tensor, axis: number): Tensor {
     );
   }
   return a.graph.apply(GatherElementsOp, [a, idx], { axis: ax }, [...idx.shape], a.dtype);
+}
+
+const SoftmaxCrossEntropyOp: OpDef = {
+  type: "SoftmaxCrossEntropyLoss",
+  // d nll_n / d logits_n = softmax(logits_n) − onehot(target_n). The one-hot is a scatter of −g_n into g_n·softmax,
+  // so the backward holds three [N, V] buffers and never a dense zero tensor (which ORT would constant-fold).
+  backward: (g, n) => {
+    const [logits, targets] = [inp(n, 0), inp(n, 1)];
+    const [rows] = targets.shape as [number];
+    const column = reshape(g, [rows, 1]);
+    const scaled = mul(softmax(logits), column);
+    const indices = reshape(targets, [rows, 1]);
+    const attrs = { axis: 1, reduction: "add" };
+    return [
+      g.graph.apply(ScatterElementsOp, [scaled, indices, neg(column)], attrs, [...logits.shape], g.dtype),
+      null,
+    ];
+  },
+};
+/** Per-row −log softmax(logits)[target]: logits [N, V], int64 targets [N] → [N]. */
+export function softmaxCrossEntropy(logits: Tensor, targets: Tensor): Tensor {
+  requireInt64("SoftmaxCrossEntropyLoss", targets);
+  if (logits.rank !== 2 || targets.rank !== 1 || targets.shape[0] !== logits.shape[0]) {
+    throw new GraphShapeError(
+      `SoftmaxCrossEntropyLoss: logits [${logits.shape}] and targets [${targets.shape}]`,
+    );
+  }
+  const attrs = { reduction: "none" };
+  return logits.graph.apply(
+    SoftmaxCrossEntropyOp,
+    [logits, targets],
+    attrs,
+    [logits.shape[0] as number],
+    logits.dtype,
+  );
 }

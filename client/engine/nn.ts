@@ -1,13 +1,11 @@
 // Building blocks shared by the model families, composed from the differentiable ops.
 import type { Tensor } from "./graph.ts";
-import { gatherElements } from "./indexing.ts";
+import { softmaxCrossEntropy } from "./indexing.ts";
 import {
   add,
   div,
-  logSoftmax,
   matmul,
   mul,
-  neg,
   reduceSum,
   reshape,
   sigmoid,
@@ -70,9 +68,7 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {
 /** Σ mask·(−log p(target)) / Σ mask over all positions: logits [B, T, V], targets int64 [B, T], mask [B, T]. */
 export function maskedCrossEntropy(logits: Tensor, targets: Tensor, lossMask: Tensor): Tensor {
   const n = targets.size;
-  const v = lastDim(logits);
-  const logp = logSoftmax(reshape(logits, [n, v]));
-  const picked = reshape(gatherElements(logp, reshape(targets, [n, 1]), 1), [n]);
+  const nll = softmaxCrossEntropy(reshape(logits, [n, lastDim(logits)]), reshape(targets, [n]));
   const flatMask = reshape(lossMask, [n]);
-  return div(neg(reduceSum(mul(picked, flatMask), [0], false)), reduceSum(flatMask, [0], false));
+  return div(reduceSum(mul(nll, flatMask), [0], false), reduceSum(flatMask, [0], false));
 }

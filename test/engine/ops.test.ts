@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { Graph, GraphShapeError } from "../../client/engine/graph.ts";
-import { gather, gatherElements } from "../../client/engine/indexing.ts";
+import { gather, gatherElements, softmaxCrossEntropy } from "../../client/engine/indexing.ts";
 import {
   causalAttention,
   geluTanh,
@@ -77,6 +77,10 @@ const cases: Record<string, OpCase> = {
   "gather (repeated ids)": {
     shapes: [[5, 3]],
     build: (t) => gather(t, op.reshape(t.graph.int64([4, 1, 1, 0, 4, 2]), [2, 3])),
+  },
+  "softmaxCrossEntropy (repeated targets)": {
+    shapes: [[4, 5]],
+    build: (logits) => softmaxCrossEntropy(logits, logits.graph.int64([2, 0, 2, 4])),
   },
   "gatherElements (repeated indices)": {
     shapes: [[3, 4]],
