@@ -33,37 +33,45 @@ const targets = BigInt64Array.from({ length: tokens }, (_, i) => BigInt((i * 791
 const batch = { inputIds, targets, lossMask: new Float32Array(tokens).fill(1) };
 const options = { batchSize: BATCH, seqLen: SEQ, device: DEVICE, ...(THREADS ? { threads: THREADS } : {}) };
 
-/** Median seconds of `iterations` timed calls. Two untimed warm-up calls first: onnxruntime sizes its memory
- * arena and allocation plan over the first runs, which are several times slower than the steady state. */
-async function time(label: string, fn: () => Promise<unknown>): Promise<number> {
-  for (let i = 0; i < WARMUP; i++) {
-    await fn();
-    process.stderr.write(`${label} warm-up ${i + 1}/${WARMUP}\n`);
-  }
-  const seconds: number[] = [];
-  for (let i = 0; i < ITERATIONS; i++) {
-    const start = process.hrtime.bigint();
-    await fn();
-    seconds.push(Number(process.hrtime.bigint() - start) / 1e9);
-    process.stderr.write(`${label} ${i + 1}/${ITERATIONS}: ${seconds.at(-1)?.toFixed(3)} s\n`);
-  }
-  return seconds.sort((a, b) => a - b)[Math.floor(seconds.length / 2)] as number;
-}
+const seconds = async (fn: () => Promise<unknown>): Promise<number> => {
+  const start = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - start) / 1e9;
+};
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
 process.stderr.write(`GPT-2 style, ${paramCount} parameters, batch ${BATCH} × ${SEQ}, ${DEVICE}\n`);
 const forward = await ForwardSession.create(config, options);
-const forwardSeconds = await time("forward", () => forward.logits(weights, inputIds));
-await forward.release();
-
 const training = await TrainingSession.create(config, options);
-const trainSeconds = await time("train step", async () => {
+const runForward = () => forward.logits(weights, inputIds);
+const runTrainStep = async () => {
   const { grads } = await training.step(weights, batch);
   for (const [name, g] of grads) {
     const w = weights.get(name)?.data as Float32Array;
     for (let i = 0; i < w.length; i++) w[i] = (w[i] as number) - LEARNING_RATE * (g[i] as number);
   }
-});
+};
+
+// onnxruntime sizes its memory arena and allocation plan over the first runs, which are several times slower
+// than the steady state: two untimed runs of each first. Then forward and training runs alternate, so on a shared
+// machine both see the same background load and their ratio stays meaningful.
+for (let i = 0; i < WARMUP; i++) {
+  await runForward();
+  await runTrainStep();
+  process.stderr.write(`warm-up ${i + 1}/${WARMUP}\n`);
+}
+const forwardTimes: number[] = [];
+const trainTimes: number[] = [];
+for (let i = 0; i < ITERATIONS; i++) {
+  forwardTimes.push(await seconds(runForward));
+  trainTimes.push(await seconds(runTrainStep));
+  process.stderr.write(
+    `${i + 1}/${ITERATIONS}: forward ${forwardTimes.at(-1)?.toFixed(3)} s, train step ${trainTimes.at(-1)?.toFixed(3)} s\n`,
+  );
+}
+await forward.release();
 await training.release();
+const [forwardSeconds, trainSeconds] = [median(forwardTimes), median(trainTimes)];
 
 const ortVersion = (createRequire(import.meta.url)("onnxruntime-node/package.json") as { version: string })
   .version;
@@ -77,7 +85,7 @@ const result = {
     seqLen: SEQ,
     warmup: WARMUP,
     iterations: ITERATIONS,
-    statistic: "median",
+    statistic: "median of alternating runs; peak RSS holds both sessions",
     parameters: paramCount,
   },
   forwardTokensPerSec: tokens / forwardSeconds,

@@ -67,7 +67,8 @@ async function createSession(graph: BuiltGraph, opts: SessionOptions): Promise<o
   if (device === "cuda" && !cudaProviderInstalled()) throw new CudaUnavailableError(CUDA_HELP);
   const sessionOptions: ort.InferenceSession.SessionOptions = {
     executionProviders: [device],
-    graphOptimizationLevel: "all",
+    // onnxruntime's extended fusions (e.g. x·sigmoid(x) → QuickGelu) have float kernels only.
+    graphOptimizationLevel: opts.floatType === "float64" ? "basic" : "all",
     executionMode: "sequential",
     ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
   };

@@ -4,6 +4,7 @@ import { type ModelConfig, modelTensors, parseModelConfig } from "../../client/m
 import { initWeights } from "../../client/models/init.ts";
 import { TINY_GPT2, TINY_LLAMA } from "./fixtures.ts";
 import { expectGradientsClose, randomArray, STEP } from "./gradcheck.ts";
+import { gpt2Reference, llamaReference } from "./reference.ts";
 
 const families: Record<string, object> = {
   "GPT-2": TINY_GPT2,
@@ -72,6 +73,32 @@ describe.each(Object.entries(families))("%s", (_, json) => {
           `${spec.name}[${j}]`,
         );
       }
+    }
+    await session.release();
+  });
+
+  it("logits match an independent loop-by-loop float64 reference implementation", async () => {
+    const session = await ForwardSession.create(config, {
+      batchSize: BATCH,
+      seqLen: SEQ,
+      floatType: "float64",
+    });
+    const params = float64Weights(config);
+    const ids = tokens(4, config.vocabSize);
+    const logits = await session.logits(params, ids);
+    const v = config.vocabSize;
+    for (let b = 0; b < BATCH; b++) {
+      const seq = Array.from(ids.subarray(b * SEQ, (b + 1) * SEQ), Number);
+      const expected =
+        config.modelType === "gpt2"
+          ? gpt2Reference(config, params, seq)
+          : llamaReference(config, params, seq);
+      expected.forEach((want, t) => {
+        const got = logits.subarray((b * SEQ + t) * v, (b * SEQ + t + 1) * v);
+        want.forEach((x, i) => {
+          expect(Math.abs((got[i] as number) - x)).toBeLessThan(1e-9 * (1 + Math.abs(x)));
+        });
+      });
     }
     await session.release();
   });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { TrainingSession } from "../../client/engine/session.ts";
+import { generateGreedy } from "../../client/engine/generate.ts";
+import { ForwardSession, TrainingSession } from "../../client/engine/session.ts";
 import { parseModelConfig } from "../../client/models/index.ts";
 import { initWeights } from "../../client/models/init.ts";
 import { randomArray } from "./gradcheck.ts";
@@ -55,5 +56,12 @@ describe.each(Object.entries(families))("%s", (_, json) => {
     expect(losses[0]).toBeGreaterThan(0.8 * Math.log(VOCAB));
     expect(losses.at(-1)).toBeLessThan(THRESHOLD);
     await session.release();
+
+    // The memorized sequence comes back under greedy decoding from its first four tokens.
+    const forward = await ForwardSession.create(config, { batchSize: 1, seqLen: SEQ });
+    const prompt = Array.from(stream.subarray(0, 4), Number);
+    const continuation = await generateGreedy(forward, weights, prompt, { maxNewTokens: SEQ - 3 });
+    expect(continuation).toEqual(Array.from(stream.subarray(4, SEQ + 1), Number));
+    await forward.release();
   });
 });
