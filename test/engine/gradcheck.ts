@@ -30,6 +30,21 @@ export function expectGradientsClose(analytic: number, numeric: number, what: st
   }
 }
 
+/** (L(x + h·e_j) − L(x − h·e_j)) / 2h, restoring x[j] afterwards. */
+export async function centralDifference(
+  x: Float64Array,
+  j: number,
+  loss: () => Promise<number>,
+): Promise<number> {
+  const saved = x[j] as number;
+  x[j] = saved + STEP;
+  const up = await loss();
+  x[j] = saved - STEP;
+  const down = await loss();
+  x[j] = saved;
+  return (up - down) / (2 * STEP);
+}
+
 export interface OpCase {
   shapes: number[][];
   /** Inputs drawn from [0.5, 1.5) instead of [-1, 1) (for log, sqrt, divisors). */
@@ -59,13 +74,8 @@ export async function checkOpGradients(c: OpCase, seed = 1): Promise<void> {
     const analytic = base[`g${i}`]?.data as Float64Array;
     expect(analytic.length).toBe(x.length);
     for (let j = 0; j < x.length; j++) {
-      const saved = x[j] as number;
-      x[j] = saved + STEP;
-      const up = Number((await run()).loss?.data[0]);
-      x[j] = saved - STEP;
-      const down = Number((await run()).loss?.data[0]);
-      x[j] = saved;
-      expectGradientsClose(analytic[j] as number, (up - down) / (2 * STEP), `input ${i}[${j}]`);
+      const numeric = await centralDifference(x, j, async () => Number((await run()).loss?.data[0]));
+      expectGradientsClose(analytic[j] as number, numeric, `input ${i}[${j}]`);
     }
   }
   await session.release();
