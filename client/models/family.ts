@@ -1,11 +1,8 @@
 // What every model family provides, and the types shared between families, the engine and the trainer.
 import type { Tensor } from "../engine/graph.ts";
 
-/** One parameter tensor: Hugging Face name and shape (the list core's buildPlan consumes, in this order). */
-export interface TensorSpec {
-  name: string;
-  shape: number[];
-}
+/** One parameter tensor: Hugging Face name and shape; modelTensors() lists them in the order buildPlan consumes. */
+export type { TensorSpec } from "../../core/plan.ts";
 
 /** How a freshly created parameter is filled. */
 export type InitRule = { kind: "zeros" } | { kind: "ones" } | { kind: "normal"; std: number };

@@ -5,6 +5,7 @@ import { CudaUnavailableError, ForwardSession, TrainingSession } from "../../cli
 import { ModelConfigError, UnknownArchitectureError } from "../../client/models/config.ts";
 import { modelTensors, parseModelConfig } from "../../client/models/index.ts";
 import { initWeights } from "../../client/models/init.ts";
+import { buildPlan } from "../../core/plan.ts";
 import { TINY_GPT2, TINY_LLAMA } from "./fixtures.ts";
 
 describe("config.json parsing", () => {
@@ -26,6 +27,16 @@ describe("config.json parsing", () => {
     );
     expect(qwen.map((t) => t.name)).toContain("model.layers.0.self_attn.v_proj.bias");
     expect(qwen.map((t) => t.name)).not.toContain("model.layers.0.self_attn.o_proj.bias");
+  });
+
+  it("lists tensors that core's buildPlan accepts, covering every initial weight in order", () => {
+    for (const json of [TINY_GPT2, TINY_LLAMA]) {
+      const config = parseModelConfig(json);
+      const plan = buildPlan(modelTensors(config), { totalK: 256 });
+      const weights = initWeights(config, 1);
+      expect(plan.tensors.map((t) => t.name)).toEqual([...weights.keys()]);
+      expect(plan.totalParams).toBe([...weights.values()].reduce((n, w) => n + w.data.length, 0));
+    }
   });
 
   it("rejects an unknown architecture or model_type, saying what is supported", () => {
