@@ -1,0 +1,99 @@
+// Engine benchmark: forward pass vs. training step (forward + backward + SGD update) of a GPT-2-style model,
+// measured in the same run on the same weights. Writes bench/results/engine.json.
+//   npm run bench:engine              (env BENCH_ITERATIONS, BENCH_THREADS, BENCH_DEVICE=cpu|cuda)
+import { mkdirSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { cpus, totalmem } from "node:os";
+import { type Device, ForwardSession, TrainingSession } from "../client/engine/session.ts";
+import { modelTensors, parseModelConfig } from "../client/models/index.ts";
+import { initWeights } from "../client/models/init.ts";
+
+const CONFIG = {
+  architectures: ["GPT2LMHeadModel"],
+  model_type: "gpt2",
+  vocab_size: 50257,
+  n_positions: 1024,
+  n_embd: 256,
+  n_layer: 6,
+  n_head: 8,
+};
+const [BATCH, SEQ] = [8, 128];
+const WARMUP = 2;
+const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 5);
+const THREADS = process.env.BENCH_THREADS ? Number(process.env.BENCH_THREADS) : undefined;
+const DEVICE = (process.env.BENCH_DEVICE ?? "cpu") as Device;
+const LEARNING_RATE = 1e-3;
+
+const config = parseModelConfig(CONFIG);
+const weights = initWeights(config, 0);
+const paramCount = modelTensors(config).reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
+const tokens = BATCH * SEQ;
+const inputIds = BigInt64Array.from({ length: tokens }, (_, i) => BigInt((i * 7919) % config.vocabSize));
+const targets = BigInt64Array.from({ length: tokens }, (_, i) => BigInt((i * 7919 + 1) % config.vocabSize));
+const batch = { inputIds, targets, lossMask: new Float32Array(tokens).fill(1) };
+const options = { batchSize: BATCH, seqLen: SEQ, device: DEVICE, ...(THREADS ? { threads: THREADS } : {}) };
+
+const seconds = async (fn: () => Promise<unknown>): Promise<number> => {
+  const start = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - start) / 1e9;
+};
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+
+process.stderr.write(`GPT-2 style, ${paramCount} parameters, batch ${BATCH} × ${SEQ}, ${DEVICE}\n`);
+const forward = await ForwardSession.create(config, options);
+const training = await TrainingSession.create(config, options);
+const runForward = () => forward.logits(weights, inputIds);
+const runTrainStep = async () => {
+  const { grads } = await training.step(weights, batch);
+  for (const [name, g] of grads) {
+    const w = weights.get(name)?.data as Float32Array;
+    for (let i = 0; i < w.length; i++) w[i] = (w[i] as number) - LEARNING_RATE * (g[i] as number);
+  }
+};
+
+// onnxruntime sizes its memory arena and allocation plan over the first runs, which are several times slower
+// than the steady state: two untimed runs of each first. Then forward and training runs alternate, so on a shared
+// machine both see the same background load and their ratio stays meaningful.
+for (let i = 0; i < WARMUP; i++) {
+  await runForward();
+  await runTrainStep();
+  process.stderr.write(`warm-up ${i + 1}/${WARMUP}\n`);
+}
+const forwardTimes: number[] = [];
+const trainTimes: number[] = [];
+for (let i = 0; i < ITERATIONS; i++) {
+  forwardTimes.push(await seconds(runForward));
+  trainTimes.push(await seconds(runTrainStep));
+  process.stderr.write(
+    `${i + 1}/${ITERATIONS}: forward ${forwardTimes.at(-1)?.toFixed(3)} s, train step ${trainTimes.at(-1)?.toFixed(3)} s\n`,
+  );
+}
+await forward.release();
+await training.release();
+const [forwardSeconds, trainSeconds] = [median(forwardTimes), median(trainTimes)];
+
+const ortVersion = (createRequire(import.meta.url)("onnxruntime-node/package.json") as { version: string })
+  .version;
+const result = {
+  machine:
+    `${cpus()[0]?.model ?? "unknown CPU"} (${cpus().length} logical cores, ${Math.round(totalmem() / 2 ** 30)} GiB), ` +
+    `Node ${process.version}, onnxruntime-node ${ortVersion}, device ${DEVICE}, threads ${THREADS ?? "default"}`,
+  config: {
+    ...CONFIG,
+    batchSize: BATCH,
+    seqLen: SEQ,
+    warmup: WARMUP,
+    iterations: ITERATIONS,
+    statistic: "median of alternating runs; peak RSS holds both sessions",
+    parameters: paramCount,
+  },
+  forwardTokensPerSec: tokens / forwardSeconds,
+  trainTokensPerSec: tokens / trainSeconds,
+  trainToForwardTimeRatio: trainSeconds / forwardSeconds,
+  paramBytes: paramCount * 4,
+  peakRssBytes: process.resourceUsage().maxRSS * 1024,
+};
+mkdirSync(new URL("results/", import.meta.url), { recursive: true });
+writeFileSync(new URL("results/engine.json", import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
+console.log(JSON.stringify(result, null, 2));

@@ -1,0 +1,180 @@
+// Runs the engine's graphs in onnxruntime-node: a training step (loss + gradients) and a forward pass (logits).
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import ort from "onnxruntime-node";
+import type { ModelConfig, TensorSpec } from "../models/index.ts";
+import {
+  type BuiltGraph,
+  buildForwardGraph,
+  buildTrainingGraph,
+  EngineInputError,
+  gradName,
+} from "./build.ts";
+import type { FloatType } from "./graph.ts";
+
+export type Device = "cpu" | "cuda";
+export type FloatData = Float32Array | Float64Array;
+
+export interface SessionOptions {
+  batchSize: number;
+  seqLen: number;
+  device?: Device;
+  /** onnxruntime intra-op threads (default: onnxruntime's choice, one per core). */
+  threads?: number;
+  /** float64 only for gradient checks; parameters and batches must then be Float64Array. */
+  floatType?: FloatType;
+}
+
+/** Parameters by Hugging Face name; shapes must match the model config. */
+export type Params = ReadonlyMap<string, { shape: readonly number[]; data: FloatData }>;
+
+export interface Batch {
+  inputIds: BigInt64Array;
+  targets: BigInt64Array;
+  lossMask: FloatData;
+}
+
+export interface StepResult {
+  loss: number;
+  grads: Map<string, FloatData>;
+}
+
+/** `device: "cuda"` was asked for but this onnxruntime-node install has no CUDA execution provider. */
+export class CudaUnavailableError extends Error {
+  override name = "CudaUnavailableError";
+}
+
+const CUDA_HELP =
+  "onnxruntime-node was installed without its CUDA execution provider. Reinstall it with " +
+  "`npm install --onnxruntime-node-install=cuda12` (needs CUDA 12 and cuDNN 9), or use device cpu.";
+
+function cudaProviderInstalled(): boolean {
+  const binding = dirname(createRequire(import.meta.url).resolve("onnxruntime-node"));
+  const libDir = join(binding, "..", "bin", "napi-v6", process.platform, process.arch);
+  return ["libonnxruntime_providers_cuda.so", "onnxruntime_providers_cuda.dll"].some((f) =>
+    existsSync(join(libDir, f)),
+  );
+}
+
+async function createSession(graph: BuiltGraph, opts: SessionOptions): Promise<ort.InferenceSession> {
+  const device = opts.device ?? "cpu";
+  if (device !== "cpu" && device !== "cuda")
+    throw new EngineInputError(`device must be cpu or cuda, got ${device}`);
+  if (opts.threads !== undefined && (!Number.isInteger(opts.threads) || opts.threads <= 0)) {
+    throw new EngineInputError(`threads must be a positive integer, got ${opts.threads}`);
+  }
+  if (device === "cuda" && !cudaProviderInstalled()) throw new CudaUnavailableError(CUDA_HELP);
+  const sessionOptions: ort.InferenceSession.SessionOptions = {
+    executionProviders: [device],
+    // onnxruntime's extended fusions (e.g. x·sigmoid(x) → QuickGelu) have float kernels only.
+    graphOptimizationLevel: opts.floatType === "float64" ? "basic" : "all",
+    executionMode: "sequential",
+    ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
+  };
+  try {
+    return await ort.InferenceSession.create(graph.onnx, sessionOptions);
+  } catch (err) {
+    if (device === "cuda")
+      throw new CudaUnavailableError(`${CUDA_HELP} (${(err as Error).message})`, { cause: err });
+    throw err;
+  }
+}
+
+const floatTensor = (data: FloatData, dims: readonly number[]): ort.Tensor =>
+  new ort.Tensor(data instanceof Float64Array ? "float64" : "float32", data, dims);
+
+abstract class EngineSession {
+  protected constructor(
+    protected readonly session: ort.InferenceSession,
+    readonly config: ModelConfig,
+    readonly tensors: TensorSpec[],
+    readonly options: SessionOptions,
+  ) {}
+
+  protected feeds(params: Params, inputIds: BigInt64Array): Record<string, ort.Tensor> {
+    const floatType = this.options.floatType ?? "float32";
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const spec of this.tensors) {
+      const p = params.get(spec.name);
+      if (!p) throw new EngineInputError(`missing parameter ${spec.name} (expected shape [${spec.shape}])`);
+      const expectedSize = spec.shape.reduce((a, b) => a * b, 1);
+      if (p.shape.join() !== spec.shape.join() || p.data.length !== expectedSize) {
+        throw new EngineInputError(
+          `parameter ${spec.name} has shape [${p.shape}] with ${p.data.length} values; the config expects [${spec.shape}]`,
+        );
+      }
+      if ((p.data instanceof Float64Array ? "float64" : "float32") !== floatType) {
+        throw new EngineInputError(`parameter ${spec.name} must be a ${floatType} array`);
+      }
+      feeds[spec.name] = floatTensor(p.data, spec.shape);
+    }
+    const known = new Set(this.tensors.map((t) => t.name));
+    const extra = [...params.keys()].filter((name) => !known.has(name));
+    if (extra.length > 0)
+      throw new EngineInputError(`unexpected parameters for this config: ${extra.join(", ")}`);
+    feeds.input_ids = new ort.Tensor("int64", this.tokens("input_ids", inputIds), this.batchDims);
+    return feeds;
+  }
+
+  protected get batchDims(): number[] {
+    return [this.options.batchSize, this.options.seqLen];
+  }
+
+  protected tokens(what: string, ids: BigInt64Array): BigInt64Array {
+    const { batchSize, seqLen } = this.options;
+    if (ids.length !== batchSize * seqLen) {
+      throw new EngineInputError(`${what} has ${ids.length} tokens; expected batch ${batchSize} × ${seqLen}`);
+    }
+    const vocab = BigInt(this.config.vocabSize);
+    const bad = ids.findIndex((id) => id < 0n || id >= vocab);
+    if (bad >= 0)
+      throw new EngineInputError(`${what}[${bad}] = ${ids[bad]} is outside the vocabulary [0, ${vocab})`);
+    return ids;
+  }
+
+  release(): Promise<void> {
+    return this.session.release();
+  }
+}
+
+/** Forward + backward in one run: masked mean cross-entropy and its gradient for every parameter. */
+export class TrainingSession extends EngineSession {
+  static async create(config: ModelConfig, opts: SessionOptions): Promise<TrainingSession> {
+    const graph = buildTrainingGraph(config, opts);
+    return new TrainingSession(await createSession(graph, opts), config, graph.tensors, opts);
+  }
+
+  async step(params: Params, batch: Batch): Promise<StepResult> {
+    const feeds = this.feeds(params, batch.inputIds);
+    feeds.targets = new ort.Tensor("int64", this.tokens("targets", batch.targets), this.batchDims);
+    if (batch.lossMask.length !== batch.inputIds.length) {
+      throw new EngineInputError(
+        `lossMask has ${batch.lossMask.length} values; expected ${batch.inputIds.length}`,
+      );
+    }
+    if (!batch.lossMask.some((m) => m > 0) || batch.lossMask.some((m) => !(m >= 0))) {
+      throw new EngineInputError(
+        "lossMask must be ≥ 0 everywhere and positive somewhere (the loss averages over it)",
+      );
+    }
+    feeds.loss_mask = floatTensor(batch.lossMask, this.batchDims);
+    const out = await this.session.run(feeds);
+    const grads = new Map<string, FloatData>();
+    for (const spec of this.tensors) grads.set(spec.name, out[gradName(spec.name)]?.data as FloatData);
+    return { loss: Number((out.loss as ort.Tensor).data[0]), grads };
+  }
+}
+
+/** Forward pass only: logits [B, T, vocab], row-major. */
+export class ForwardSession extends EngineSession {
+  static async create(config: ModelConfig, opts: SessionOptions): Promise<ForwardSession> {
+    const graph = buildForwardGraph(config, opts);
+    return new ForwardSession(await createSession(graph, opts), config, graph.tensors, opts);
+  }
+
+  async logits(params: Params, inputIds: BigInt64Array): Promise<FloatData> {
+    const out = await this.session.run(this.feeds(params, inputIds));
+    return (out.logits as ort.Tensor).data as FloatData;
+  }
+}

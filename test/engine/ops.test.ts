@@ -1,0 +1,157 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { Graph, GraphShapeError } from "../../client/engine/graph.ts";
+import { gather, gatherElements, softmaxCrossEntropy } from "../../client/engine/indexing.ts";
+import {
+  causalAttention,
+  geluTanh,
+  layerNorm,
+  maskedCrossEntropy,
+  rmsNorm,
+  silu,
+} from "../../client/engine/nn.ts";
+import * as op from "../../client/engine/ops.ts";
+import { checkOpGradients, type OpCase } from "./gradcheck.ts";
+
+// Every differentiable op, with broadcasting on both sides where the op broadcasts.
+const cases: Record<string, OpCase> = {
+  "add (broadcast right)": { shapes: [[2, 3], [3]], build: (a, b) => op.add(a, b) },
+  "sub (broadcast both)": {
+    shapes: [
+      [2, 1, 3],
+      [4, 3],
+    ],
+    build: (a, b) => op.sub(a, b),
+  },
+  "mul (broadcast size-1 axis)": {
+    shapes: [
+      [2, 3],
+      [2, 1],
+    ],
+    build: (a, b) => op.mul(a, b),
+  },
+  "mul by a number": { shapes: [[3]], build: (a) => op.mul(op.mul(a, a), 3) },
+  "div (broadcast)": { shapes: [[2, 3], [3]], positive: true, build: (a, b) => op.div(a, b) },
+  neg: { shapes: [[2, 3]], build: (a) => op.neg(a) },
+  exp: { shapes: [[2, 3]], build: (a) => op.exp(a) },
+  log: { shapes: [[2, 3]], positive: true, build: (a) => op.log(a) },
+  tanh: { shapes: [[2, 3]], build: (a) => op.tanh(a) },
+  sigmoid: { shapes: [[2, 3]], build: (a) => op.sigmoid(a) },
+  sqrt: { shapes: [[2, 3]], positive: true, build: (a) => op.sqrt(a) },
+  "matmul (batched @ matrix)": {
+    shapes: [
+      [2, 3, 4],
+      [4, 5],
+    ],
+    build: (a, b) => op.matmul(a, b),
+  },
+  "matmul (broadcast batches)": {
+    shapes: [
+      [2, 1, 3, 4],
+      [3, 4, 2],
+    ],
+    build: (a, b) => op.matmul(a, b),
+  },
+  "matmul (matrix @ batched)": {
+    shapes: [
+      [3, 4],
+      [2, 4, 5],
+    ],
+    build: (a, b) => op.matmul(a, b),
+  },
+  transpose: { shapes: [[2, 3, 4]], build: (a) => op.transpose(a, [2, 0, 1]) },
+  reshape: { shapes: [[2, 6]], build: (a) => op.reshape(op.mul(a, a), [3, -1]) },
+  expand: { shapes: [[3, 1]], build: (a) => op.expand(a, [2, 3, 4]) },
+  "reduceSum keepdims": { shapes: [[2, 3, 4]], build: (a) => op.reduceSum(op.mul(a, a), [1], true) },
+  "reduceSum two axes": { shapes: [[2, 3, 4]], build: (a) => op.reduceSum(op.mul(a, a), [0, -1], false) },
+  slice: { shapes: [[2, 5]], build: (a) => op.slice(op.mul(a, a), -1, 1, 4) },
+  concat: {
+    shapes: [
+      [2, 2],
+      [2, 3],
+    ],
+    build: (a, b) => op.concat([op.mul(a, a), b], 1),
+  },
+  softmax: { shapes: [[2, 5]], build: (a) => op.softmax(a) },
+  logSoftmax: { shapes: [[2, 5]], build: (a) => op.logSoftmax(a) },
+  "gather (repeated ids)": {
+    shapes: [[5, 3]],
+    build: (t) => gather(t, op.reshape(t.graph.int64([4, 1, 1, 0, 4, 2]), [2, 3])),
+  },
+  "softmaxCrossEntropy (repeated targets)": {
+    shapes: [[4, 5]],
+    build: (logits) => softmaxCrossEntropy(logits, logits.graph.int64([2, 0, 2, 4])),
+  },
+  "gatherElements (repeated indices)": {
+    shapes: [[3, 4]],
+    build: (a) => gatherElements(a, op.reshape(a.graph.int64([0, 0, 3, 1, 2, 2]), [3, 2]), 1),
+  },
+};
+
+// Composites the models are built from: their gradients follow from the ops', checked here end to end.
+const composites: Record<string, OpCase> = {
+  layerNorm: { shapes: [[2, 5], [5], [5]], build: (x, w, b) => layerNorm(x, w, b, 1e-5) },
+  rmsNorm: { shapes: [[2, 5], [5]], build: (x, w) => rmsNorm(x, w, 1e-6) },
+  geluTanh: { shapes: [[2, 5]], build: (x) => geluTanh(x) },
+  silu: { shapes: [[2, 5]], build: (x) => silu(x) },
+  "causal attention (grouped)": {
+    shapes: [
+      [1, 2, 2, 3, 2],
+      [1, 2, 1, 3, 2],
+      [1, 2, 1, 3, 2],
+    ],
+    build: (q, k, v) => causalAttention(q, k, v),
+  },
+  "masked cross-entropy": {
+    shapes: [[2, 3, 4]],
+    build: (logits) => {
+      const g = logits.graph;
+      const targets = op.reshape(g.int64([0, 3, 3, 1, 2, 0]), [2, 3]);
+      return maskedCrossEntropy(logits, targets, g.constant([1, 0, 1, 1, 1, 0], [2, 3]));
+    },
+  },
+};
+
+describe("op gradients match central finite differences (float64 through onnxruntime)", () => {
+  for (const [name, c] of Object.entries({ ...cases, ...composites })) {
+    it(name, () => checkOpGradients(c));
+  }
+
+  it("broadcasting mul/add/sub/div over random compatible shapes", async () => {
+    // A shape and a broadcast partner: each axis of the partner is either kept, set to 1, or dropped (leading).
+    const shapePair = fc
+      .array(fc.integer({ min: 1, max: 3 }), { minLength: 1, maxLength: 3 })
+      .chain((shape) =>
+        fc.tuple(
+          fc.constant(shape),
+          fc.array(fc.boolean(), { minLength: shape.length, maxLength: shape.length }),
+          fc.integer({ min: 0, max: shape.length - 1 }),
+          fc.constantFrom(op.add, op.sub, op.mul, op.div),
+        ),
+      );
+    await fc.assert(
+      fc.asyncProperty(shapePair, async ([shape, ones, drop, fn]) => {
+        const partner = shape.map((d, i) => (ones[i] ? 1 : d)).slice(drop);
+        await checkOpGradients({ shapes: [partner, shape], positive: true, build: (a, b) => fn(a, b) });
+      }),
+      { numRuns: 12, seed: 7 },
+    );
+  });
+});
+
+describe("graph construction rejects inconsistent shapes", () => {
+  const g = new Graph("float32");
+  const a = g.input("a", [2, 3], "float32");
+  it("broadcast mismatch names both shapes", () => {
+    expect(() => op.add(a, g.input("b", [4], "float32"))).toThrow(/cannot broadcast \[2,3\] with \[4\]/);
+  });
+  it("matmul inner dimensions", () => {
+    expect(() => op.matmul(a, g.input("c", [2, 3], "float32"))).toThrow(GraphShapeError);
+  });
+  it("reshape size", () => {
+    expect(() => op.reshape(a, [4, 2])).toThrow(/cannot view \[2,3\] as \[4,2\]/);
+  });
+  it("float op on integer ids", () => {
+    expect(() => op.exp(g.input("ids", [2], "int64"))).toThrow(/expected a float tensor/);
+  });
+});
