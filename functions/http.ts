@@ -2,7 +2,7 @@
 import { MetricUnit } from "@aws-lambda-powertools/metrics";
 import type { MiddlewareObj } from "@middy/core";
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from "aws-lambda";
-import { type ZodType, z } from "zod";
+import { type ZodTypeAny, z } from "zod";
 import { BadRequest, Forbidden, HttpError } from "./errors.ts";
 import { logger, metrics, observed } from "./observability.ts";
 import { type Services, services } from "./services.ts";
@@ -49,7 +49,7 @@ export function httpHandler(fn: (event: HttpEvent, svc: Services) => Promise<Rep
 }
 
 /** Validates `value` against `schema`; a failure names each wrong field and what was expected. */
-export function parse<T>(schema: ZodType<T>, value: unknown, what: string): T {
+export function parse<S extends ZodTypeAny>(schema: S, value: unknown, what: string): z.output<S> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const problems = result.error.issues.map((i) => `${i.path.join(".") || what}: ${i.message}`).join("; ");

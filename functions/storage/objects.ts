@@ -1,6 +1,7 @@
 // Checkpoint objects in S3. Keys are immutable: a writer first checks whether its key already exists, and a
 // deterministic re-run then finds the same bytes there (AWS S3 also enforces If-None-Match; emulators may not).
 import {
+  AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   GetObjectCommand,
@@ -25,6 +26,8 @@ export class ObjectExists extends Error {
 }
 
 const PRESIGN_SECONDS = 3600;
+/** S3's minimum multipart part size (except the last part). */
+const PART_BYTES = 5 * 1024 * 1024;
 
 export class CheckpointBucket {
   constructor(
@@ -117,6 +120,52 @@ export class CheckpointBucket {
       ),
     );
     return { uploadId, partUrls };
+  }
+
+  async *readChunks(key: string): AsyncIterable<Uint8Array> {
+    const out = await this.s3.send(new GetObjectCommand({ Bucket: this.bucketName, Key: key }));
+    yield* out.Body as AsyncIterable<Uint8Array>;
+  }
+
+  /** Writes a new object from a stream of chunks in parts of PART_BYTES: memory is one part, not the object. */
+  async putNewFromChunks(key: string, chunks: AsyncIterable<Uint8Array>): Promise<void> {
+    if (await this.exists(key)) throw new ObjectExists(`s3://${this.bucketName}/${key} already exists`);
+    const { UploadId } = await this.s3.send(
+      new CreateMultipartUploadCommand({ Bucket: this.bucketName, Key: key }),
+    );
+    const parts: { partNumber: number; etag: string }[] = [];
+    const part = new Uint8Array(PART_BYTES);
+    let filled = 0;
+    const flush = async () => {
+      const PartNumber = parts.length + 1;
+      const out = await this.s3.send(
+        new UploadPartCommand({
+          Bucket: this.bucketName,
+          Key: key,
+          UploadId,
+          PartNumber,
+          Body: part.slice(0, filled),
+        }),
+      );
+      parts.push({ partNumber: PartNumber, etag: out.ETag as string });
+      filled = 0;
+    };
+    try {
+      for await (const chunk of chunks) {
+        for (let used = 0; used < chunk.byteLength; ) {
+          const take = Math.min(chunk.byteLength - used, PART_BYTES - filled);
+          part.set(chunk.subarray(used, used + take), filled);
+          filled += take;
+          used += take;
+          if (filled === PART_BYTES) await flush();
+        }
+      }
+      if (filled > 0 || parts.length === 0) await flush();
+      await this.completeMultipart(key, UploadId as string, parts);
+    } catch (error) {
+      await this.s3.send(new AbortMultipartUploadCommand({ Bucket: this.bucketName, Key: key, UploadId }));
+      throw error;
+    }
   }
 
   async completeMultipart(key: string, uploadId: string, parts: { partNumber: number; etag: string }[]) {
