@@ -11,7 +11,9 @@ export const ENVIRONMENT = {
   SCHEDULER_ROLE_ARN: "Role EventBridge Scheduler assumes to invoke DEADLINE_FUNCTION_ARN. Unset locally.",
   SCHEDULER_GROUP_NAME: "Optional EventBridge Scheduler group for deadline schedules (default: 'default').",
   SHARD_PARAMS: "Optional target parameters per checkpoint shard (default 4194304 = 16 MiB of float32).",
-  AWS_ENDPOINT_URL: "Optional endpoint override for DynamoDB and S3 (local stack, LocalStack).",
+  AWS_ENDPOINT_URL: "Optional endpoint override for DynamoDB and S3 (LocalStack).",
+  AWS_ENDPOINT_URL_DYNAMODB: "Optional DynamoDB endpoint; wins over AWS_ENDPOINT_URL (local stack).",
+  AWS_ENDPOINT_URL_S3: "Optional S3 endpoint (path-style); wins over AWS_ENDPOINT_URL (local stack).",
   POWERTOOLS_SERVICE_NAME: "Powertools service name for logs, metrics and traces (e.g. 'ferret').",
   POWERTOOLS_METRICS_NAMESPACE: "Powertools metrics namespace (e.g. 'Ferret').",
 } as const;

@@ -37,15 +37,16 @@ export function useServices(replacement: Services | undefined): void {
 }
 
 export function servicesFromEnvironment(platform?: Platform): Services {
-  const endpoint = optionalEnv("AWS_ENDPOINT_URL");
+  const dynamoEndpoint = optionalEnv("AWS_ENDPOINT_URL_DYNAMODB") ?? optionalEnv("AWS_ENDPOINT_URL");
+  const s3Endpoint = optionalEnv("AWS_ENDPOINT_URL_S3") ?? optionalEnv("AWS_ENDPOINT_URL");
   const shardParams = Number(optionalEnv("SHARD_PARAMS") ?? DEFAULT_SHARD_PARAMS);
   if (!Number.isInteger(shardParams) || shardParams <= 0) {
     throw new Error(`SHARD_PARAMS must be a positive integer, got ${optionalEnv("SHARD_PARAMS")}`);
   }
   return {
-    table: new RoundTable(new DynamoDBClient({ endpoint }), requireEnv("TABLE_NAME")),
+    table: new RoundTable(new DynamoDBClient({ endpoint: dynamoEndpoint }), requireEnv("TABLE_NAME")),
     bucket: new CheckpointBucket(
-      new S3Client({ endpoint, forcePathStyle: Boolean(endpoint) }),
+      new S3Client({ endpoint: s3Endpoint, forcePathStyle: Boolean(s3Endpoint) }),
       requireEnv("BUCKET_NAME"),
     ),
     platform: platform ?? awsPlatform(),
