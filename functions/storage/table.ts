@@ -291,7 +291,7 @@ export class RoundTable {
 
   /** OPEN -> AGGREGATING once the counter reaches the quorum. Exactly one caller gets true. */
   closeOnQuorum(runId: string, round: number): Promise<boolean> {
-    return this.transition(runId, round, "OPEN", "AGGREGATING", "uploadCount >= quorum", {
+    return this.transition(runId, round, "OPEN", "AGGREGATING", "uploadCount >= #quorum", {
       closeReason: "quorum",
     });
   }
@@ -338,7 +338,10 @@ export class RoundTable {
           Key: keys.round(runId, round),
           UpdateExpression: `SET #state = :to${sets.map((name) => `, ${name} = :${name}`).join("")}`,
           ConditionExpression: `#state = :from${extraCondition ? ` AND ${extraCondition}` : ""}`,
-          ExpressionAttributeNames: { "#state": "state" },
+          ExpressionAttributeNames: {
+            "#state": "state",
+            ...(extraCondition?.includes("#quorum") ? { "#quorum": "quorum" } : {}),
+          },
           ExpressionAttributeValues: { ...placeholders, ":from": from, ":to": to },
         }),
       ),
