@@ -96,13 +96,18 @@ export async function createRun(
   if (created.status !== 201) throw new Error(`create run: ${JSON.stringify(created.body)}`);
   const { runId, config: stored } = created.body;
   await uploadCheckpoint(api, runId, safetensorsOf(stored.plan, model.weights));
-  const registered = [];
-  for (let i = 0; i < clients; i++) {
-    const reply = await api.operator<{ clientId: string; token: string }>("POST", `/runs/${runId}/clients`, {
-      name: `client-${i}`,
-    });
-    registered.push(reply.body);
-  }
+  const registered = await Promise.all(
+    Array.from({ length: clients }, async (_, i) => {
+      const reply = await api.operator<{ clientId: string; token: string }>(
+        "POST",
+        `/runs/${runId}/clients`,
+        {
+          name: `client-${i}`,
+        },
+      );
+      return reply.body;
+    }),
+  );
   const started = await api.operator("POST", `/runs/${runId}/start`);
   if (started.status !== 200) throw new Error(`start: ${JSON.stringify(started.body)}`);
   return { runId, plan: stored.plan, clients: registered };
