@@ -1,0 +1,152 @@
+// HTTP to the Ferret API and to presigned S3 URLs: typed errors, retries when the server is unreachable or busy,
+// and a count of the bytes that went each way (what the demo and the end-to-end test report per round).
+import { type BackoffOptions, DEFAULT_BACKOFF, withBackoff } from "./backoff.ts";
+
+/** The server answered with a 4xx/5xx JSON error: `code` is the API's error code (e.g. "duplicate_upload"). */
+export class ApiError extends Error {
+  override name = "ApiError";
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(`${status} ${code}: ${message}`);
+  }
+}
+
+/** No connection could be made (refused, reset, DNS, timeout): worth retrying later. */
+export class UnreachableError extends Error {
+  override name = "UnreachableError";
+}
+
+/** Bytes sent and received: request line, headers and body as this client wrote and read them. */
+export class ByteCounter {
+  up = 0;
+  down = 0;
+  snapshot(): { up: number; down: number } {
+    return { up: this.up, down: this.down };
+  }
+}
+
+export interface RequestOptions {
+  token?: string;
+  json?: unknown;
+  bytes?: Uint8Array;
+  headers?: Record<string, string>;
+}
+
+const retryable = (error: Error) =>
+  error instanceof UnreachableError ||
+  (error instanceof ApiError && (error.status >= 500 || error.status === 429 || error.code === "round_busy"));
+
+const headerBytes = (headers: Iterable<[string, string]>) =>
+  [...headers].reduce((sum, [k, v]) => sum + k.length + v.length + 4, 0);
+
+export class Http {
+  readonly bytes = new ByteCounter();
+
+  constructor(
+    readonly endpoint: string,
+    readonly backoff: BackoffOptions = DEFAULT_BACKOFF,
+  ) {
+    try {
+      new URL(endpoint);
+    } catch {
+      throw new TypeError(
+        `endpoint ${JSON.stringify(endpoint)} is not a URL; expected e.g. http://127.0.0.1:4000`,
+      );
+    }
+  }
+
+  /** Calls an API route; JSON in, JSON out. 4xx errors throw ApiError at once; outages are retried. */
+  json<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+    return withBackoff(
+      async () => {
+        const response = await this.send(method, `${this.endpoint.replace(/\/$/, "")}${path}`, options);
+        const text = await this.readText(response);
+        let body: unknown;
+        try {
+          body = text ? JSON.parse(text) : {};
+        } catch {
+          throw new ApiError(response.status, "not_json", `${method} ${path} answered ${text.slice(0, 200)}`);
+        }
+        if (!response.ok) {
+          const { error, message } = body as { error?: string; message?: string };
+          throw new ApiError(response.status, error ?? "error", message ?? text);
+        }
+        return body as T;
+      },
+      retryable,
+      this.backoff,
+    );
+  }
+
+  /** Fetches a presigned URL into memory. */
+  download(url: string): Promise<Uint8Array> {
+    return withBackoff(
+      async () => {
+        const response = await this.send("GET", url, {});
+        const bytes = new Uint8Array(await response.arrayBuffer());
+        this.bytes.down += bytes.byteLength;
+        if (!response.ok) throw new ApiError(response.status, "storage", Buffer.from(bytes).toString("utf8"));
+        return bytes;
+      },
+      retryable,
+      this.backoff,
+    );
+  }
+
+  /** PUTs bytes to a presigned URL; returns the ETag (multipart parts need it). */
+  upload(url: string, bytes: Uint8Array): Promise<string> {
+    return withBackoff(
+      async () => {
+        const response = await this.send("PUT", url, { bytes });
+        const text = await this.readText(response);
+        if (!response.ok) throw new ApiError(response.status, "storage", text);
+        return response.headers.get("etag") ?? "";
+      },
+      retryable,
+      this.backoff,
+    );
+  }
+
+  private async send(method: string, url: string, options: RequestOptions): Promise<Response> {
+    const headers: Record<string, string> = { ...options.headers };
+    if (options.token) headers.authorization = `Bearer ${options.token}`;
+    let body: string | Uint8Array | undefined;
+    if (options.json !== undefined) {
+      headers["content-type"] = "application/json";
+      body = JSON.stringify(options.json);
+    } else if (options.bytes) {
+      headers["content-type"] ??= "application/octet-stream";
+      body = options.bytes;
+    }
+    const target = new URL(url);
+    this.bytes.up +=
+      `${method} ${target.pathname}${target.search} HTTP/1.1\r\n`.length +
+      headerBytes(Object.entries({ host: target.host, ...headers })) +
+      2 +
+      (typeof body === "string" ? Buffer.byteLength(body) : (body?.byteLength ?? 0));
+    let response: Response;
+    try {
+      response = await fetch(url, { method, headers, body, signal: AbortSignal.timeout(120_000) });
+    } catch (error) {
+      throw new UnreachableError(`${method} ${target.origin}${target.pathname}: ${describe(error)}`, {
+        cause: error,
+      });
+    }
+    this.bytes.down += `HTTP/1.1 ${response.status}\r\n`.length + headerBytes(response.headers) + 2;
+    return response;
+  }
+
+  private async readText(response: Response): Promise<string> {
+    const text = await response.text();
+    this.bytes.down += Buffer.byteLength(text);
+    return text;
+  }
+}
+
+function describe(error: unknown): string {
+  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+  return cause?.code ?? cause?.message ?? (error as Error).message;
+}

@@ -1,0 +1,149 @@
+// `ferret client`: a data owner's process. Loops over rounds until stopped (or until a given checkpoint).
+
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { type Command, Option } from "commander";
+import type { BackoffOptions } from "../api/backoff.ts";
+import { DEFAULT_BACKOFF } from "../api/backoff.ts";
+import { Http } from "../api/http.ts";
+import { ClientApi } from "../api/routes.ts";
+import { type ClientEvent, runClient } from "../participant/loop.ts";
+import { loadModelDir } from "../participant/model-dir.ts";
+import { StateDir } from "../participant/state.ts";
+import { LocalTrainer, loadLocalData } from "../participant/trainer.ts";
+import { endpointOption, jsonOption, required, runOption } from "./connection.ts";
+import { nonNegativeInt, positiveInt, seconds } from "./options.ts";
+import { EXIT, Output } from "./output.ts";
+
+interface ClientFlags {
+  endpoint?: string;
+  run?: string;
+  token?: string;
+  data: string;
+  model: string;
+  device: "cpu" | "cuda";
+  threads?: number;
+  sync: "replay" | "download";
+  state?: string;
+  seqLen?: number;
+  poll: number;
+  giveUpAfter: number;
+  untilCheckpoint?: number;
+  json?: boolean;
+}
+
+function describe(event: ClientEvent): string {
+  switch (event.event) {
+    case "waiting":
+      return `waiting: ${event.reason}`;
+    case "synced":
+      return `checkpoint ${event.checkpoint}: ${event.method}${event.replayed ? ` (${event.replayed} round(s) replayed)` : ""}, ${event.bytesDown} bytes down`;
+    case "eval":
+      return `checkpoint ${event.checkpoint}: eval loss ${event.evalLoss.toFixed(4)}`;
+    case "training":
+      return `round ${event.round}: training ${event.steps} local steps`;
+    case "step":
+      return `round ${event.round}: step ${event.step + 1} loss ${event.loss.toFixed(4)}`;
+    case "uploaded":
+      return `round ${event.round}: uploaded ${event.coefficients} coefficients (${event.requestBytes} bytes)${event.resent ? ", resent after restart" : ""}${event.duplicate ? ", the server already had it" : ""}`;
+    case "skipped":
+      return `round ${event.round}: skipped (${event.reason})`;
+    case "round":
+      return `round ${event.round}: train loss ${event.trainLoss.toFixed(4)}, ${event.bytesUp} bytes up, ${event.bytesDown} bytes down, ${event.seconds.toFixed(1)} s`;
+    case "done":
+      return `done: holding checkpoint ${event.checkpoint}`;
+  }
+}
+
+export function registerClientCommand(program: Command): void {
+  program
+    .command("client")
+    .description("take part in a run: wait for a round, sync, train locally, upload K coefficients; repeat")
+    .addOption(endpointOption())
+    .addOption(runOption())
+    .addOption(
+      new Option("--token <token>", "this client's bearer token (from `ferret clients add`)").env(
+        "FERRET_TOKEN",
+      ),
+    )
+    .requiredOption("--data <file>", 'training data, JSONL of {"text"} or {"prompt","response"}')
+    .requiredOption(
+      "--model <dir>",
+      "model directory with config.json and tokenizer (weights come from the server)",
+    )
+    .addOption(new Option("--device <device>", "where to train").choices(["cpu", "cuda"]).default("cpu"))
+    .option("--threads <n>", "ONNX Runtime threads (default: one per core)", positiveInt)
+    .addOption(
+      new Option("--sync <mode>", "how to reach each round's checkpoint")
+        .choices(["replay", "download"])
+        .default("replay"),
+    )
+    .option("--state <dir>", "state directory (default: .ferret/client-<run>-<token hash>)")
+    .option(
+      "--seq-len <n>",
+      "tokens per training row (default: the model's context, at most 128)",
+      positiveInt,
+    )
+    .option(
+      "--poll <duration>",
+      "how often to ask for an assignment while waiting",
+      (v) => seconds(v) * 1000,
+      2000,
+    )
+    .option("--poll-ms <ms>", "poll interval in milliseconds (overrides --poll)", positiveInt)
+    .option("--give-up-after <duration>", "stop when the server stays unreachable this long", seconds, 600)
+    .option("--until-checkpoint <n>", "exit once checkpoint N is committed and synced", nonNegativeInt)
+    .addOption(jsonOption())
+    .action(async (flags: ClientFlags & { pollMs?: number }) => {
+      const out = new Output(flags.json === true);
+      const runId = required(flags.run, "--run", "FERRET_RUN");
+      const token = required(flags.token, "--token", "FERRET_TOKEN");
+      const backoff: BackoffOptions = {
+        ...DEFAULT_BACKOFF,
+        giveUpAfterMs: flags.giveUpAfter * 1000,
+        onWait: ({ delayMs, error }) =>
+          out.info(
+            `server unreachable or busy (${error.message}); retrying in ${(delayMs / 1000).toFixed(1)} s`,
+          ),
+      };
+      const api = new ClientApi(
+        new Http(required(flags.endpoint, "--endpoint", "FERRET_ENDPOINT"), backoff),
+        runId,
+        token,
+      );
+      const model = await loadModelDir(flags.model);
+      const seqLen = flags.seqLen ?? Math.min(128, model.config.maxPositions);
+      const data = await loadLocalData(flags.data, model.tokenizer, seqLen);
+      const tokenHash = createHash("sha256").update(token).digest("hex").slice(0, 12);
+      const state = await StateDir.open(
+        flags.state ?? join(".ferret", `client-${runId}-${tokenHash}`),
+        runId,
+      );
+      const stop = new AbortController();
+      const interrupt = () => {
+        out.info("stopping after the current step (state is on disk; run the same command to resume)");
+        stop.abort();
+      };
+      process.once("SIGINT", interrupt);
+      process.once("SIGTERM", interrupt);
+      const reached = await runClient({
+        api,
+        state,
+        sync: flags.sync,
+        pollMs: flags.pollMs ?? flags.poll,
+        ...(flags.untilCheckpoint === undefined ? {} : { untilCheckpoint: flags.untilCheckpoint }),
+        signal: stop.signal,
+        trainer: (assignment) =>
+          LocalTrainer.create(model.config, assignment.plan, data, {
+            device: flags.device,
+            batchSize: assignment.localSteps.batchSize,
+            ...(flags.threads ? { threads: flags.threads } : {}),
+          }),
+        emit: (event) => {
+          if (event.event === "step" && !flags.json && event.step % 5 !== 4) return;
+          out.event(event, describe(event));
+        },
+      });
+      if (reached < 0) process.exitCode = EXIT.interrupted;
+    });
+}

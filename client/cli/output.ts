@@ -1,0 +1,105 @@
+// How the CLI talks: results to stdout (a human summary, or one JSON document / JSON lines with --json),
+// progress and diagnostics to stderr, and exit codes a script can act on.
+import { GaveUpError } from "../api/backoff.ts";
+import { ApiError, UnreachableError } from "../api/http.ts";
+
+/** Exit codes (documented in README and `ferret --help`). */
+export const EXIT = {
+  ok: 0,
+  /** A bug or an error nobody anticipated; the message and stack go to stderr. */
+  internal: 1,
+  /** Wrong command line: unknown command or option, missing or malformed value. */
+  usage: 2,
+  /** A local input is unusable: model directory, dataset, state directory, output path. */
+  input: 3,
+  /** The server refused the request (4xx): wrong token, unknown run, invalid config, conflict. */
+  refused: 4,
+  /** The server could not be reached (or kept failing) for the whole retry budget. */
+  unreachable: 5,
+  /** Stopped by SIGINT/SIGTERM. */
+  interrupted: 130,
+} as const;
+
+export const EXIT_CODES_HELP = `
+Exit codes:
+  0    success
+  1    internal error (a bug; please report it with the stderr output)
+  2    usage error (unknown option, missing or malformed value)
+  3    unusable local input (model directory, dataset, state directory, output path)
+  4    the server refused the request (HTTP 4xx: bad token, unknown run, invalid config, conflict)
+  5    the server was unreachable or kept failing for the whole retry budget
+  130  interrupted (SIGINT/SIGTERM)`;
+
+/** A problem with what the user gave us, reported without a stack trace. */
+export class InputError extends Error {
+  override name = "InputError";
+}
+
+export function exitCodeOf(error: unknown): number {
+  if (error instanceof ApiError) return error.status >= 500 ? EXIT.unreachable : EXIT.refused;
+  if (error instanceof GaveUpError || error instanceof UnreachableError) return EXIT.unreachable;
+  if (error instanceof InputError) return EXIT.input;
+  const name = (error as Error)?.name ?? "";
+  // Typed errors from the formats, data, models and state modules: all are about local inputs.
+  if (
+    /^(FormatError|DatasetError|Safetensors\w*Error|TokenizerError|StateError|ModelConfigError|UnknownArchitectureError|UnsupportedDtypeError|CudaUnavailableError|EngineInputError|RangeError)$/.test(
+      name,
+    )
+  ) {
+    return EXIT.input;
+  }
+  if (
+    (error as NodeJS.ErrnoException)?.code === "ENOENT" ||
+    (error as NodeJS.ErrnoException)?.code === "EACCES"
+  ) {
+    return EXIT.input;
+  }
+  return EXIT.internal;
+}
+
+export class Output {
+  constructor(readonly json: boolean) {}
+
+  /** The command's result: JSON on stdout with --json, else the human text. */
+  result(value: unknown, human: string): void {
+    process.stdout.write(this.json ? `${JSON.stringify(value)}\n` : `${human}\n`);
+  }
+
+  /** A streamed event: a JSON line on stdout with --json, else a human line on stderr. */
+  event(value: object, human: string): void {
+    if (this.json) process.stdout.write(`${JSON.stringify(value)}\n`);
+    else process.stderr.write(`${human}\n`);
+  }
+
+  info(message: string): void {
+    process.stderr.write(`${message}\n`);
+  }
+
+  /** A progress bar on a terminal, a line per 10% otherwise (logs stay short). */
+  progress(label: string, total: number, unit = ""): (done: number) => void {
+    const tty = process.stderr.isTTY;
+    let lastDecile = -1;
+    return (done: number) => {
+      const fraction = total > 0 ? Math.min(1, done / total) : 1;
+      const text = `${label} ${formatAmount(done, unit)}/${formatAmount(total, unit)} (${Math.round(fraction * 100)}%)`;
+      if (tty) {
+        const width = 24;
+        const filled = Math.round(fraction * width);
+        process.stderr.write(
+          `\r[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${text}${fraction === 1 ? "\n" : ""}`,
+        );
+        return;
+      }
+      const decile = Math.floor(fraction * 10);
+      if (decile !== lastDecile) process.stderr.write(`${text}\n`);
+      lastDecile = decile;
+    };
+  }
+}
+
+export function formatAmount(n: number, unit: string): string {
+  if (unit !== "B") return `${n}${unit}`;
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+}

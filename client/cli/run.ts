@@ -1,0 +1,157 @@
+// `ferret run create|status|start|pause|export`: the operator's side of a run.
+import { writeFile } from "node:fs/promises";
+import { type Command, Option } from "commander";
+import { FAMILIES } from "../../core/reference.ts";
+import type { OperatorApi, RunConfig } from "../api/routes.ts";
+import { encodeSafetensors } from "../formats/safetensors.ts";
+import { loadModelDir, loadModelWeights } from "../participant/model-dir.ts";
+import { type OperatorFlags, operator, required, runOption, withOperatorOptions } from "./connection.ts";
+import { nonNegativeInt, positiveInt, positiveNumber, seconds } from "./options.ts";
+import type { Output } from "./output.ts";
+
+/** S3's smallest multipart part (except the last). */
+const PART_BYTES = 5 * 1024 * 1024;
+
+export interface RunOptions {
+  basis: RunConfig["basis"];
+  k: number;
+  blockSize?: number;
+  clientsPerRound: number;
+  quorum: number;
+  minUploads: number;
+  deadline: number;
+  globalLr: number;
+  localSteps: number;
+  localLr: number;
+  batchSize: number;
+  weighting: RunConfig["weighting"];
+}
+
+/** Creates a run from a model directory and uploads its weights as checkpoint 0. */
+export async function createRun(api: OperatorApi, out: Output, modelDir: string, options: RunOptions) {
+  const model = await loadModelDir(modelDir);
+  const { tensors, ignored } = await loadModelWeights(model);
+  if (ignored.length > 0) out.info(`ignoring tensors the model does not use: ${ignored.join(", ")}`);
+  const created = await api.createRun({
+    basis: options.basis,
+    tensors: tensors.map(({ name, shape }) => ({ name, shape })),
+    totalK: options.k,
+    ...(options.blockSize ? { targetBlockSize: options.blockSize } : {}),
+    learningRate: options.globalLr,
+    clientsPerRound: options.clientsPerRound,
+    quorum: options.quorum,
+    minUploads: options.minUploads,
+    deadlineSeconds: options.deadline,
+    weighting: options.weighting,
+    localSteps: { steps: options.localSteps, learningRate: options.localLr, batchSize: options.batchSize },
+  });
+  const file = encodeSafetensors(tensors);
+  const parts = Math.max(1, Math.ceil(file.byteLength / PART_BYTES));
+  const upload = await api.startCheckpointUpload(created.runId, parts);
+  const progress = out.progress("uploading checkpoint 0", file.byteLength, "B");
+  const etags = [];
+  for (const [i, url] of upload.partUrls.entries()) {
+    const etag = await api.http.upload(url, file.subarray(i * PART_BYTES, (i + 1) * PART_BYTES));
+    etags.push({ partNumber: i + 1, etag });
+    progress(Math.min(file.byteLength, (i + 1) * PART_BYTES));
+  }
+  const imported = await api.completeCheckpointUpload(created.runId, upload.uploadId, etags);
+  return { runId: created.runId, config: created.config, checkpoint: imported };
+}
+
+function describeStatus(status: Awaited<ReturnType<OperatorApi["status"]>>): string {
+  const round = status.round;
+  const lines = [
+    `run ${status.runId}: ${status.status}, ${status.config.plan.totalParams} parameters, basis ${status.config.basis}, K ${status.config.plan.totalK} in ${status.config.plan.blocks.length} blocks`,
+    `clients: ${status.clients.filter((c) => !c.revoked).length} active, ${status.clients.filter((c) => c.revoked).length} revoked`,
+  ];
+  if (round) {
+    lines.push(
+      `round ${round.round}: ${round.state}, ${round.uploadCount}/${round.quorum} uploads (min ${round.minUploads}), base checkpoint ${round.baseCheckpoint}, deadline ${round.deadline}`,
+    );
+    if (round.failureReason) lines.push(`  failed: ${round.failureReason}`);
+  } else lines.push("no round yet (ferret run start)");
+  return lines.join("\n");
+}
+
+export function registerRunCommands(program: Command): void {
+  const run = program.command("run").description("create, watch and export federated runs (operator)");
+
+  withOperatorOptions(
+    run
+      .command("create")
+      .description("create a run from a model directory and upload its weights as checkpoint 0")
+      .requiredOption("--model <dir>", "model directory: config.json, model.safetensors, tokenizer")
+      .addOption(new Option("--basis <family>", "projection family").choices(FAMILIES).default("gaussian"))
+      .option("--k <n>", "total coefficients K per upload (Σ k_b)", positiveInt, 4096)
+      .option("--block-size <n>", "pack tensors smaller than this into one block", positiveInt)
+      .option("--clients-per-round <n>", "clients selected each round", positiveInt, 3)
+      .option("--quorum <n>", "uploads that close a round early", positiveInt, 3)
+      .option("--min-uploads <n>", "uploads a round needs at its deadline", positiveInt, 1)
+      .option("--deadline <duration>", "round deadline (90s, 5m, 2h)", seconds, 600)
+      .option("--global-lr <x>", "server learning rate η_g", positiveNumber, 1)
+      .option("--local-steps <n>", "local SGD steps T per round", positiveInt, 10)
+      .option("--local-lr <x>", "local SGD learning rate", positiveNumber, 0.05)
+      .option("--batch-size <n>", "local batch size", positiveInt, 8)
+      .addOption(
+        new Option("--weighting <w>", "aggregate weights").choices(["examples", "equal"]).default("examples"),
+      ),
+  ).action(async (flags: OperatorFlags & RunOptions & { model: string }) => {
+    const { api, out } = operator(flags);
+    const created = await createRun(api, out, flags.model, flags);
+    const plan = created.config.plan;
+    out.result(
+      created,
+      `created run ${created.runId}: ${plan.totalParams} parameters in ${plan.blocks.length} blocks, K = ${plan.totalK}\n` +
+        `next: ferret clients add --run ${created.runId} --name NAME, then ferret run start --run ${created.runId}`,
+    );
+  });
+
+  withOperatorOptions(
+    run.command("status").description("show a run, its clients and its current round").addOption(runOption()),
+  ).action(async (flags: OperatorFlags & { run?: string }) => {
+    const { api, out } = operator(flags);
+    const status = await api.status(required(flags.run, "--run", "FERRET_RUN"));
+    out.result(status, describeStatus(status));
+  });
+
+  withOperatorOptions(
+    run.command("start").description("start (or resume) a run: opens its next round").addOption(runOption()),
+  ).action(async (flags: OperatorFlags & { run?: string }) => {
+    const { api, out } = operator(flags);
+    const started = await api.start(required(flags.run, "--run", "FERRET_RUN"));
+    out.result(started, `run ${started.runId} is ${started.status}; round ${started.currentRound} is open`);
+  });
+
+  withOperatorOptions(
+    run.command("pause").description("pause a run after its open round").addOption(runOption()),
+  ).action(async (flags: OperatorFlags & { run?: string }) => {
+    const { api, out } = operator(flags);
+    const paused = await api.pause(required(flags.run, "--run", "FERRET_RUN"));
+    out.result(paused, `run ${paused.runId} is PAUSED`);
+  });
+
+  withOperatorOptions(
+    run
+      .command("export")
+      .description("write checkpoint N (the weights round N started from) as one safetensors file")
+      .addOption(runOption())
+      .requiredOption(
+        "--round <n>",
+        "checkpoint number: 0 is the initial model, r + 1 the result of round r",
+        nonNegativeInt,
+      )
+      .requiredOption("--out <file>", "output .safetensors path"),
+  ).action(async (flags: OperatorFlags & { run?: string; round: number; out: string }) => {
+    const { api, out } = operator(flags);
+    const exported = await api.exportCheckpoint(required(flags.run, "--run", "FERRET_RUN"), flags.round);
+    const progress = out.progress(`downloading checkpoint ${flags.round}`, 1);
+    const bytes = await api.http.download(exported.url);
+    progress(1);
+    await writeFile(flags.out, bytes);
+    out.result(
+      { checkpoint: flags.round, out: flags.out, bytes: bytes.byteLength },
+      `wrote ${flags.out} (${bytes.byteLength} bytes)`,
+    );
+  });
+}

@@ -1,0 +1,193 @@
+// The client's loop: wait for an assignment → sync to the round's checkpoint → train T steps → Δ = w_round −
+// w_local → project onto the round's bases → upload the coefficients. State lives on disk (see state.ts), so a
+// restarted client resends an unacknowledged upload instead of training again, and never uploads twice.
+import { project } from "../../core/projection.ts";
+import { seedFromHex } from "../../core/seed.ts";
+import { sleep } from "../api/backoff.ts";
+import { ApiError, type ByteCounter } from "../api/http.ts";
+import type { Assignment, ClientApi } from "../api/routes.ts";
+import { type SyncMode, syncTo } from "../sync/sync.ts";
+import type { StateDir } from "./state.ts";
+
+/** What the loop reports; the CLI prints these as lines (or JSON lines with --json). */
+export type ClientEvent =
+  | { event: "waiting"; reason: string; round?: number }
+  | { event: "synced"; checkpoint: number; method: string; replayed: number; bytesDown: number }
+  | { event: "eval"; checkpoint: number; evalLoss: number }
+  | { event: "training"; round: number; steps: number }
+  | { event: "step"; round: number; step: number; loss: number }
+  | {
+      event: "uploaded";
+      round: number;
+      coefficients: number;
+      requestBytes: number;
+      bodyBytes: number;
+      resent: boolean;
+      duplicate: boolean;
+    }
+  | { event: "skipped"; round: number; reason: string }
+  | {
+      event: "round";
+      round: number;
+      trainLoss: number;
+      bytesUp: number;
+      bytesDown: number;
+      seconds: number;
+    }
+  | { event: "done"; checkpoint: number };
+
+/** The part of the trainer the loop uses (a fake in unit tests). */
+export interface Trainer {
+  readonly examples: number;
+  evalLoss(values: Float32Array): Promise<number>;
+  trainSteps(
+    values: Float32Array,
+    round: number,
+    steps: number,
+    learningRate: number,
+    onStep?: (step: number, loss: number) => void,
+  ): Promise<{ trainLoss: number }>;
+}
+
+export interface LoopOptions {
+  api: Pick<ClientApi, "assignment" | "upload" | "log" | "checkpoint" | "runId"> & {
+    http: Pick<ClientApi["http"], "download"> & { bytes: ByteCounter };
+  };
+  state: StateDir;
+  /** Built once, from the first assignment (plan, local batch size). */
+  trainer: (assignment: Assignment) => Promise<Trainer>;
+  sync: SyncMode;
+  pollMs: number;
+  /** Stop once this checkpoint is committed, after syncing to it and evaluating it. */
+  untilCheckpoint?: number;
+  emit: (event: ClientEvent) => void;
+  /** Aborted by SIGINT/SIGTERM: the loop stops between steps. */
+  signal?: AbortSignal;
+}
+
+/** The newest checkpoint the server has committed, as far as the assignment tells. */
+const committedCheckpoint = (a: Assignment) => (a.state === "DONE" ? a.round + 1 : a.baseCheckpoint);
+
+export async function runClient(options: LoopOptions): Promise<number> {
+  const { api, state, emit } = options;
+  let trainer: Trainer | undefined;
+  let lastWait = "";
+  const wait = async (reason: string, round?: number) => {
+    if (reason !== lastWait) emit({ event: "waiting", reason, ...(round === undefined ? {} : { round }) });
+    lastWait = reason;
+    await sleep(options.pollMs);
+  };
+  const syncWeights = async (assignment: Assignment, target: number) => {
+    const plan = assignment.plan;
+    const before = api.http.bytes.down;
+    const held = await syncTo(api as ClientApi, plan, await state.weights(plan.totalParams), target, {
+      mode: options.sync,
+    });
+    await state.saveWeights(held.checkpoint, held.values);
+    const { method, replayed } = held.result;
+    emit({ event: "synced", checkpoint: target, method, replayed, bytesDown: api.http.bytes.down - before });
+    trainer ??= await options.trainer(assignment);
+    emit({ event: "eval", checkpoint: target, evalLoss: await trainer.evalLoss(held.values) });
+    return held.values;
+  };
+
+  while (!options.signal?.aborted) {
+    let assignment: Assignment;
+    try {
+      assignment = await api.assignment();
+    } catch (error) {
+      if (error instanceof ApiError && error.code === "no_round") {
+        await wait("the run has not started a round yet");
+        continue;
+      }
+      throw error;
+    }
+    const { round } = assignment;
+    const committed = committedCheckpoint(assignment);
+    if (options.untilCheckpoint !== undefined && committed >= options.untilCheckpoint) {
+      await syncWeights(assignment, options.untilCheckpoint);
+      emit({ event: "done", checkpoint: options.untilCheckpoint });
+      return options.untilCheckpoint;
+    }
+    const pending = state.current.pending;
+    if (pending && pending.round !== round) await state.dropPending();
+    if (assignment.state !== "OPEN") {
+      await wait(`round ${round} is ${assignment.state}`, round);
+      continue;
+    }
+    if (!assignment.selected || state.hasUploaded(round)) {
+      await wait(
+        assignment.selected
+          ? `round ${round}: uploaded; waiting for the next round`
+          : `not selected for round ${round}`,
+        round,
+      );
+      continue;
+    }
+    lastWait = "";
+    await takePart(options, assignment, syncWeights, () => trainer);
+  }
+  return -1;
+}
+
+async function takePart(
+  options: LoopOptions,
+  assignment: Assignment,
+  syncWeights: (assignment: Assignment, target: number) => Promise<Float32Array>,
+  currentTrainer: () => Trainer | undefined,
+): Promise<void> {
+  const { api, state, emit } = options;
+  const { plan, round } = assignment;
+  const started = performance.now();
+  const bytesBefore = api.http.bytes.snapshot();
+  let coefficients =
+    state.current.pending?.round === round ? await state.pendingCoefficients(plan.totalK) : undefined;
+  const resent = coefficients !== undefined;
+  let trainLoss = state.current.pending?.metrics.trainLoss ?? Number.NaN;
+  if (!coefficients) {
+    const base = await syncWeights(assignment, assignment.baseCheckpoint);
+    const trainer = currentTrainer() as Trainer;
+    const local = base.slice();
+    const { steps, learningRate } = assignment.localSteps;
+    emit({ event: "training", round, steps });
+    ({ trainLoss } = await trainer.trainSteps(local, round, steps, learningRate, (step, loss) =>
+      emit({ event: "step", round, step, loss }),
+    ));
+    const delta = new Float32Array(base.length);
+    for (let i = 0; i < delta.length; i++) delta[i] = (base[i] as number) - (local[i] as number);
+    coefficients = project(delta, seedFromHex(assignment.seed), plan, assignment.basis);
+    await state.savePending(round, coefficients, trainer.examples, { trainLoss });
+  }
+  const examples = state.current.pending?.examples ?? 1;
+  const upBefore = api.http.bytes.up;
+  let duplicate = false;
+  try {
+    await api.upload(round, coefficients, examples, state.current.pending?.metrics ?? {});
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    if (error.code === "duplicate_upload") duplicate = true;
+    else if (["round_closed", "deadline_passed", "not_selected", "round_not_found"].includes(error.code)) {
+      await state.dropPending();
+      emit({ event: "skipped", round, reason: error.message });
+      return;
+    } else throw error;
+  }
+  await state.markUploaded(round);
+  emit({
+    event: "uploaded",
+    round,
+    coefficients: coefficients.length,
+    requestBytes: api.http.bytes.up - upBefore,
+    bodyBytes: coefficients.byteLength,
+    resent,
+    duplicate,
+  });
+  emit({
+    event: "round",
+    round,
+    trainLoss,
+    bytesUp: api.http.bytes.up - bytesBefore.up,
+    bytesDown: api.http.bytes.down - bytesBefore.down,
+    seconds: (performance.now() - started) / 1000,
+  });
+}

@@ -1,0 +1,44 @@
+// Replaying the update log: w_{c+1} = w_c − scale · R(ḡ_r; s_r), exactly the step the server's shard tasks run,
+// with the same core function, so the bytes come out the same. A FAILED round has no entry and leaves the
+// checkpoint where it was; entries chain by (baseCheckpoint → resultCheckpoint).
+
+import type { Plan } from "../../core/plan.ts";
+import { reconstruct } from "../../core/projection.ts";
+import { seedFromHex } from "../../core/seed.ts";
+import type { WireLogEntry } from "../api/routes.ts";
+
+/** The log's base64 little-endian float32 coefficients. */
+export function decodeCoefficients(base64: string, expected: number): Float32Array {
+  const bytes = Buffer.from(base64, "base64");
+  if (bytes.byteLength !== expected * 4) {
+    throw new RangeError(
+      `log entry holds ${bytes.byteLength} bytes; expected ${expected} float32 coefficients`,
+    );
+  }
+  const values = new Float32Array(expected);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let i = 0; i < expected; i++) values[i] = view.getFloat32(i * 4, true);
+  return values;
+}
+
+/**
+ * Applies the entries that lead from checkpoint `from` towards `target`, in place. Returns the checkpoint the
+ * weights now hold: `target` when the log covered the whole way, less when entries were missing.
+ */
+export function replay(
+  values: Float32Array,
+  plan: Plan,
+  from: number,
+  target: number,
+  entries: readonly WireLogEntry[],
+): number {
+  let current = from;
+  for (const entry of [...entries].sort((a, b) => a.round - b.round)) {
+    if (current === target) break;
+    if (entry.baseCheckpoint !== current || entry.resultCheckpoint > target) continue;
+    const coefficients = decodeCoefficients(entry.coefficients, plan.totalK);
+    reconstruct(values, coefficients, seedFromHex(entry.seed), plan, entry.basis, entry.scale);
+    current = entry.resultCheckpoint;
+  }
+  return current;
+}

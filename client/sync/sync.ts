@@ -1,0 +1,115 @@
+// Bringing local weights to a committed checkpoint: replay the update log when the client holds an earlier
+// checkpoint (a few KB per round), download the shards when it holds nothing, is too far behind, or when the
+// replayed bytes fail the manifest's SHA-256 per block. Either way every block is checked before use.
+import { createHash } from "node:crypto";
+import type { Plan } from "../../core/plan.ts";
+import type { CheckpointLocation, ClientApi } from "../api/routes.ts";
+import { replay } from "./replay.ts";
+import { bytesOf, mismatchedBlocks } from "./weights.ts";
+
+export type SyncMode = "replay" | "download";
+
+export interface SyncOptions {
+  mode: SyncMode;
+  /** Replay at most this many rounds; further behind, download (default 100, one log page). */
+  maxReplayRounds?: number;
+  onProgress?: (message: string) => void;
+}
+
+export interface Held {
+  checkpoint: number;
+  values: Float32Array;
+}
+
+export interface SyncResult {
+  checkpoint: number;
+  method: "verified" | "replay" | "download";
+  /** Rounds applied from the update log. */
+  replayed: number;
+  /** Blocks that failed verification after replay (then downloaded). */
+  mismatched: number[];
+}
+
+/** The server's checkpoint disagrees with its own manifest: nothing local can fix that. */
+export class CheckpointCorruptError extends Error {
+  override name = "CheckpointCorruptError";
+}
+
+export async function syncTo(
+  api: ClientApi,
+  plan: Plan,
+  held: Held | undefined,
+  target: number,
+  options: SyncOptions,
+): Promise<Held & { result: SyncResult }> {
+  const say = options.onProgress ?? (() => {});
+  const location = await api.checkpoint(target);
+  if (held && held.checkpoint === target) {
+    const mismatched = mismatchedBlocks(plan, held.values, location.manifest);
+    if (mismatched.length === 0)
+      return { ...held, result: { checkpoint: target, method: "verified", replayed: 0, mismatched } };
+    say(`local checkpoint ${target} differs from the manifest in ${mismatched.length} blocks; downloading`);
+    return download(api, plan, location, { method: "download", replayed: 0, mismatched }, say);
+  }
+  const behind = held ? target - held.checkpoint : Number.POSITIVE_INFINITY;
+  if (held && options.mode === "replay" && behind > 0 && behind <= (options.maxReplayRounds ?? 100)) {
+    const entries = await api.log(held.checkpoint, target - 1);
+    const values = held.values;
+    const reached = replay(values, plan, held.checkpoint, target, entries);
+    const replayed = entries.filter(
+      (e) => e.round >= held.checkpoint && e.resultCheckpoint <= reached,
+    ).length;
+    if (reached === target) {
+      const mismatched = mismatchedBlocks(plan, values, location.manifest);
+      if (mismatched.length === 0) {
+        say(
+          `replayed ${replayed} round(s) to checkpoint ${target}; all ${plan.blocks.length} blocks verified`,
+        );
+        return {
+          checkpoint: target,
+          values,
+          result: { checkpoint: target, method: "replay", replayed, mismatched },
+        };
+      }
+      say(`replay to checkpoint ${target} left ${mismatched.length} blocks unlike the manifest; downloading`);
+      return download(api, plan, location, { method: "download", replayed, mismatched }, say);
+    }
+    say(`update log reaches only checkpoint ${reached} of ${target}; downloading`);
+  }
+  return download(api, plan, location, { method: "download", replayed: 0, mismatched: [] }, say);
+}
+
+async function download(
+  api: ClientApi,
+  plan: Plan,
+  { manifest, shardUrls }: CheckpointLocation,
+  result: Omit<SyncResult, "checkpoint">,
+  say: (message: string) => void,
+): Promise<Held & { result: SyncResult }> {
+  if (manifest.totalParams !== plan.totalParams) {
+    throw new CheckpointCorruptError(
+      `checkpoint ${manifest.checkpoint} has ${manifest.totalParams} parameters; the plan has ${plan.totalParams}`,
+    );
+  }
+  const values = new Float32Array(plan.totalParams);
+  const bytes = bytesOf(values);
+  for (const [i, shard] of manifest.shards.entries()) {
+    const data = await api.http.download(shardUrls[i] as string);
+    const digest = createHash("sha256").update(data).digest("hex");
+    if (data.byteLength !== shard.length * 4 || digest !== shard.sha256) {
+      throw new CheckpointCorruptError(
+        `shard ${i} of checkpoint ${manifest.checkpoint}: ${data.byteLength} bytes with SHA-256 ${digest}; ` +
+          `the manifest says ${shard.length * 4} bytes with ${shard.sha256}`,
+      );
+    }
+    bytes.set(data, shard.start * 4);
+    say(`downloaded shard ${i + 1}/${manifest.shards.length} of checkpoint ${manifest.checkpoint}`);
+  }
+  const mismatched = mismatchedBlocks(plan, values, manifest);
+  if (mismatched.length > 0) {
+    throw new CheckpointCorruptError(
+      `checkpoint ${manifest.checkpoint}: blocks ${mismatched.join(", ")} do not match their manifest hashes`,
+    );
+  }
+  return { checkpoint: manifest.checkpoint, values, result: { ...result, checkpoint: manifest.checkpoint } };
+}

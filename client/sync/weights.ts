@@ -1,0 +1,47 @@
+// The client holds a model as the server does: one flat float32 vector in plan order. Tensors are views into it,
+// so training updates, block hashes and reconstruction all touch the same bytes with no copies.
+import { createHash } from "node:crypto";
+import type { Plan } from "../../core/plan.ts";
+import type { Manifest } from "../api/routes.ts";
+
+export interface TensorView {
+  shape: number[];
+  data: Float32Array;
+}
+
+/** Name → view into `values` for every plan tensor, in plan order. */
+export function tensorViews(plan: Plan, values: Float32Array): Map<string, TensorView> {
+  if (values.length !== plan.totalParams) {
+    throw new RangeError(`weights hold ${values.length} values; the plan has ${plan.totalParams} parameters`);
+  }
+  return new Map(
+    plan.tensors.map((t) => {
+      const size = t.shape.reduce((a, b) => a * b, 1);
+      return [t.name, { shape: t.shape, data: values.subarray(t.offset, t.offset + size) }];
+    }),
+  );
+}
+
+export const bytesOf = (values: Float32Array) =>
+  new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+
+/** SHA-256 (hex) of each plan block's little-endian float32 bytes, as the manifest records them. */
+export function blockDigests(plan: Plan, values: Float32Array): string[] {
+  const bytes = bytesOf(values);
+  return plan.blocks.map((b) =>
+    createHash("sha256")
+      .update(bytes.subarray(b.start * 4, (b.start + b.size) * 4))
+      .digest("hex"),
+  );
+}
+
+/** Indices of the blocks whose bytes differ from the manifest (empty: the weights are the checkpoint exactly). */
+export function mismatchedBlocks(plan: Plan, values: Float32Array, manifest: Manifest): number[] {
+  const expected = new Map(manifest.blocks.map((b) => [b.index, b.sha256]));
+  if (expected.size !== plan.blocks.length) {
+    throw new RangeError(
+      `manifest of checkpoint ${manifest.checkpoint} lists ${expected.size} blocks; the plan has ${plan.blocks.length}`,
+    );
+  }
+  return blockDigests(plan, values).flatMap((digest, i) => (expected.get(i) === digest ? [] : [i]));
+}
