@@ -7,6 +7,7 @@ import type { ModelConfig, TensorSpec } from "../models/index.ts";
 import {
   type BuiltGraph,
   buildForwardGraph,
+  buildLossGraph,
   buildTrainingGraph,
   EngineInputError,
   gradName,
@@ -133,19 +134,8 @@ abstract class EngineSession {
     return ids;
   }
 
-  release(): Promise<void> {
-    return this.session.release();
-  }
-}
-
-/** Forward + backward in one run: masked mean cross-entropy and its gradient for every parameter. */
-export class TrainingSession extends EngineSession {
-  static async create(config: ModelConfig, opts: SessionOptions): Promise<TrainingSession> {
-    const graph = buildTrainingGraph(config, opts);
-    return new TrainingSession(await createSession(graph, opts), config, graph.tensors, opts);
-  }
-
-  async step(params: Params, batch: Batch): Promise<StepResult> {
+  /** Feeds for the loss graphs: parameters, input_ids, targets, loss_mask. */
+  protected lossFeeds(params: Params, batch: Batch): Record<string, ort.Tensor> {
     const feeds = this.feeds(params, batch.inputIds);
     feeds.targets = new ort.Tensor("int64", this.tokens("targets", batch.targets), this.batchDims);
     if (batch.lossMask.length !== batch.inputIds.length) {
@@ -159,10 +149,39 @@ export class TrainingSession extends EngineSession {
       );
     }
     feeds.loss_mask = floatTensor(batch.lossMask, this.batchDims);
-    const out = await this.session.run(feeds);
+    return feeds;
+  }
+
+  release(): Promise<void> {
+    return this.session.release();
+  }
+}
+
+/** Forward + backward in one run: masked mean cross-entropy and its gradient for every parameter. */
+export class TrainingSession extends EngineSession {
+  static async create(config: ModelConfig, opts: SessionOptions): Promise<TrainingSession> {
+    const graph = buildTrainingGraph(config, opts);
+    return new TrainingSession(await createSession(graph, opts), config, graph.tensors, opts);
+  }
+
+  async step(params: Params, batch: Batch): Promise<StepResult> {
+    const out = await this.session.run(this.lossFeeds(params, batch));
     const grads = new Map<string, FloatData>();
     for (const spec of this.tensors) grads.set(spec.name, out[gradName(spec.name)]?.data as FloatData);
     return { loss: Number((out.loss as ort.Tensor).data[0]), grads };
+  }
+}
+
+/** Masked mean cross-entropy only (evaluation): the training graph without its backward half. */
+export class LossSession extends EngineSession {
+  static async create(config: ModelConfig, opts: SessionOptions): Promise<LossSession> {
+    const graph = buildLossGraph(config, opts);
+    return new LossSession(await createSession(graph, opts), config, graph.tensors, opts);
+  }
+
+  async loss(params: Params, batch: Batch): Promise<number> {
+    const out = await this.session.run(this.lossFeeds(params, batch));
+    return Number((out.loss as ort.Tensor).data[0]);
   }
 }
 
