@@ -71,6 +71,10 @@ async function createSession(graph: BuiltGraph, opts: SessionOptions): Promise<o
     // onnxruntime's extended fusions (e.g. x·sigmoid(x) → QuickGelu) have float kernels only.
     graphOptimizationLevel: opts.floatType === "float64" ? "basic" : "all",
     executionMode: "sequential",
+    // With memory patterns onnxruntime allocates the planned pattern as one block on the second run while the
+    // arena still holds the first run's buffers: at the reference config that is 2.2 GB peak RSS instead of
+    // 1.35 GB, for no measurable speed-up.
+    enableMemPattern: false,
     ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
   };
   try {
