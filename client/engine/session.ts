@@ -50,22 +50,25 @@ const CUDA_HELP =
   "onnxruntime-node was installed without its CUDA execution provider. Reinstall it with " +
   "`npm install --onnxruntime-node-install=cuda12` (needs CUDA 12 and cuDNN 9), or use device cpu.";
 
-function cudaProviderInstalled(): boolean {
-  const binding = dirname(createRequire(import.meta.url).resolve("onnxruntime-node"));
-  const libDir = join(binding, "..", "bin", "napi-v6", process.platform, process.arch);
-  return ["libonnxruntime_providers_cuda.so", "onnxruntime_providers_cuda.dll"].some((f) =>
+/** True when onnxruntime-node's native folder is where we expect and lacks the CUDA provider library. */
+function cudaProviderMissing(): boolean {
+  const pkg = dirname(createRequire(import.meta.url).resolve("onnxruntime-node"));
+  const libDir = join(pkg, "..", "bin", "napi-v6", process.platform, process.arch);
+  if (!existsSync(join(libDir, "onnxruntime_binding.node"))) return false; // unknown layout: let onnxruntime decide
+  return !["libonnxruntime_providers_cuda.so", "onnxruntime_providers_cuda.dll"].some((f) =>
     existsSync(join(libDir, f)),
   );
 }
 
 async function createSession(graph: BuiltGraph, opts: SessionOptions): Promise<ort.InferenceSession> {
   const device = opts.device ?? "cpu";
-  if (device !== "cpu" && device !== "cuda")
+  if (device !== "cpu" && device !== "cuda") {
     throw new EngineInputError(`device must be cpu or cuda, got ${device}`);
+  }
   if (opts.threads !== undefined && (!Number.isInteger(opts.threads) || opts.threads <= 0)) {
     throw new EngineInputError(`threads must be a positive integer, got ${opts.threads}`);
   }
-  if (device === "cuda" && !cudaProviderInstalled()) throw new CudaUnavailableError(CUDA_HELP);
+  if (device === "cuda" && cudaProviderMissing()) throw new CudaUnavailableError(CUDA_HELP);
   const sessionOptions: ort.InferenceSession.SessionOptions = {
     executionProviders: [device],
     // onnxruntime's extended fusions (e.g. x·sigmoid(x) → QuickGelu) have float kernels only.
@@ -80,8 +83,10 @@ async function createSession(graph: BuiltGraph, opts: SessionOptions): Promise<o
   try {
     return await ort.InferenceSession.create(graph.onnx, sessionOptions);
   } catch (err) {
-    if (device === "cuda")
-      throw new CudaUnavailableError(`${CUDA_HELP} (${(err as Error).message})`, { cause: err });
+    // Only provider-loading failures mean "no CUDA"; anything else (a bad graph, say) surfaces unchanged.
+    if (device === "cuda" && /cuda|provider/i.test(String(err))) {
+      throw new CudaUnavailableError(`${CUDA_HELP} (${String(err)})`, { cause: err });
+    }
     throw err;
   }
 }
