@@ -63,17 +63,15 @@ export function buildForwardGraph(config: ModelConfig, shape: GraphShape): Built
   };
 }
 
-/** Inputs: parameters, input_ids int64 [B, T], targets int64 [B, T], loss_mask float [B, T].
- * Outputs: loss (masked mean cross-entropy, scalar) and grad.<name> for every parameter. */
-export function buildTrainingGraph(config: ModelConfig, shape: GraphShape): BuiltGraph {
+function lossGraph(config: ModelConfig, shape: GraphShape, withGradients: boolean): BuiltGraph {
   const { graph, tensors, params, logits } = forwardGraph(config, shape);
   const targets = graph.input("targets", [shape.batchSize, shape.seqLen], "int64");
   const lossMask = graph.input("loss_mask", [shape.batchSize, shape.seqLen], graph.floatType);
   const loss = maskedCrossEntropy(logits, targets, lossMask);
-  const grads = gradients(loss, params);
+  const grads = withGradients ? gradients(loss, params) : [];
   const outputs = [
     { name: "loss", tensor: loss },
-    ...params.map((p, i) => ({ name: gradName(p.name), tensor: grads[i] as Tensor })),
+    ...grads.map((g, i) => ({ name: gradName((params[i] as Tensor).name), tensor: g })),
   ];
   return {
     onnx: toOnnxModel(graph, outputs),
@@ -82,3 +80,12 @@ export function buildTrainingGraph(config: ModelConfig, shape: GraphShape): Buil
     outputNames: outputs.map((o) => o.name),
   };
 }
+
+/** Inputs: parameters, input_ids int64 [B, T], targets int64 [B, T], loss_mask float [B, T].
+ * Outputs: loss (masked mean cross-entropy, scalar) and grad.<name> for every parameter. */
+export const buildTrainingGraph = (config: ModelConfig, shape: GraphShape): BuiltGraph =>
+  lossGraph(config, shape, true);
+
+/** The training graph's inputs and loss, without gradients (evaluation). */
+export const buildLossGraph = (config: ModelConfig, shape: GraphShape): BuiltGraph =>
+  lossGraph(config, shape, false);

@@ -7,6 +7,7 @@ import type { ModelConfig, TensorSpec } from "../models/index.ts";
 import {
   type BuiltGraph,
   buildForwardGraph,
+  buildLossGraph,
   buildTrainingGraph,
   EngineInputError,
   gradName,
@@ -49,34 +50,43 @@ const CUDA_HELP =
   "onnxruntime-node was installed without its CUDA execution provider. Reinstall it with " +
   "`npm install --onnxruntime-node-install=cuda12` (needs CUDA 12 and cuDNN 9), or use device cpu.";
 
-function cudaProviderInstalled(): boolean {
-  const binding = dirname(createRequire(import.meta.url).resolve("onnxruntime-node"));
-  const libDir = join(binding, "..", "bin", "napi-v6", process.platform, process.arch);
-  return ["libonnxruntime_providers_cuda.so", "onnxruntime_providers_cuda.dll"].some((f) =>
+/** True when onnxruntime-node's native folder is where we expect and lacks the CUDA provider library. */
+function cudaProviderMissing(): boolean {
+  const pkg = dirname(createRequire(import.meta.url).resolve("onnxruntime-node"));
+  const libDir = join(pkg, "..", "bin", "napi-v6", process.platform, process.arch);
+  if (!existsSync(join(libDir, "onnxruntime_binding.node"))) return false; // unknown layout: let onnxruntime decide
+  return !["libonnxruntime_providers_cuda.so", "onnxruntime_providers_cuda.dll"].some((f) =>
     existsSync(join(libDir, f)),
   );
 }
 
 async function createSession(graph: BuiltGraph, opts: SessionOptions): Promise<ort.InferenceSession> {
   const device = opts.device ?? "cpu";
-  if (device !== "cpu" && device !== "cuda")
+  if (device !== "cpu" && device !== "cuda") {
     throw new EngineInputError(`device must be cpu or cuda, got ${device}`);
+  }
   if (opts.threads !== undefined && (!Number.isInteger(opts.threads) || opts.threads <= 0)) {
     throw new EngineInputError(`threads must be a positive integer, got ${opts.threads}`);
   }
-  if (device === "cuda" && !cudaProviderInstalled()) throw new CudaUnavailableError(CUDA_HELP);
+  if (device === "cuda" && cudaProviderMissing()) throw new CudaUnavailableError(CUDA_HELP);
   const sessionOptions: ort.InferenceSession.SessionOptions = {
     executionProviders: [device],
     // onnxruntime's extended fusions (e.g. x·sigmoid(x) → QuickGelu) have float kernels only.
     graphOptimizationLevel: opts.floatType === "float64" ? "basic" : "all",
     executionMode: "sequential",
+    // With memory patterns onnxruntime allocates the planned pattern as one block on the second run while the
+    // arena still holds the first run's buffers: at the reference config that is 2.2 GB peak RSS instead of
+    // 1.35 GB, for no measurable speed-up.
+    enableMemPattern: false,
     ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
   };
   try {
     return await ort.InferenceSession.create(graph.onnx, sessionOptions);
   } catch (err) {
-    if (device === "cuda")
-      throw new CudaUnavailableError(`${CUDA_HELP} (${(err as Error).message})`, { cause: err });
+    // Only provider-loading failures mean "no CUDA"; anything else (a bad graph, say) surfaces unchanged.
+    if (device === "cuda" && /cuda|provider/i.test(String(err))) {
+      throw new CudaUnavailableError(`${CUDA_HELP} (${String(err)})`, { cause: err });
+    }
     throw err;
   }
 }
@@ -133,19 +143,8 @@ abstract class EngineSession {
     return ids;
   }
 
-  release(): Promise<void> {
-    return this.session.release();
-  }
-}
-
-/** Forward + backward in one run: masked mean cross-entropy and its gradient for every parameter. */
-export class TrainingSession extends EngineSession {
-  static async create(config: ModelConfig, opts: SessionOptions): Promise<TrainingSession> {
-    const graph = buildTrainingGraph(config, opts);
-    return new TrainingSession(await createSession(graph, opts), config, graph.tensors, opts);
-  }
-
-  async step(params: Params, batch: Batch): Promise<StepResult> {
+  /** Feeds for the loss graphs: parameters, input_ids, targets, loss_mask. */
+  protected lossFeeds(params: Params, batch: Batch): Record<string, ort.Tensor> {
     const feeds = this.feeds(params, batch.inputIds);
     feeds.targets = new ort.Tensor("int64", this.tokens("targets", batch.targets), this.batchDims);
     if (batch.lossMask.length !== batch.inputIds.length) {
@@ -159,10 +158,39 @@ export class TrainingSession extends EngineSession {
       );
     }
     feeds.loss_mask = floatTensor(batch.lossMask, this.batchDims);
-    const out = await this.session.run(feeds);
+    return feeds;
+  }
+
+  release(): Promise<void> {
+    return this.session.release();
+  }
+}
+
+/** Forward + backward in one run: masked mean cross-entropy and its gradient for every parameter. */
+export class TrainingSession extends EngineSession {
+  static async create(config: ModelConfig, opts: SessionOptions): Promise<TrainingSession> {
+    const graph = buildTrainingGraph(config, opts);
+    return new TrainingSession(await createSession(graph, opts), config, graph.tensors, opts);
+  }
+
+  async step(params: Params, batch: Batch): Promise<StepResult> {
+    const out = await this.session.run(this.lossFeeds(params, batch));
     const grads = new Map<string, FloatData>();
     for (const spec of this.tensors) grads.set(spec.name, out[gradName(spec.name)]?.data as FloatData);
     return { loss: Number((out.loss as ort.Tensor).data[0]), grads };
+  }
+}
+
+/** Masked mean cross-entropy only (evaluation): the training graph without its backward half. */
+export class LossSession extends EngineSession {
+  static async create(config: ModelConfig, opts: SessionOptions): Promise<LossSession> {
+    const graph = buildLossGraph(config, opts);
+    return new LossSession(await createSession(graph, opts), config, graph.tensors, opts);
+  }
+
+  async loss(params: Params, batch: Batch): Promise<number> {
+    const out = await this.session.run(this.lossFeeds(params, batch));
+    return Number((out.loss as ort.Tensor).data[0]);
   }
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ForwardSession, type Params, TrainingSession } from "../../client/engine/session.ts";
+import { ForwardSession, LossSession, type Params, TrainingSession } from "../../client/engine/session.ts";
 import { type ModelConfig, modelTensors, parseModelConfig } from "../../client/models/index.ts";
 import { initWeights } from "../../client/models/init.ts";
 import { TINY_GPT2, TINY_LLAMA } from "./fixtures.ts";
@@ -23,6 +23,9 @@ const families: Record<string, object> = {
 };
 
 const [BATCH, SEQ] = [2, 5];
+
+const reference = (config: ModelConfig, params: Params, seq: number[]) =>
+  config.modelType === "gpt2" ? gpt2Reference(config, params, seq) : llamaReference(config, params, seq);
 
 /** Initial weights plus noise so that norms, biases and the attention pattern are far from their trivial values. */
 function float64Weights(config: ModelConfig): Map<string, { shape: number[]; data: Float64Array }> {
@@ -80,10 +83,7 @@ describe.each(Object.entries(families))("%s", (_, json) => {
     const v = config.vocabSize;
     for (let b = 0; b < BATCH; b++) {
       const seq = Array.from(ids.subarray(b * SEQ, (b + 1) * SEQ), Number);
-      const expected =
-        config.modelType === "gpt2"
-          ? gpt2Reference(config, params, seq)
-          : llamaReference(config, params, seq);
+      const expected = reference(config, params, seq);
       expected.forEach((want, t) => {
         const got = logits.subarray((b * SEQ + t) * v, (b * SEQ + t + 1) * v);
         want.forEach((x, i) => {
@@ -91,6 +91,27 @@ describe.each(Object.entries(families))("%s", (_, json) => {
         });
       });
     }
+    await session.release();
+  });
+
+  it("eval loss is the masked mean cross-entropy of the reference logits", async () => {
+    const session = await LossSession.create(config, { batchSize: BATCH, seqLen: SEQ, floatType: "float64" });
+    const params = float64Weights(config);
+    const [inputIds, targets] = [tokens(5, config.vocabSize), tokens(6, config.vocabSize)];
+    const lossMask = Float64Array.from([0, 1, 1, 0, 1, 1, 1, 0, 0, 1]);
+    let [sum, count] = [0, 0];
+    for (let b = 0; b < BATCH; b++) {
+      const seq = Array.from(inputIds.subarray(b * SEQ, (b + 1) * SEQ), Number);
+      const logits = reference(config, params, seq);
+      logits.forEach((row, t) => {
+        const i = b * SEQ + t;
+        const max = Math.max(...row);
+        const logSumExp = max + Math.log(row.reduce((s, x) => s + Math.exp(x - max), 0));
+        sum += (lossMask[i] as number) * (logSumExp - (row[Number(targets[i])] as number));
+        count += lossMask[i] as number;
+      });
+    }
+    expect(await session.loss(params, { inputIds, targets, lossMask })).toBeCloseTo(sum / count, 10);
     await session.release();
   });
 
