@@ -165,7 +165,7 @@ export async function downloadCheckpoint(api: Api, run: Run, checkpoint: number)
 }
 
 /** Every item in the table and every object (key and ETag) in the bucket, to prove a refusal changed nothing. */
-export async function snapshot(stack: LocalStack): Promise<string> {
+export async function snapshot(stack: LocalStack): Promise<string[]> {
   const dynamo = new DynamoDBClient({ endpoint: stack.env.AWS_ENDPOINT_URL_DYNAMODB });
   const items = [];
   let start: Record<string, unknown> | undefined;
@@ -181,9 +181,25 @@ export async function snapshot(stack: LocalStack): Promise<string> {
     start = out.LastEvaluatedKey;
   } while (start);
   const s3 = new S3Client({ endpoint: stack.env.AWS_ENDPOINT_URL_S3, forcePathStyle: true });
-  const objects = await s3.send(new ListObjectsV2Command({ Bucket: stack.env.BUCKET_NAME }));
-  const sorted = items.map((item) => JSON.stringify(item)).sort();
-  return JSON.stringify({ items: sorted, objects: (objects.Contents ?? []).map((o) => [o.Key, o.ETag]) });
+  const objects = [];
+  let token: string | undefined;
+  do {
+    const out = await s3.send(
+      new ListObjectsV2Command({ Bucket: stack.env.BUCKET_NAME, ContinuationToken: token }),
+    );
+    objects.push(...(out.Contents ?? []).map((o) => `s3 ${o.Key} ${o.ETag}`));
+    token = out.NextContinuationToken;
+  } while (token);
+  return [...items.map((item) => `table ${JSON.stringify(item)}`), ...objects].sort();
+}
+
+/** What differs between two snapshots, shortened so a failure stays readable; both lists empty means unchanged. */
+export function changes(before: string[], after: string[]) {
+  const short = (line: string) => line.slice(0, 160);
+  return {
+    added: after.filter((line) => !before.includes(line)).map(short),
+    removed: before.filter((line) => !after.includes(line)).map(short),
+  };
 }
 
 export const bytesOf = (values: Float32Array) =>
