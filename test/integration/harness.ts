@@ -1,7 +1,9 @@
 // Drives the local stack the way an operator and clients would: over HTTP, with presigned S3 URLs.
 import { DynamoDBClient, ScanCommand } from "@aws-sdk/client-dynamodb";
 import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
+import { aggregate } from "../../core/aggregate.ts";
 import type { Plan } from "../../core/plan.ts";
+import { project, reconstructRange } from "../../core/projection.ts";
 import type { Manifest } from "../../functions/rounds/manifest.ts";
 import type { RunConfigInput } from "../../functions/rounds/run-config.ts";
 import { headerFor } from "../../functions/rounds/safetensors.ts";
@@ -163,7 +165,7 @@ export async function downloadCheckpoint(api: Api, run: Run, checkpoint: number)
 }
 
 /** Every item in the table and every object (key and ETag) in the bucket, to prove a refusal changed nothing. */
-export async function snapshot(stack: LocalStack): Promise<string> {
+export async function snapshot(stack: LocalStack): Promise<string[]> {
   const dynamo = new DynamoDBClient({ endpoint: stack.env.AWS_ENDPOINT_URL_DYNAMODB });
   const items = [];
   let start: Record<string, unknown> | undefined;
@@ -179,10 +181,70 @@ export async function snapshot(stack: LocalStack): Promise<string> {
     start = out.LastEvaluatedKey;
   } while (start);
   const s3 = new S3Client({ endpoint: stack.env.AWS_ENDPOINT_URL_S3, forcePathStyle: true });
-  const objects = await s3.send(new ListObjectsV2Command({ Bucket: stack.env.BUCKET_NAME }));
-  const sorted = items.map((item) => JSON.stringify(item)).sort();
-  return JSON.stringify({ items: sorted, objects: (objects.Contents ?? []).map((o) => [o.Key, o.ETag]) });
+  const objects = [];
+  let token: string | undefined;
+  do {
+    const out = await s3.send(
+      new ListObjectsV2Command({ Bucket: stack.env.BUCKET_NAME, ContinuationToken: token }),
+    );
+    objects.push(...(out.Contents ?? []).map((o) => `s3 ${o.Key} ${o.ETag}`));
+    token = out.NextContinuationToken;
+  } while (token);
+  return [...items.map((item) => `table ${JSON.stringify(item)}`), ...objects].sort();
+}
+
+/** What differs between two snapshots, shortened so a failure stays readable; both lists empty means unchanged. */
+export function changes(before: string[], after: string[]) {
+  const short = (line: string) => line.slice(0, 160);
+  return {
+    added: after.filter((line) => !before.includes(line)).map(short),
+    removed: before.filter((line) => !after.includes(line)).map(short),
+  };
 }
 
 export const bytesOf = (values: Float32Array) =>
   new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+
+/** Each client uploads coefficients for round 0 computed with core from its own seeded delta; returns the uploads. */
+export async function uploadRound(api: Api, run: Run, count = run.clients.length, round = 0) {
+  const record = await api.stack.services.table.getRound(run.runId, round);
+  const seed = BigInt(`0x${record?.seed}`);
+  const uploads = [];
+  for (const [i, client] of run.clients.slice(0, count).entries()) {
+    const delta = tinyModel(
+      run.plan.tensors.map(({ name, shape }) => ({ name, shape })),
+      100 + i,
+    ).weights.map((v) => v * 0.01);
+    const coefficients = project(delta, seed, run.plan, "gaussian");
+    const examples = 10 * (i + 1);
+    const reply = await api.call("POST", `/runs/${run.runId}/rounds/${round}/uploads?examples=${examples}`, {
+      token: client.token,
+      bytes: bytesOf(coefficients),
+    });
+    if (reply.status !== 202) throw new Error(`upload ${i}: ${JSON.stringify(reply.body)}`);
+    uploads.push({ clientId: client.clientId, coefficients, examples });
+  }
+  return { seed, uploads };
+}
+
+/** What checkpoint round+1 must be, computed by core alone. */
+export function expectedCheckpoint(
+  run: Run,
+  base: Float32Array,
+  seed: bigint,
+  uploads: { clientId: string; coefficients: Float32Array; examples: number }[],
+  learningRate = baseConfig.learningRate as number,
+): Float32Array {
+  const weights = base.slice();
+  reconstructRange(weights, 0, aggregate(uploads, "examples"), seed, run.plan, "gaussian", learningRate);
+  return weights;
+}
+
+export async function eventually<T>(probe: () => Promise<T | undefined>, what: string): Promise<T> {
+  for (let attempt = 0; attempt < 300; attempt++) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
