@@ -6,7 +6,7 @@ import type { Batch } from "../data/batches.ts";
 import { epochBatches } from "../data/batches.ts";
 import { readJsonl } from "../data/jsonl.ts";
 import { prepareSequences, type Sequence } from "../data/sequences.ts";
-import { type Device, TrainingSession } from "../engine/session.ts";
+import { type Device, LossSession, TrainingSession } from "../engine/session.ts";
 import type { Tokenizer } from "../formats/tokenizer.ts";
 import type { ModelConfig } from "../models/index.ts";
 import { tensorViews } from "../sync/weights.ts";
@@ -41,10 +41,14 @@ const toEngineBatch = (batch: Batch) => ({
   lossMask: batch.lossMask,
 });
 
-/** The trainer's view of an engine session: parameters by name, shapes from the plan. */
-class SessionGradients implements GradientSource {
+/**
+ * The trainer's view of the engine: gradients from a training session (shaped for the local batch size), eval
+ * loss from a loss-only session (shaped for the held-out rows). Parameters by name, shapes from the plan.
+ */
+class EngineSource implements GradientSource {
   constructor(
-    private readonly session: TrainingSession,
+    private readonly training: TrainingSession,
+    private readonly evaluation: LossSession,
     private readonly shapes: Map<string, number[]>,
   ) {}
 
@@ -55,12 +59,12 @@ class SessionGradients implements GradientSource {
   }
 
   async lossAndGradients(params: ParamRecord, batch: Batch) {
-    const { loss, grads } = await this.session.step(this.params(params), toEngineBatch(batch));
+    const { loss, grads } = await this.training.step(this.params(params), toEngineBatch(batch));
     return { loss, gradients: Object.fromEntries(grads) as ParamRecord };
   }
 
-  async loss(params: ParamRecord, batch: Batch) {
-    return (await this.session.step(this.params(params), toEngineBatch(batch))).loss;
+  loss(params: ParamRecord, batch: Batch) {
+    return this.evaluation.loss(this.params(params), toEngineBatch(batch));
   }
 }
 
@@ -80,8 +84,7 @@ export class LocalTrainer {
   private constructor(
     private readonly plan: Plan,
     private readonly data: LocalData,
-    private readonly train: SessionGradients,
-    private readonly evaluate: SessionGradients,
+    private readonly engine: EngineSource,
     private readonly batchSize: number,
   ) {}
 
@@ -94,15 +97,9 @@ export class LocalTrainer {
       ...(options.threads ? { threads: options.threads } : {}),
     };
     const shapes = new Map(plan.tensors.map((t) => [t.name, t.shape]));
-    const train = await TrainingSession.create(config, { ...common, batchSize });
-    const evaluate = await TrainingSession.create(config, { ...common, batchSize: data.eval.length });
-    return new LocalTrainer(
-      plan,
-      data,
-      new SessionGradients(train, shapes),
-      new SessionGradients(evaluate, shapes),
-      batchSize,
-    );
+    const training = await TrainingSession.create(config, { ...common, batchSize });
+    const evaluation = await LossSession.create(config, { ...common, batchSize: data.eval.length });
+    return new LocalTrainer(plan, data, new EngineSource(training, evaluation, shapes), batchSize);
   }
 
   /** Rows of training data, the weight this client's update gets when the server weights by examples. */
@@ -118,7 +115,7 @@ export class LocalTrainer {
   evalLoss(values: Float32Array): Promise<number> {
     const batch = epochBatches(this.data.eval, { batchSize: this.data.eval.length, seed: 0 }).next()
       .value as Batch;
-    return evaluateLoss(this.record(values), this.evaluate, [batch]);
+    return evaluateLoss(this.record(values), this.engine, [batch]);
   }
 
   /** T steps of plain SGD (the paper's local optimizer) on `values`, in place; round-specific data order. */
@@ -131,7 +128,7 @@ export class LocalTrainer {
   ): Promise<RoundTraining> {
     const reports = await trainLocal(
       this.record(values),
-      this.train,
+      this.engine,
       epochBatches(this.data.train, { batchSize: this.batchSize, seed: round + 1 }),
       {
         steps,

@@ -1,0 +1,54 @@
+// Small GPT-2-style models with seeded random weights, written as a Hugging Face model directory (config.json +
+// model.safetensors; no tokenizer files, so the byte-level tokenizer is used). Until the engine ships a pretrained
+// demo base (`npm run pretrain`), this is the base the demo and the end-to-end test fine-tune.
+import { access, mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { writeSafetensors } from "../formats/safetensors.ts";
+import { modelTensors, parseModelConfig } from "../models/index.ts";
+import { initWeights } from "../models/init.ts";
+
+/** Byte-level vocabulary (256 bytes + end-of-text), the tokenizer a directory without tokenizer files gets. */
+const BYTE_VOCAB = 257;
+
+export function gpt2Config(size: { layers: number; width: number; heads: number; context: number }) {
+  return {
+    architectures: ["GPT2LMHeadModel"],
+    model_type: "gpt2",
+    vocab_size: BYTE_VOCAB,
+    n_positions: size.context,
+    n_embd: size.width,
+    n_layer: size.layers,
+    n_head: size.heads,
+    activation_function: "gelu_new",
+  };
+}
+
+/** Writes config.json and model.safetensors (seeded initial weights) into `dir`. */
+export async function writeSeededModel(dir: string, configJson: object, seed: number): Promise<void> {
+  const config = parseModelConfig(configJson);
+  const weights = initWeights(config, seed);
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, "config.json"), `${JSON.stringify(configJson, null, 2)}\n`);
+  await writeSafetensors(
+    join(dir, "model.safetensors"),
+    modelTensors(config).map((spec) => ({
+      name: spec.name,
+      shape: spec.shape,
+      data: weights.get(spec.name)?.data as Float32Array,
+    })),
+  );
+}
+
+const exists = (path: string) =>
+  access(path).then(
+    () => true,
+    () => false,
+  );
+
+/** The cached model in `dir`, created on first use; returns whether it had to be created. */
+export async function ensureSeededModel(dir: string, configJson: object, seed: number): Promise<boolean> {
+  if ((await exists(join(dir, "config.json"))) && (await exists(join(dir, "model.safetensors"))))
+    return false;
+  await writeSeededModel(dir, configJson, seed);
+  return true;
+}
