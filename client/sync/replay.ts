@@ -23,7 +23,8 @@ export function decodeCoefficients(base64: string, expected: number): Float32Arr
 
 /**
  * Applies the entries that lead from checkpoint `from` towards `target`, in place. Returns the checkpoint the
- * weights now hold: `target` when the log covered the whole way, less when entries were missing.
+ * weights now hold (`target` when the log covered the whole way, less when entries were missing) and how many
+ * rounds were applied.
  */
 export function replay(
   values: Float32Array,
@@ -31,14 +32,16 @@ export function replay(
   from: number,
   target: number,
   entries: readonly WireLogEntry[],
-): number {
+): { reached: number; applied: number } {
   let current = from;
+  let applied = 0;
   for (const entry of [...entries].sort((a, b) => a.round - b.round)) {
     if (current === target) break;
     if (entry.baseCheckpoint !== current || entry.resultCheckpoint > target) continue;
     const coefficients = decodeCoefficients(entry.coefficients, plan.totalK);
     reconstruct(values, coefficients, seedFromHex(entry.seed), plan, entry.basis, entry.scale);
     current = entry.resultCheckpoint;
+    applied++;
   }
-  return current;
+  return { reached: current, applied };
 }

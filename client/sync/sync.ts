@@ -55,10 +55,7 @@ export async function syncTo(
   if (held && options.mode === "replay" && behind > 0 && behind <= (options.maxReplayRounds ?? 100)) {
     const entries = await api.log(held.checkpoint, target - 1);
     const values = held.values;
-    const reached = replay(values, plan, held.checkpoint, target, entries);
-    const replayed = entries.filter(
-      (e) => e.round >= held.checkpoint && e.resultCheckpoint <= reached,
-    ).length;
+    const { reached, applied: replayed } = replay(values, plan, held.checkpoint, target, entries);
     if (reached === target) {
       const mismatched = mismatchedBlocks(plan, values, location.manifest);
       if (mismatched.length === 0) {

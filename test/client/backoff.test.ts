@@ -1,0 +1,68 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { backoffDelay, GaveUpError, withBackoff } from "../../client/api/backoff.ts";
+
+const options = { baseMs: 100, capMs: 5_000, giveUpAfterMs: 60_000 };
+
+describe("backoff", () => {
+  it("draws each delay from [0, min(cap, base·2^n)) (full jitter)", () => {
+    fc.assert(
+      fc.property(fc.nat(60), fc.double({ min: 0, max: 0.999999, noNaN: true }), (attempt, r) => {
+        const delay = backoffDelay(attempt, options, () => r);
+        const ceiling = Math.min(options.capMs, options.baseMs * 2 ** attempt);
+        expect(delay).toBeGreaterThanOrEqual(0);
+        expect(delay).toBeLessThan(ceiling);
+      }),
+    );
+  });
+
+  it("retries retryable failures with growing waits, announcing each, then succeeds", async () => {
+    const waits: number[] = [];
+    let calls = 0;
+    const result = await withBackoff(
+      async () => {
+        if (++calls < 4) throw new Error("connection refused");
+        return "ok";
+      },
+      () => true,
+      { ...options, random: () => 0.5, sleep: async () => {}, onWait: (w) => waits.push(w.delayMs) },
+    );
+    expect(result).toBe("ok");
+    expect(waits).toEqual([50, 100, 200]);
+  });
+
+  it("does not retry what the predicate rejects", async () => {
+    let calls = 0;
+    const failing = withBackoff(
+      async () => {
+        calls++;
+        throw new Error("401");
+      },
+      () => false,
+      { ...options, sleep: async () => {} },
+    );
+    await expect(failing).rejects.toThrow("401");
+    expect(calls).toBe(1);
+  });
+
+  it("gives up once the waiting budget is spent, keeping the last failure as the cause", async () => {
+    let slept = 0;
+    const failing = withBackoff(
+      async () => {
+        throw new Error("unreachable");
+      },
+      () => true,
+      {
+        baseMs: 1000,
+        capMs: 1000,
+        giveUpAfterMs: 3500,
+        random: () => 0.999,
+        sleep: async (ms) => void (slept += ms),
+      },
+    );
+    const error = await failing.catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(GaveUpError);
+    expect((error as GaveUpError).cause).toEqual(new Error("unreachable"));
+    expect(slept).toBeLessThanOrEqual(3500);
+  });
+});

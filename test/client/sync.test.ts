@@ -1,0 +1,96 @@
+import { describe, expect, it } from "vitest";
+import type { ClientApi } from "../../client/api/routes.ts";
+import { CheckpointCorruptError, syncTo } from "../../client/sync/sync.ts";
+import { bytesOf } from "../../client/sync/weights.ts";
+import { FakeServer } from "./fake-server.ts";
+
+const same = (a: Float32Array, b: Float32Array) => Buffer.from(bytesOf(a)).equals(Buffer.from(bytesOf(b)));
+
+function server(rounds: number, family: "gaussian" | "rademacher" | "sketch" = "gaussian") {
+  const s = new FakeServer(undefined, family);
+  for (let r = 0; r < rounds; r++) s.runRound(r);
+  return s;
+}
+
+describe("sync by replaying the update log", () => {
+  it.each(["gaussian", "rademacher", "sketch"] as const)(
+    "%s: replaying rounds gives the server's shard-by-shard bytes exactly",
+    async (family) => {
+      const s = server(3, family);
+      const api = s.api() as unknown as ClientApi;
+      const held = { checkpoint: 0, values: (s.checkpoints[0] as Float32Array).slice() };
+      const synced = await syncTo(api, s.plan, held, 3, { mode: "replay" });
+      expect(synced.result).toMatchObject({ method: "replay", replayed: 3, mismatched: [] });
+      expect(same(synced.values, s.checkpoints[3] as Float32Array)).toBe(true);
+    },
+  );
+
+  it("skips a FAILED round, which has no log entry and leaves the checkpoint where it was", async () => {
+    const s = new FakeServer();
+    s.runRound(0);
+    s.runRound(1, 2, true);
+    s.runRound(2);
+    expect(s.entries.map((e) => [e.round, e.baseCheckpoint, e.resultCheckpoint])).toEqual([
+      [0, 0, 1],
+      [2, 1, 3],
+    ]);
+    const held = { checkpoint: 0, values: (s.checkpoints[0] as Float32Array).slice() };
+    const synced = await syncTo(s.api() as unknown as ClientApi, s.plan, held, 3, { mode: "replay" });
+    expect(synced.result).toMatchObject({ method: "replay", replayed: 2 });
+    expect(same(synced.values, s.checkpoints[3] as Float32Array)).toBe(true);
+  });
+
+  it("downloads when replayed bytes fail the manifest's hashes (a tampered log entry)", async () => {
+    const s = server(2);
+    const entry = s.entries[1] as { coefficients: string };
+    const raw = Buffer.from(entry.coefficients, "base64");
+    raw[0] = (raw[0] as number) ^ 0x40;
+    entry.coefficients = raw.toString("base64");
+    const held = { checkpoint: 0, values: (s.checkpoints[0] as Float32Array).slice() };
+    const synced = await syncTo(s.api() as unknown as ClientApi, s.plan, held, 2, { mode: "replay" });
+    expect(synced.result.method).toBe("download");
+    expect(synced.result.mismatched.length).toBeGreaterThan(0);
+    expect(same(synced.values, s.checkpoints[2] as Float32Array)).toBe(true);
+  });
+
+  it("downloads when too far behind, when asked to, or when holding nothing", async () => {
+    const s = server(3);
+    const api = s.api() as unknown as ClientApi;
+    const held = () => ({ checkpoint: 0, values: (s.checkpoints[0] as Float32Array).slice() });
+    const far = await syncTo(api, s.plan, held(), 3, { mode: "replay", maxReplayRounds: 2 });
+    const asked = await syncTo(api, s.plan, held(), 3, { mode: "download" });
+    const fresh = await syncTo(api, s.plan, undefined, 3, { mode: "replay" });
+    for (const synced of [far, asked, fresh]) {
+      expect(synced.result.method).toBe("download");
+      expect(same(synced.values, s.checkpoints[3] as Float32Array)).toBe(true);
+    }
+  });
+
+  it("re-verifies a checkpoint already held, and replaces it when a block was damaged on disk", async () => {
+    const s = server(1);
+    const api = s.api() as unknown as ClientApi;
+    const good = await syncTo(
+      api,
+      s.plan,
+      { checkpoint: 1, values: (s.checkpoints[1] as Float32Array).slice() },
+      1,
+      {
+        mode: "replay",
+      },
+    );
+    expect(good.result.method).toBe("verified");
+    const damaged = (s.checkpoints[1] as Float32Array).slice();
+    damaged[damaged.length - 1] = 42;
+    const repaired = await syncTo(api, s.plan, { checkpoint: 1, values: damaged }, 1, { mode: "replay" });
+    expect(repaired.result).toMatchObject({ method: "download", mismatched: [s.plan.blocks.length - 1] });
+    expect(same(repaired.values, s.checkpoints[1] as Float32Array)).toBe(true);
+  });
+
+  it("refuses a downloaded shard whose bytes differ from the manifest", async () => {
+    const s = server(1);
+    s.corruptShard = 1;
+    await expect(
+      syncTo(s.api() as unknown as ClientApi, s.plan, undefined, 1, { mode: "download" }),
+    ).rejects.toThrow(CheckpointCorruptError);
+  });
+});
