@@ -1,4 +1,4 @@
-// Runs the real `ferret` executable as child processes and reads their JSON output.
+// Runs the real `ferret` executable as child processes and reads their JSON lines (the demo and the e2e test).
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
