@@ -31,7 +31,7 @@ const WIDTH = 460;
 const HEIGHT = 220;
 const PAD = { left: 64, right: 16, top: 28, bottom: 36 };
 
-function escape(text: string): string {
+function escapeHtml(text: string): string {
   return text.replace(
     /[&<>"]/g,
     (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c] as string,
@@ -61,11 +61,11 @@ export function lineChart(
   );
   const legend = series.map(
     (s, i) =>
-      `<text x="${PAD.left + 8 + i * 150}" y="${PAD.top - 10}" fill="${s.color}" font-size="12">■ ${escape(s.name)}</text>`,
+      `<text x="${PAD.left + 8 + i * 150}" y="${PAD.top - 10}" fill="${s.color}" font-size="12">■ ${escapeHtml(s.name)}</text>`,
   );
   const label = (y: number) => (Math.abs(y) >= 1000 ? y.toExponential(1) : y.toFixed(2));
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" role="img" aria-label="${escape(title)}">
-<text x="${WIDTH / 2}" y="14" text-anchor="middle" font-size="13" font-weight="bold">${escape(title)}</text>
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" role="img" aria-label="${escapeHtml(title)}">
+<text x="${WIDTH / 2}" y="14" text-anchor="middle" font-size="13" font-weight="bold">${escapeHtml(title)}</text>
 <line x1="${PAD.left}" y1="${HEIGHT - PAD.bottom}" x2="${WIDTH - PAD.right}" y2="${HEIGHT - PAD.bottom}" stroke="#444"/>
 <line x1="${PAD.left}" y1="${PAD.top}" x2="${PAD.left}" y2="${HEIGHT - PAD.bottom}" stroke="#444"/>
 <text x="${PAD.left - 6}" y="${sy(y1) + 4}" text-anchor="end" font-size="11">${label(y1)}</text>
@@ -113,7 +113,7 @@ export function reportHtml(summary: DemoSummary): string {
     )
     .join("\n");
   const clients = summary.clients
-    .map((c) => `<li>${escape(c.name)}: ${c.examples} examples, ${c.chars} characters</li>`)
+    .map((c) => `<li>${escapeHtml(c.name)}: ${c.examples} examples, ${c.chars} characters</li>`)
     .join("");
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Ferret demo report</title>
@@ -121,8 +121,8 @@ export function reportHtml(summary: DemoSummary): string {
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
 .charts{display:flex;flex-wrap:wrap;gap:16px}</style></head><body>
 <h1>Ferret demo: federated fine-tuning on State of the Union addresses</h1>
-<p>Run <code>${escape(summary.run.runId)}</code>: a ${summary.model.parameters}-parameter GPT-2-style model, basis
-<b>${escape(summary.run.basis)}</b>, K = ${summary.run.totalK} coefficients in ${summary.run.blocks} blocks,
+<p>Run <code>${escapeHtml(summary.run.runId)}</code>: a ${summary.model.parameters}-parameter GPT-2-style model, basis
+<b>${escapeHtml(summary.run.basis)}</b>, K = ${summary.run.totalK} coefficients in ${summary.run.blocks} blocks,
 ${summary.run.localSteps} local SGD steps per round, global learning rate ${summary.run.globalLr}.
 Each client uploads ${4 * summary.run.totalK} bytes of coefficients per round, against ${rounds[0]?.fullModelBytes ?? 0}
 bytes for a full float32 update.</p>
@@ -130,7 +130,7 @@ bytes for a full float32 update.</p>
 <div class="charts">${loss}${bytes}${time}</div>
 <table><thead><tr><th>round</th><th>eval loss after</th><th>train loss</th><th>bytes up / client</th><th>bytes down / client</th><th>seconds</th></tr></thead>
 <tbody>${rows}</tbody></table>
-<p>Machine: ${summary.machine.cpus} CPUs, ${escape(summary.machine.platform)}, Node ${escape(summary.machine.node)}.</p>
+<p>Machine: ${summary.machine.cpus} CPUs, ${escapeHtml(summary.machine.platform)}, Node ${escapeHtml(summary.machine.node)}.</p>
 </body></html>
 `;
 }

@@ -57,7 +57,9 @@ describe("backoff", () => {
         capMs: 1000,
         giveUpAfterMs: 3500,
         random: () => 0.999,
-        sleep: async (ms) => void (slept += ms),
+        sleep: async (ms) => {
+          slept += ms;
+        },
       },
     );
     const error = await failing.catch((e: unknown) => e);

@@ -7,9 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { gpt2Config, writeSeededModel } from "../../client/demo/base-model.ts";
+import { ferret, type Running, start } from "../../client/demo/processes.ts";
 import { writeSotuSplit } from "../../client/demo/sotu.ts";
 import type { Plan } from "../../core/plan.ts";
-import { ferret, type Running, start } from "../../client/demo/processes.ts";
 
 const CLIENTS = 3;
 const ROUNDS = 3;
