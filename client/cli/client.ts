@@ -7,10 +7,7 @@ import type { BackoffOptions } from "../api/backoff.ts";
 import { DEFAULT_BACKOFF } from "../api/backoff.ts";
 import { Http } from "../api/http.ts";
 import { ClientApi } from "../api/routes.ts";
-import { type ClientEvent, runClient } from "../participant/loop.ts";
-import { loadModelDir } from "../participant/model-dir.ts";
-import { StateDir } from "../participant/state.ts";
-import { LocalTrainer, loadLocalData } from "../participant/trainer.ts";
+import type { ClientEvent } from "../participant/loop.ts";
 import { endpointOption, jsonOption, required, runOption } from "./connection.ts";
 import { nonNegativeInt, positiveInt, seconds } from "./options.ts";
 import { EXIT, Output } from "./output.ts";
@@ -111,6 +108,14 @@ export function registerClientCommand(program: Command): void {
         runId,
         token,
       );
+      // Loaded here, not at startup: ONNX Runtime and the model code are only needed by this command.
+      const [{ runClient }, { loadModelDir }, { StateDir }, { LocalTrainer, loadLocalData }] =
+        await Promise.all([
+          import("../participant/loop.ts"),
+          import("../participant/model-dir.ts"),
+          import("../participant/state.ts"),
+          import("../participant/trainer.ts"),
+        ]);
       const model = await loadModelDir(flags.model);
       const seqLen = flags.seqLen ?? Math.min(128, model.config.maxPositions);
       const data = await loadLocalData(flags.data, model.tokenizer, seqLen);

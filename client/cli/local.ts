@@ -1,7 +1,6 @@
 // `ferret local up`: the backend's local stack (DynamoDB Local, s3rver, the handlers behind the router) in this
 // process, until Ctrl-C. Prints the exports the other commands read.
 import type { Command } from "commander";
-import { startLocalStack } from "../../infra/local/stack.ts";
 import { jsonOption } from "./connection.ts";
 import { positiveInt } from "./options.ts";
 import { Output } from "./output.ts";
@@ -17,6 +16,7 @@ export function registerLocalCommands(program: Command): void {
     .action(async (flags: { port?: number; threads?: number; json?: boolean }) => {
       const out = new Output(flags.json === true);
       out.info("starting the local stack (DynamoDB Local warms up in a few seconds)…");
+      const { startLocalStack } = await import("../../infra/local/stack.ts");
       const stack = await startLocalStack({
         ...(flags.port ? { port: flags.port } : {}),
         ...(flags.threads ? { threads: flags.threads } : {}),

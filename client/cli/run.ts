@@ -3,8 +3,6 @@ import { writeFile } from "node:fs/promises";
 import { type Command, Option } from "commander";
 import { FAMILIES } from "../../core/reference.ts";
 import type { OperatorApi, RunConfig } from "../api/routes.ts";
-import { encodeSafetensors } from "../formats/safetensors.ts";
-import { loadModelDir, loadModelWeights } from "../participant/model-dir.ts";
 import { type OperatorFlags, operator, required, runOption, withOperatorOptions } from "./connection.ts";
 import { nonNegativeInt, positiveInt, positiveNumber, seconds } from "./options.ts";
 import type { Output } from "./output.ts";
@@ -29,6 +27,10 @@ export interface RunOptions {
 
 /** Creates a run from a model directory and uploads its weights as checkpoint 0. */
 export async function createRun(api: OperatorApi, out: Output, modelDir: string, options: RunOptions) {
+  const [{ loadModelDir, loadModelWeights }, { encodeSafetensors }] = await Promise.all([
+    import("../participant/model-dir.ts"),
+    import("../formats/safetensors.ts"),
+  ]);
   const model = await loadModelDir(modelDir);
   const { tensors, ignored } = await loadModelWeights(model);
   if (ignored.length > 0) out.info(`ignoring tensors the model does not use: ${ignored.join(", ")}`);
