@@ -1,6 +1,7 @@
 // HTTP to the Ferret API and to presigned S3 URLs: typed errors, retries when the server is unreachable or busy,
 // and a count of the bytes that went each way (what the demo and the end-to-end test report per round).
 import { type BackoffOptions, DEFAULT_BACKOFF, withBackoff } from "./backoff.ts";
+import type { Signer } from "./sigv4.ts";
 
 /** The server answered with a 4xx/5xx JSON error: `code` is the API's error code (e.g. "duplicate_upload"). */
 export class ApiError extends Error {
@@ -33,6 +34,8 @@ export interface RequestOptions {
   json?: unknown;
   bytes?: Uint8Array;
   headers?: Record<string, string>;
+  /** Sign the request (SigV4 for IAM-authorized operator routes) instead of sending a bearer token. */
+  sign?: Signer;
 }
 
 const retryable = (error: Error) =>
@@ -122,14 +125,15 @@ export class Http {
       body = options.bytes;
     }
     const target = new URL(url);
+    const sent = options.sign ? await options.sign({ method, url: target, headers, body }) : headers;
     this.bytes.up +=
       `${method} ${target.pathname}${target.search} HTTP/1.1\r\n`.length +
-      headerBytes(Object.entries({ host: target.host, ...headers })) +
+      headerBytes(Object.entries({ host: target.host, ...sent })) +
       2 +
       (typeof body === "string" ? Buffer.byteLength(body) : (body?.byteLength ?? 0));
     let response: Response;
     try {
-      response = await fetch(url, { method, headers, body, signal: AbortSignal.timeout(120_000) });
+      response = await fetch(url, { method, headers: sent, body, signal: AbortSignal.timeout(120_000) });
     } catch (error) {
       throw new UnreachableError(`${method} ${target.origin}${target.pathname}: ${describe(error)}`, {
         cause: error,

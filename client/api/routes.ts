@@ -6,6 +6,7 @@ import type { Manifest } from "../../functions/rounds/manifest.ts";
 import type { RunConfigInput } from "../../functions/rounds/run-config.ts";
 import type { RoundRecord, RunConfig, RunRecord } from "../../functions/storage/records.ts";
 import type { Http } from "./http.ts";
+import type { Signer } from "./sigv4.ts";
 
 export type { Manifest, RunConfig, RunConfigInput };
 
@@ -92,14 +93,18 @@ export class ClientApi {
   }
 }
 
+/** How operator requests authenticate: the local stack's admin token, or SigV4 (IAM) in AWS. */
+export type OperatorAuth = { adminToken: string } | { sign: Signer };
+
 export class OperatorApi {
   constructor(
     readonly http: Http,
-    private readonly adminToken: string,
+    private readonly auth: OperatorAuth,
   ) {}
 
   private call<T>(method: string, path: string, json?: unknown): Promise<T> {
-    return this.http.json<T>(method, path, { token: this.adminToken, json });
+    const auth = "adminToken" in this.auth ? { token: this.auth.adminToken } : { sign: this.auth.sign };
+    return this.http.json<T>(method, path, { ...auth, json });
   }
 
   createRun(config: RunConfigInput): Promise<{ runId: string; config: RunConfig }> {

@@ -14,7 +14,7 @@ export function registerClientsCommands(program: Command): void {
       .addOption(runOption())
       .requiredOption("--name <name>", "a name for the client (e.g. the data owner)"),
   ).action(async (flags: OperatorFlags & { run?: string; name: string }) => {
-    const { api, out } = operator(flags);
+    const { api, out } = await operator(flags);
     const runId = required(flags.run, "--run", "FERRET_RUN");
     const added = await api.addClient(runId, flags.name);
     out.result(
@@ -31,7 +31,7 @@ export function registerClientsCommands(program: Command): void {
       .addOption(runOption())
       .requiredOption("--client <id>", "client id (from `clients add` or `run status`)"),
   ).action(async (flags: OperatorFlags & { run?: string; client: string }) => {
-    const { api, out } = operator(flags);
+    const { api, out } = await operator(flags);
     const revoked = await api.revokeClient(required(flags.run, "--run", "FERRET_RUN"), flags.client);
     out.result(revoked, `client ${revoked.clientId} revoked`);
   });

@@ -9,8 +9,14 @@ export const endpointOption = () =>
   new Option("--endpoint <url>", "Ferret API endpoint, e.g. http://127.0.0.1:4000").env("FERRET_ENDPOINT");
 
 export const adminTokenOption = () =>
-  new Option("--admin-token <token>", "operator token of the local stack (IAM in AWS)").env(
-    "FERRET_ADMIN_TOKEN",
+  new Option(
+    "--admin-token <token>",
+    "operator token of the local stack; without it, requests are signed with AWS credentials (IAM)",
+  ).env("FERRET_ADMIN_TOKEN");
+
+export const regionOption = () =>
+  new Option("--region <region>", "AWS region for IAM signing (default: from the endpoint)").env(
+    "AWS_REGION",
   );
 
 export const runOption = () => new Option("--run <id>", "run id").env("FERRET_RUN");
@@ -25,17 +31,35 @@ export function required<T>(value: T | undefined, flag: string, env: string): T 
 export interface OperatorFlags {
   endpoint?: string;
   adminToken?: string;
+  region?: string;
   json?: boolean;
 }
 
-export function operator(flags: OperatorFlags): { api: OperatorApi; out: Output } {
-  const http = new Http(required(flags.endpoint, "--endpoint", "FERRET_ENDPOINT"));
-  return {
-    api: new OperatorApi(http, required(flags.adminToken, "--admin-token", "FERRET_ADMIN_TOKEN")),
-    out: new Output(flags.json === true),
-  };
+/** The region of an API Gateway endpoint (https://ID.execute-api.REGION.amazonaws.com), if it is one. */
+export function regionOf(endpoint: string): string | undefined {
+  return /\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$/.exec(new URL(endpoint).hostname)?.[1];
+}
+
+/** The operator API with the admin token when one is given, else SigV4-signed with the AWS credential chain. */
+export async function operator(flags: OperatorFlags): Promise<{ api: OperatorApi; out: Output }> {
+  const endpoint = required(flags.endpoint, "--endpoint", "FERRET_ENDPOINT");
+  const http = new Http(endpoint);
+  const out = new Output(flags.json === true);
+  if (flags.adminToken) return { api: new OperatorApi(http, { adminToken: flags.adminToken }), out };
+  const region = regionOf(endpoint) ?? flags.region;
+  if (!region) {
+    throw new InputError(
+      "give --admin-token (local stack) or, for AWS, an execute-api endpoint or --region so requests can be signed",
+    );
+  }
+  const { sigV4Signer } = await import("../api/sigv4.ts");
+  return { api: new OperatorApi(http, { sign: sigV4Signer(region) }), out };
 }
 
 /** Adds the options every operator command takes. */
 export const withOperatorOptions = (command: Command) =>
-  command.addOption(endpointOption()).addOption(adminTokenOption()).addOption(jsonOption());
+  command
+    .addOption(endpointOption())
+    .addOption(adminTokenOption())
+    .addOption(regionOption())
+    .addOption(jsonOption());

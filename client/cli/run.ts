@@ -99,7 +99,7 @@ export function registerRunCommands(program: Command): void {
         new Option("--weighting <w>", "aggregate weights").choices(["examples", "equal"]).default("examples"),
       ),
   ).action(async (flags: OperatorFlags & RunOptions & { model: string }) => {
-    const { api, out } = operator(flags);
+    const { api, out } = await operator(flags);
     const created = await createRun(api, out, flags.model, flags);
     const plan = created.config.plan;
     out.result(
@@ -112,7 +112,7 @@ export function registerRunCommands(program: Command): void {
   withOperatorOptions(
     run.command("status").description("show a run, its clients and its current round").addOption(runOption()),
   ).action(async (flags: OperatorFlags & { run?: string }) => {
-    const { api, out } = operator(flags);
+    const { api, out } = await operator(flags);
     const status = await api.status(required(flags.run, "--run", "FERRET_RUN"));
     out.result(status, describeStatus(status));
   });
@@ -120,7 +120,7 @@ export function registerRunCommands(program: Command): void {
   withOperatorOptions(
     run.command("start").description("start (or resume) a run: opens its next round").addOption(runOption()),
   ).action(async (flags: OperatorFlags & { run?: string }) => {
-    const { api, out } = operator(flags);
+    const { api, out } = await operator(flags);
     const started = await api.start(required(flags.run, "--run", "FERRET_RUN"));
     out.result(started, `run ${started.runId} is ${started.status}; round ${started.currentRound} is open`);
   });
@@ -128,7 +128,7 @@ export function registerRunCommands(program: Command): void {
   withOperatorOptions(
     run.command("pause").description("pause a run after its open round").addOption(runOption()),
   ).action(async (flags: OperatorFlags & { run?: string }) => {
-    const { api, out } = operator(flags);
+    const { api, out } = await operator(flags);
     const paused = await api.pause(required(flags.run, "--run", "FERRET_RUN"));
     out.result(paused, `run ${paused.runId} is PAUSED`);
   });
@@ -145,7 +145,7 @@ export function registerRunCommands(program: Command): void {
       )
       .requiredOption("--out <file>", "output .safetensors path"),
   ).action(async (flags: OperatorFlags & { run?: string; round: number; out: string }) => {
-    const { api, out } = operator(flags);
+    const { api, out } = await operator(flags);
     const exported = await api.exportCheckpoint(required(flags.run, "--run", "FERRET_RUN"), flags.round);
     const progress = out.progress(`downloading checkpoint ${flags.round}`, 1);
     const bytes = await api.http.download(exported.url);

@@ -45,7 +45,7 @@ export async function runDemo(options: DemoOptions, out: Output): Promise<DemoSu
   const stack = await startLocalStack({ threads: 1 });
   const clients: Running[] = [];
   try {
-    const operator = new OperatorApi(new Http(stack.endpoint), stack.adminToken);
+    const operator = new OperatorApi(new Http(stack.endpoint), { adminToken: stack.adminToken });
     const created = await createRun(operator, out, modelDir, {
       ...options.run,
       clientsPerRound: options.clients,
