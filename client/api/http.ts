@@ -1,5 +1,9 @@
 // HTTP to the Ferret API and to presigned S3 URLs: typed errors, retries when the server is unreachable or busy,
 // and a count of the bytes that went each way (what the demo and the end-to-end test report per round).
+import { createWriteStream } from "node:fs";
+import { rename, rm } from "node:fs/promises";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { type BackoffOptions, DEFAULT_BACKOFF, withBackoff } from "./backoff.ts";
 import type { Signer } from "./sigv4.ts";
 
@@ -93,6 +97,49 @@ export class Http {
         this.bytes.down += bytes.byteLength;
         if (!response.ok) throw new ApiError(response.status, "storage", Buffer.from(bytes).toString("utf8"));
         return bytes;
+      },
+      retryable,
+      this.backoff,
+    );
+  }
+
+  /**
+   * Streams a presigned URL into a file (written under a temporary name, renamed when complete), reporting
+   * progress against the Content-Length. Returns the bytes written.
+   */
+  downloadToFile(
+    url: string,
+    path: string,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<number> {
+    return withBackoff(
+      async () => {
+        const response = await this.send("GET", url, {});
+        if (!response.ok || !response.body) {
+          throw new ApiError(response.status, "storage", await this.readText(response));
+        }
+        const total = Number(response.headers.get("content-length") ?? 0);
+        const temporary = `${path}.part-${process.pid}`;
+        let done = 0;
+        const counted = new TransformStream<Uint8Array, Uint8Array>({
+          transform: (chunk, controller) => {
+            done += chunk.byteLength;
+            this.bytes.down += chunk.byteLength;
+            onProgress?.(done, total);
+            controller.enqueue(chunk);
+          },
+        });
+        try {
+          await pipeline(
+            Readable.fromWeb(response.body.pipeThrough(counted) as never),
+            createWriteStream(temporary),
+          );
+          await rename(temporary, path);
+        } catch (error) {
+          await rm(temporary, { force: true });
+          throw error;
+        }
+        return done;
       },
       retryable,
       this.backoff,

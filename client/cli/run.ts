@@ -1,5 +1,4 @@
 // `ferret run create|status|start|pause|export`: the operator's side of a run.
-import { writeFile } from "node:fs/promises";
 import { type Command, Option } from "commander";
 import { FAMILIES } from "../../core/reference.ts";
 import type { OperatorApi, RunConfig } from "../api/routes.ts";
@@ -147,13 +146,11 @@ export function registerRunCommands(program: Command): void {
   ).action(async (flags: OperatorFlags & { run?: string; round: number; out: string }) => {
     const { api, out } = await operator(flags);
     const exported = await api.exportCheckpoint(required(flags.run, "--run", "FERRET_RUN"), flags.round);
-    const progress = out.progress(`downloading checkpoint ${flags.round}`, 1);
-    const bytes = await api.http.download(exported.url);
-    progress(1);
-    await writeFile(flags.out, bytes);
-    out.result(
-      { checkpoint: flags.round, out: flags.out, bytes: bytes.byteLength },
-      `wrote ${flags.out} (${bytes.byteLength} bytes)`,
-    );
+    let progress: ((done: number) => void) | undefined;
+    const bytes = await api.http.downloadToFile(exported.url, flags.out, (done, total) => {
+      progress ??= out.progress(`downloading checkpoint ${flags.round}`, total, "B");
+      progress(done);
+    });
+    out.result({ checkpoint: flags.round, out: flags.out, bytes }, `wrote ${flags.out} (${bytes} bytes)`);
   });
 }
