@@ -4,7 +4,7 @@ import type { Plan } from "../../core/plan.ts";
 import type { Family } from "../../core/projection.ts";
 import type { Manifest } from "../../functions/rounds/manifest.ts";
 import type { RunConfigInput } from "../../functions/rounds/run-config.ts";
-import type { RoundRecord, RunConfig, RunRecord } from "../../functions/storage/records.ts";
+import type { LogEntry, RoundRecord, RunConfig, RunRecord } from "../../functions/storage/records.ts";
 import type { Http } from "./http.ts";
 import type { Signer } from "./sigv4.ts";
 
@@ -26,17 +26,7 @@ export interface Assignment {
 }
 
 /** One update-log entry as it travels: coefficients are base64 little-endian float32. */
-export interface WireLogEntry {
-  round: number;
-  seed: string;
-  basis: Family;
-  scale: number;
-  baseCheckpoint: number;
-  resultCheckpoint: number;
-  coefficients: string;
-  uploads: number;
-  examples: number;
-}
+export type WireLogEntry = Omit<LogEntry, "coefficients"> & { coefficients: string };
 
 export interface CheckpointLocation {
   manifest: Manifest;

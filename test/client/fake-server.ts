@@ -93,6 +93,7 @@ export class FakeServer {
     this.checkpoints[round + 1] = next;
     this.latest = round + 1;
     this.entries.push({
+      runId: "run",
       round,
       seed: seedToHex(seed),
       basis: this.family,

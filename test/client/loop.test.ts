@@ -51,10 +51,16 @@ function fakeTrainer(calls: { train: number }): Trainer {
   };
 }
 
-async function run(server: FakeServer, state: StateDir, script: Assignment[], calls = { train: 0 }) {
+/** Runs the loop through one round: round 0 OPEN, then DONE (checkpoint 1 committed), then it exits. */
+async function run(
+  server: FakeServer,
+  state: StateDir,
+  calls = { train: 0 },
+  api = server.api([assignment(server, 0, "OPEN"), assignment(server, 0, "DONE")]),
+) {
   const events: ClientEvent[] = [];
   const options: LoopOptions = {
-    api: server.api(script) as unknown as LoopOptions["api"],
+    api: api as unknown as LoopOptions["api"],
     state,
     trainer: async () => fakeTrainer(calls),
     sync: "replay",
@@ -72,12 +78,7 @@ describe("the client loop", () => {
     server.runRound(0);
     const state = await StateDir.open(dir, "run");
     const calls = { train: 0 };
-    const events = await run(
-      server,
-      state,
-      [assignment(server, 0, "OPEN"), assignment(server, 0, "DONE")],
-      calls,
-    );
+    const events = await run(server, state, calls);
     expect(calls.train).toBe(1);
     expect(server.uploads).toHaveLength(1);
     const base = server.checkpoints[0] as Float32Array;
@@ -108,12 +109,7 @@ describe("the client loop", () => {
     await first.savePending(0, saved, 5, { trainLoss: 2 });
     const calls = { train: 0 };
     const restarted = await StateDir.open(dir, "run");
-    const events = await run(
-      server,
-      restarted,
-      [assignment(server, 0, "OPEN"), assignment(server, 0, "DONE")],
-      calls,
-    );
+    const events = await run(server, restarted, calls);
     expect(calls.train).toBe(0);
     expect(server.uploads.map((u) => u.coefficients)).toEqual([saved]);
     expect(events.find((e) => e.event === "uploaded")).toMatchObject({ resent: true, duplicate: false });
@@ -126,7 +122,7 @@ describe("the client loop", () => {
     server.uploads.push({ round: 0, coefficients: saved });
     const state = await StateDir.open(dir, "run");
     await state.savePending(0, saved, 5, {});
-    const events = await run(server, state, [assignment(server, 0, "OPEN"), assignment(server, 0, "DONE")]);
+    const events = await run(server, state);
     expect(server.uploads).toHaveLength(1);
     expect(events.find((e) => e.event === "uploaded")).toMatchObject({ resent: true, duplicate: true });
     expect(state.current.pending).toBeNull();
@@ -142,16 +138,7 @@ describe("the client loop", () => {
     api.upload = async () => {
       throw new ApiError(409, "round_closed", "round 0 is AGGREGATING, not OPEN");
     };
-    const events: ClientEvent[] = [];
-    await runClient({
-      api: api as unknown as LoopOptions["api"],
-      state,
-      trainer: async () => fakeTrainer({ train: 0 }),
-      sync: "replay",
-      pollMs: 1,
-      untilCheckpoint: 1,
-      emit: (e) => events.push(e),
-    });
+    const events = await run(server, state, { train: 0 }, api);
     expect(events.find((e) => e.event === "skipped")).toMatchObject({ round: 0 });
     expect(state.current.pending).toBeNull();
     expect(state.hasUploaded(0)).toBe(false);
