@@ -1,0 +1,16 @@
+// The public surface of core/: what the client, the Lambda handlers and the local stack import.
+export { aggregate, type ClientUpload, type Weighting } from "./aggregate.ts";
+export * from "./errors.ts";
+export {
+  assertPlanMatches,
+  buildPlan,
+  type Plan,
+  type PlanBlock,
+  type PlanOptions,
+  parsePlan,
+  type TensorSpec,
+} from "./plan.ts";
+export { CorePool, sharedFloat32Array } from "./pool.ts";
+export { assertFamily, type Family, project, reconstruct, reconstructRange } from "./projection.ts";
+export { FAMILIES } from "./reference.ts";
+export { deriveRoundSeed, seedFromHex, seedToHex } from "./seed.ts";
