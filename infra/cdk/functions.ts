@@ -12,6 +12,9 @@ export const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 
 export const serviceName = "ferret";
 
+/** The WebAssembly kernels core/ loads at run time, as `npm run build:wasm` writes them. */
+const KERNELS = "build/kernels.wasm";
+
 export interface FerretFunctionProps {
   /** Handler file name under functions/handlers/, e.g. "upload.ts". */
   entry: string;
@@ -74,6 +77,15 @@ export class FerretFunction extends NodejsFunction {
         bundleAwsSDK: true,
         mainFields: ["module", "main"],
         // Some CommonJS dependencies call require() at run time; an ESM bundle has no require of its own.
+        // core/ finds its WebAssembly kernels beside the bundle; `npm ci` builds them (prepare: build:wasm).
+        commandHooks: {
+          beforeBundling: () => [],
+          beforeInstall: () => [],
+          afterBundling: (inputDir, outputDir) => [
+            `test -f "${inputDir}/${KERNELS}" || { echo "${KERNELS} is missing: run npm run build:wasm" >&2; exit 1; }`,
+            `cp "${inputDir}/${KERNELS}" "${outputDir}/kernels.wasm"`,
+          ],
+        },
         banner:
           "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
       },

@@ -37,7 +37,7 @@ let states: Record<string, State>;
 let definition: { StartAt: string; States: Record<string, State> };
 
 beforeAll(() => {
-  template = synthesize({ bundle: false }).template;
+  template = synthesize().template;
   const [, machine] = only(template, "AWS::StepFunctions::StateMachine");
   definition = JSON.parse(flatten(machine.Properties.DefinitionString));
   states = definition.States;

@@ -14,10 +14,15 @@ import {
 } from "./synth.ts";
 
 let template: Template;
+let nagFindings: string[];
 const handlerFiles = [...new Set([...ROUTES.map((r) => r.handler), ...Object.values(STEP_HANDLERS)])];
 
 beforeAll(() => {
-  template = synthesize({ bundle: false }).template;
+  ({ template, nagFindings } = synthesize());
+});
+
+it("passes cdk-nag's AwsSolutions checks, each exception acknowledged with its reason", () => {
+  expect(nagFindings).toEqual([]);
 });
 
 const resources = (type: string) => Object.entries(template.findResources(type) as Record<string, Resource>);
@@ -219,7 +224,7 @@ describe("storage", () => {
   });
 
   it("can turn the table's deletion protection off for a throwaway stack", () => {
-    const throwaway = synthesize({ bundle: false, props: { deletionProtection: false } }).template;
+    const throwaway = synthesize({ deletionProtection: false }).template;
     throwaway.hasResourceProperties("AWS::DynamoDB::Table", { DeletionProtectionEnabled: false });
   });
 });
