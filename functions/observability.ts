@@ -8,7 +8,8 @@ import { captureLambdaHandler } from "@aws-lambda-powertools/tracer/middleware";
 import middy from "@middy/core";
 
 export const logger = new Logger({ serviceName: "ferret" });
-export const metrics = new Metrics({ namespace: "Ferret", serviceName: "ferret" });
+// Through the logger, so "no metrics to publish" is a structured WARN line that the log level can silence.
+export const metrics = new Metrics({ namespace: "Ferret", serviceName: "ferret", logger });
 export const tracer = new Tracer({ serviceName: "ferret" });
 
 /** Wraps a step or authorizer function with logging context, metric flushing and tracing. */

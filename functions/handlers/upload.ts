@@ -52,7 +52,8 @@ function explain(refusal: UploadRefusal, round: RoundRecord, clientId: string, n
     return new Conflict("duplicate_upload", `client ${clientId} already uploaded for round ${round.round}`);
   if (refusal.clientRefused) return new Forbidden("client_revoked", `client ${clientId} is revoked`);
   return (
-    roundRefusal(round, clientId, now) ?? new Conflict("round_changed", `round ${round.round} changed; retry`)
+    roundRefusal(round, clientId, now) ??
+    new Conflict("round_busy", `round ${round.round} is busy with concurrent uploads; retry`)
   );
 }
 

@@ -3,10 +3,11 @@
 import { aggregate } from "../../core/aggregate.ts";
 import { parsePlan } from "../../core/plan.ts";
 import { reconstructRange } from "../../core/projection.ts";
+import { seedFromHex } from "../../core/seed.ts";
 import type { Services } from "../services.ts";
 import { objectKeys } from "../storage/objects.ts";
 import type { LogEntry } from "../storage/records.ts";
-import { advance, requireRound, requireRun, seedOf } from "./lifecycle.ts";
+import { advance, requireRound, requireRun } from "./lifecycle.ts";
 import {
   buildManifest,
   digestShard,
@@ -81,7 +82,7 @@ export async function reconstructShard(
     values,
     shard.start,
     entry.coefficients,
-    seedOf(entry.seed),
+    seedFromHex(entry.seed),
     plan,
     entry.basis,
     entry.scale,

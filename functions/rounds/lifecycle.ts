@@ -1,13 +1,10 @@
 // Opening, closing and advancing rounds. Each transition is one conditional write in RoundTable; the functions here
 // decide which transition to attempt and what follows when it wins.
 import { createHash } from "node:crypto";
-import { deriveRoundSeed } from "../../core/seed.ts";
+import { deriveRoundSeed, seedToHex } from "../../core/seed.ts";
 import { Conflict, NotFound } from "../errors.ts";
 import type { Services } from "../services.ts";
 import type { RoundRecord, RunRecord } from "../storage/records.ts";
-
-export const seedHex = (seed: bigint) => seed.toString(16).padStart(16, "0");
-export const seedOf = (hex: string) => BigInt(`0x${hex}`);
 
 export async function requireRun(svc: Services, runId: string): Promise<RunRecord> {
   const run = await svc.table.getRun(runId);
@@ -39,7 +36,7 @@ export async function openRound(
   round: number,
   baseCheckpoint: number,
 ): Promise<RoundRecord | undefined> {
-  const seed = seedHex(deriveRoundSeed(run.salt, round));
+  const seed = seedToHex(deriveRoundSeed(run.salt, round));
   const active = (await svc.table.listClients(run.runId)).filter((c) => !c.revoked).map((c) => c.clientId);
   if (active.length === 0)
     throw new Conflict("no_clients", `run ${run.runId} has no active clients to select`);

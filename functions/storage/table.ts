@@ -45,6 +45,9 @@ export class UploadRefused extends Error {
   }
 }
 
+/** Attempts at an upload transaction that only lost a race with other uploads to the same round. */
+const UPLOAD_ATTEMPTS = 25;
+
 export const bytesOf = (values: Float32Array) =>
   new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
 /** Copies, because DynamoDB's binary may sit at an offset that is not a multiple of 4. */
@@ -240,58 +243,65 @@ export class RoundTable {
    */
   async recordUpload(upload: UploadRecord, now: number): Promise<void> {
     const { coefficients, ...rest } = upload;
-    try {
-      await this.doc.send(
-        new TransactWriteCommand({
-          TransactItems: [
-            {
-              Put: {
-                TableName: this.tableName,
-                Item: {
-                  ...keys.upload(upload.runId, upload.round, upload.clientId),
-                  ...rest,
-                  coefficients: bytesOf(coefficients),
-                },
-                ConditionExpression: "attribute_not_exists(pk)",
-              },
+    const transaction = new TransactWriteCommand({
+      TransactItems: [
+        {
+          Put: {
+            TableName: this.tableName,
+            Item: {
+              ...keys.upload(upload.runId, upload.round, upload.clientId),
+              ...rest,
+              coefficients: bytesOf(coefficients),
             },
-            {
-              Update: {
-                TableName: this.tableName,
-                Key: keys.round(upload.runId, upload.round),
-                UpdateExpression: "ADD uploadCount :one",
-                ConditionExpression: "#state = :open AND deadline > :now AND contains(selected, :client)",
-                ExpressionAttributeNames: { "#state": "state" },
-                ExpressionAttributeValues: {
-                  ":one": 1,
-                  ":open": "OPEN",
-                  ":now": now,
-                  ":client": upload.clientId,
-                },
-              },
+            ConditionExpression: "attribute_not_exists(pk)",
+          },
+        },
+        {
+          Update: {
+            TableName: this.tableName,
+            Key: keys.round(upload.runId, upload.round),
+            UpdateExpression: "ADD uploadCount :one",
+            ConditionExpression: "#state = :open AND deadline > :now AND contains(selected, :client)",
+            ExpressionAttributeNames: { "#state": "state" },
+            ExpressionAttributeValues: {
+              ":one": 1,
+              ":open": "OPEN",
+              ":now": now,
+              ":client": upload.clientId,
             },
-            {
-              ConditionCheck: {
-                TableName: this.tableName,
-                Key: keys.client(upload.runId, upload.clientId),
-                ConditionExpression: "revoked = :f",
-                ExpressionAttributeValues: { ":f": false },
-              },
-            },
-          ],
-        }),
-      );
-    } catch (error) {
-      const reasons = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons;
-      if (!reasons) throw error;
-      const failed = (i: number) => reasons[i]?.Code === "ConditionalCheckFailed";
-      throw new UploadRefused({ duplicate: failed(0), roundRefused: failed(1), clientRefused: failed(2) });
+          },
+        },
+        {
+          ConditionCheck: {
+            TableName: this.tableName,
+            Key: keys.client(upload.runId, upload.clientId),
+            ConditionExpression: "revoked = :f",
+            ExpressionAttributeValues: { ":f": false },
+          },
+        },
+      ],
+    });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.doc.send(transaction);
+        return;
+      } catch (error) {
+        const reasons = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons;
+        if (!reasons) throw error;
+        const failed = (i: number) => reasons[i]?.Code === "ConditionalCheckFailed";
+        const refusal = { duplicate: failed(0), roundRefused: failed(1), clientRefused: failed(2) };
+        // Uploads racing for the same round item conflict; none was applied, so trying again is safe.
+        const conflictOnly =
+          !Object.values(refusal).some(Boolean) && reasons.some((r) => r.Code === "TransactionConflict");
+        if (!conflictOnly || attempt >= UPLOAD_ATTEMPTS) throw new UploadRefused(refusal);
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 20 * attempt));
+      }
     }
   }
 
   /** OPEN -> AGGREGATING once the counter reaches the quorum. Exactly one caller gets true. */
   closeOnQuorum(runId: string, round: number): Promise<boolean> {
-    return this.transition(runId, round, "OPEN", "AGGREGATING", "uploadCount >= quorum", {
+    return this.transition(runId, round, "OPEN", "AGGREGATING", "uploadCount >= #quorum", {
       closeReason: "quorum",
     });
   }
@@ -338,7 +348,10 @@ export class RoundTable {
           Key: keys.round(runId, round),
           UpdateExpression: `SET #state = :to${sets.map((name) => `, ${name} = :${name}`).join("")}`,
           ConditionExpression: `#state = :from${extraCondition ? ` AND ${extraCondition}` : ""}`,
-          ExpressionAttributeNames: { "#state": "state" },
+          ExpressionAttributeNames: {
+            "#state": "state",
+            ...(extraCondition?.includes("#quorum") ? { "#quorum": "quorum" } : {}),
+          },
           ExpressionAttributeValues: { ...placeholders, ":from": from, ":to": to },
         }),
       ),

@@ -31,6 +31,8 @@ export class LocalOrchestrator implements Platform {
   private readonly timers = new Set<NodeJS.Timeout>();
   readonly started: RoundRef[] = [];
   readonly crashes: Error[] = [];
+  /** Every shard result, kept so tests can check what each task held. */
+  readonly shardResults: ShardResult[] = [];
   svc!: Services;
 
   constructor(
@@ -82,6 +84,7 @@ export class LocalOrchestrator implements Platform {
       const shards = await Promise.all(
         tasks.map(async (task: ShardTask) => {
           const result: ShardResult = await this.step(() => this.pool.run(task));
+          this.shardResults.push(result);
           crashAt(`shard-${task.shard.index}`);
           return result;
         }),

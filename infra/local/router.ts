@@ -3,7 +3,7 @@
 import { timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { APIGatewayProxyStructuredResultV2, Context } from "aws-lambda";
-import { authorize } from "../../functions/handlers/authorizer.ts";
+import type { AuthorizerResult } from "../../functions/handlers/authorizer.ts";
 import type { HttpEvent } from "../../functions/http.ts";
 import { ROUTES, type Route } from "../../functions/routes.ts";
 
@@ -31,7 +31,9 @@ const lambdaContext = (name: string) =>
 async function compile(route: Route): Promise<CompiledRoute> {
   const names = [...route.path.matchAll(/\{(\w+)\}/g)].map((m) => m[1] as string);
   const pattern = new RegExp(`^${route.path.replace(/\{\w+\}/g, "([^/]+)")}$`);
-  const module = (await import(`../../functions/handlers/${route.handler}`)) as { handler: Handler };
+  const module = (await import(/* @vite-ignore */ `../../functions/handlers/${route.handler}`)) as {
+    handler: Handler;
+  };
   return { ...route, pattern, names, run: module.handler };
 }
 
@@ -58,7 +60,14 @@ function adminAllowed(header: string | undefined, adminToken: string): boolean {
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
-async function dispatch(routes: CompiledRoute[], request: IncomingMessage, adminToken: string) {
+type Authorize = (authorization: string | undefined) => Promise<AuthorizerResult>;
+
+async function dispatch(
+  routes: CompiledRoute[],
+  authorize: Authorize,
+  request: IncomingMessage,
+  adminToken: string,
+) {
   const url = new URL(request.url ?? "/", "http://local");
   const candidates = routes.filter((r) => r.pattern.test(url.pathname));
   const route = candidates.find((r) => r.method === request.method);
@@ -101,9 +110,11 @@ async function dispatch(routes: CompiledRoute[], request: IncomingMessage, admin
 }
 
 export async function startRouter(adminToken: string, port: number): Promise<Server> {
+  // Handlers load only now, after the stack has set the environment their Powertools utilities read at import.
   const routes = await Promise.all(ROUTES.map(compile));
+  const { authorize } = await import("../../functions/handlers/authorizer.ts");
   const server = createServer((request, response) => {
-    dispatch(routes, request, adminToken)
+    dispatch(routes, authorize, request, adminToken)
       .catch((error: Error) => reply(500, "internal", error.message))
       .then((result) => {
         response.writeHead(result.statusCode ?? 200, result.headers as Record<string, string>);
