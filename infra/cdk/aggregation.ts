@@ -80,7 +80,7 @@ export interface AggregationHandlers {
 }
 
 export interface AggregationProps {
-  /** A fixed name, so handlers can be given the ARN before the state machine exists (see stack.ts). */
+  /** A fixed name, so handlers can be given its ARN before it exists (see Aggregation.arnFor). */
   stateMachineName: string;
   handlers: AggregationHandlers;
   /** Shard tasks running at once: bounds the S3 and Lambda load one round puts on the account. */
@@ -131,21 +131,18 @@ export class Aggregation extends Construct {
       .next(new Fail(this, "RoundFailed", { errorPath: "$.error.Error", causePath: "$.error.Cause" }));
     const toFailure = { errors: [Errors.ALL], resultPath: "$.error" };
 
-    const aggregate = new LambdaInvoke(this, "Aggregate", {
-      lambdaFunction: handlers.aggregate,
-      payload: TaskInput.fromJsonPathAt("$"),
-      outputPath: "$.Payload",
-    })
-      .addRetry(retry)
-      .addCatch(recordFailure, toFailure);
+    // Each step passes its whole input to its handler and continues with what the handler returned.
+    const step = (id: string, lambdaFunction: IFunction) =>
+      new LambdaInvoke(this, id, {
+        lambdaFunction,
+        payload: TaskInput.fromJsonPathAt("$"),
+        outputPath: "$.Payload",
+      }).addRetry(retry);
+
+    const aggregate = step("Aggregate", handlers.aggregate).addCatch(recordFailure, toFailure);
 
     // The aggregate step returns {runId, round, shards: [{runId, round, shard}, …]}: each item is a complete shard
     // task. The Map replaces `shards` with the shard results, in order, which is the commit step's input.
-    const reconstructShard = new LambdaInvoke(this, "ReconstructShard", {
-      lambdaFunction: handlers.reconstructShard,
-      payload: TaskInput.fromJsonPathAt("$"),
-      outputPath: "$.Payload",
-    }).addRetry(retry);
     const shards = new DistributedMap(this, "ReconstructShards", {
       itemsPath: "$.shards",
       maxConcurrency: props.maxConcurrency,
@@ -155,16 +152,10 @@ export class Aggregation extends Construct {
       mapExecutionType: StateMachineType.STANDARD,
       resultPath: "$.shards",
     })
-      .itemProcessor(reconstructShard)
+      .itemProcessor(step("ReconstructShard", handlers.reconstructShard))
       .addCatch(recordFailure, toFailure);
 
-    const commit = new LambdaInvoke(this, "Commit", {
-      lambdaFunction: handlers.commit,
-      payload: TaskInput.fromJsonPathAt("$"),
-      outputPath: "$.Payload",
-    })
-      .addRetry(retry)
-      .addCatch(recordFailure, toFailure);
+    const commit = step("Commit", handlers.commit).addCatch(recordFailure, toFailure);
 
     const logs = new LogGroup(this, "Logs", {
       retention: RetentionDays.THREE_MONTHS,
@@ -176,7 +167,7 @@ export class Aggregation extends Construct {
       definitionBody: DefinitionBody.fromChainable(aggregate.next(shards).next(commit)),
       timeout: Duration.hours(6),
       tracingEnabled: true,
-      // Execution data stays out of the logs: it is small but names runs and clients.
+      // Events only, not execution data: a shard list can be hundreds of KB, logged again at every state.
       logs: { destination: logs, level: LogLevel.ALL, includeExecutionData: false },
     });
     acknowledgeTracing(this.stateMachine.role);

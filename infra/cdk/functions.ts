@@ -10,8 +10,6 @@ import { acknowledgeTracing } from "./nag.ts";
 /** The repository root: esbuild resolves handlers and node_modules from here, never from the CDK's cwd. */
 export const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 
-export const serviceName = "ferret";
-
 /** The WebAssembly kernels core/ loads at run time, as `npm run build:wasm` writes them. */
 const KERNELS = "build/kernels.wasm";
 
@@ -64,7 +62,7 @@ export class FerretFunction extends NodejsFunction {
       role,
       environment: {
         NODE_OPTIONS: "--enable-source-maps",
-        POWERTOOLS_SERVICE_NAME: serviceName,
+        POWERTOOLS_SERVICE_NAME: "ferret",
         POWERTOOLS_METRICS_NAMESPACE: "Ferret",
         POWERTOOLS_LOG_LEVEL: "INFO",
         ...props.environment,
@@ -76,7 +74,6 @@ export class FerretFunction extends NodejsFunction {
         sourceMap: true,
         bundleAwsSDK: true,
         mainFields: ["module", "main"],
-        // Some CommonJS dependencies call require() at run time; an ESM bundle has no require of its own.
         // core/ finds its WebAssembly kernels beside the bundle; `npm ci` builds them (prepare: build:wasm).
         commandHooks: {
           beforeBundling: () => [],
@@ -86,6 +83,7 @@ export class FerretFunction extends NodejsFunction {
             `cp "${inputDir}/${KERNELS}" "${outputDir}/kernels.wasm"`,
           ],
         },
+        // Some CommonJS dependencies call require() at run time; an ESM bundle has no require of its own.
         banner:
           "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
       },

@@ -24,8 +24,8 @@ export class FerretStack extends Stack {
     const storage = new Storage(this, "Storage", { deletionProtection: props.deletionProtection ?? true });
     const deadlines = new Deadlines(this, "Deadlines");
 
-    // The state machine runs handlers that, through the deadline handler, start it again: giving it a fixed
-    // name lets those handlers receive its ARN as a plain string, which breaks that dependency cycle.
+    // The state machine is named, so its ARN is known before it exists: the handlers that start it are created
+    // first, then the state machine that runs the step handlers among them.
     const stateMachineName = `${this.stackName}-aggregation`;
     const handlers = new Handlers(this, "Handlers", {
       table: storage.table,
