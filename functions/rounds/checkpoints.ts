@@ -15,11 +15,12 @@ export async function importInitialCheckpoint(svc: Services, runId: string): Pro
     throw new Conflict("checkpoint_exists", `run ${runId} already has checkpoint 0`);
   const plan = parsePlan(run.config.plan);
   const source = objectKeys.importUpload(runId);
-  const prefix = new Uint8Array(8);
+  const fileSize = await svc.bucket.size(source);
+  const prefix = new Uint8Array(Math.min(8, fileSize));
   await svc.bucket.readInto(source, prefix);
-  const header = new Uint8Array(headerLength(prefix));
+  const header = new Uint8Array(headerLength(prefix, fileSize));
   await svc.bucket.readInto(source, header, 8);
-  const tensors = locateTensors(Buffer.from(header).toString("utf8"), plan);
+  const tensors = locateTensors(header, fileSize, plan);
   const results = [];
   for (const shard of planShards(plan, svc.shardParams)) {
     const values = new Float32Array(shard.length);

@@ -1,6 +1,7 @@
-// Reading and writing the safetensors container: 8-byte little-endian header length, JSON header, raw data.
-// Only F32 is accepted: the checkpoint is float32 end to end.
-
+// The safetensors container, through the client's strict reader and writer (client/formats): the server only
+// adds what a checkpoint import needs, every plan tensor present as F32 with the plan's shape.
+import { FormatError } from "../../client/formats/errors.ts";
+import { encodeHeader, parseHeaderJson, parseHeaderLength } from "../../client/formats/safetensors-header.ts";
 import type { Plan } from "../../core/plan.ts";
 import { BadRequest } from "../errors.ts";
 
@@ -13,28 +14,24 @@ export interface TensorLocation {
   size: number;
 }
 
-const MAX_HEADER_BYTES = 100 * 1024 * 1024;
-
-export function headerLength(prefix: Uint8Array): number {
-  const length = Number(new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true));
-  if (length <= 0 || length > MAX_HEADER_BYTES) {
-    throw new BadRequest("invalid_checkpoint", `safetensors header length ${length} is out of range`);
+function asBadRequest<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    if (error instanceof FormatError) throw new BadRequest("invalid_checkpoint", error.message);
+    throw error;
   }
-  return length;
 }
 
+export const headerLength = (prefix: Uint8Array, fileSize: number) =>
+  asBadRequest(() => parseHeaderLength(prefix, fileSize));
+
 /** Checks the file holds every plan tensor as F32 with the plan's shape; returns where each one's data lies. */
-export function locateTensors(headerJson: string, plan: Plan): TensorLocation[] {
-  let header: Record<string, { dtype?: string; shape?: number[]; data_offsets?: [number, number] }>;
-  try {
-    header = JSON.parse(headerJson);
-  } catch {
-    throw new BadRequest("invalid_checkpoint", "safetensors header is not JSON");
-  }
-  const dataStart = 8 + Buffer.byteLength(headerJson);
+export function locateTensors(header: Uint8Array, fileSize: number, plan: Plan): TensorLocation[] {
+  const parsed = asBadRequest(() => parseHeaderJson(header, fileSize - 8 - header.byteLength));
+  const byName = new Map(parsed.tensors.map((t) => [t.name, t]));
   return plan.tensors.map((t) => {
-    const entry = header[t.name];
-    const size = t.shape.reduce((a, b) => a * b, 1);
+    const entry = byName.get(t.name);
     if (!entry) throw new BadRequest("invalid_checkpoint", `checkpoint lacks tensor ${t.name}`);
     if (entry.dtype !== "F32") {
       throw new BadRequest("invalid_checkpoint", `tensor ${t.name} is ${entry.dtype}; only F32 is accepted`);
@@ -45,29 +42,11 @@ export function locateTensors(headerJson: string, plan: Plan): TensorLocation[] 
         `tensor ${t.name} has shape [${entry.shape}], plan says [${t.shape}]`,
       );
     }
-    const [begin, end] = entry.data_offsets ?? [0, -1];
-    if (end - begin !== size * 4) {
-      throw new BadRequest(
-        "invalid_checkpoint",
-        `tensor ${t.name} data is ${end - begin} bytes, expected ${size * 4}`,
-      );
-    }
-    return { name: t.name, fileOffset: dataStart + begin, flatOffset: t.offset, size };
+    const size = t.shape.reduce((a, b) => a * b, 1);
+    return { name: t.name, fileOffset: parsed.dataStart + entry.begin, flatOffset: t.offset, size };
   });
 }
 
-/** The header for the flat vector written tensor after tensor in plan order (padded to 8 bytes as the format asks). */
-export function headerFor(plan: Plan): Uint8Array {
-  const entries = Object.fromEntries(
-    plan.tensors.map((t) => {
-      const size = t.shape.reduce((a, b) => a * b, 1);
-      return [t.name, { dtype: "F32", shape: t.shape, data_offsets: [t.offset * 4, (t.offset + size) * 4] }];
-    }),
-  );
-  let text = JSON.stringify(entries);
-  text += " ".repeat((8 - (Buffer.byteLength(text) % 8)) % 8);
-  const out = new Uint8Array(8 + Buffer.byteLength(text));
-  new DataView(out.buffer).setBigUint64(0, BigInt(Buffer.byteLength(text)), true);
-  out.set(Buffer.from(text), 8);
-  return out;
-}
+/** The header for the flat vector written tensor after tensor in plan order, which is the checkpoint's order. */
+export const headerFor = (plan: Plan): Uint8Array =>
+  encodeHeader(plan.tensors.map((t) => ({ name: t.name, dtype: "F32" as const, shape: t.shape }))).bytes;

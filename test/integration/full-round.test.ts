@@ -2,17 +2,20 @@
 // the worker-thread aggregation writes checkpoint 1, and it must equal core's own reconstruction byte for byte.
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { aggregate } from "../../core/aggregate.ts";
-import { project, reconstructRange } from "../../core/projection.ts";
+import { decodeSafetensors } from "../../client/formats/safetensors.ts";
+import { reconstructRange } from "../../core/projection.ts";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.ts";
 import {
   Api,
   bytesOf,
   createRun,
   downloadCheckpoint,
+  expectedCheckpoint,
   type Run,
   safetensorsOf,
+  tensorsOf,
   tinyModel,
+  uploadRound,
 } from "./harness.ts";
 
 const model = tinyModel([
@@ -38,36 +41,14 @@ beforeAll(async () => {
   stack = await startLocalStack({ threads: 2, shardParams: 600 });
   api = new Api(stack);
   run = await createRun(api, model, {}, 3);
-  const uploads = [];
-  for (const [i, client] of run.clients.entries()) {
-    const assignment = (
-      await api.call<Assignment>("GET", `/runs/${run.runId}/assignment`, { token: client.token })
-    ).body;
-    expect(assignment).toMatchObject({ round: 0, selected: true, baseCheckpoint: 0 });
-    expect(assignment.seed).toMatch(/^[0-9a-f]{16}$/);
-    const delta = tinyModel(model.tensors, 100 + i).weights.map((v) => v * 0.01);
-    const coefficients = project(delta, BigInt(`0x${assignment.seed}`), run.plan, "gaussian");
-    const examples = 10 * (i + 1);
-    uploads.push({ clientId: client.clientId, coefficients, examples });
-    const reply = await api.call("POST", `/runs/${run.runId}/rounds/0/uploads?examples=${examples}`, {
-      token: client.token,
-      bytes: bytesOf(coefficients),
-      headers: { "x-ferret-metrics": JSON.stringify({ loss: 2.5 - i / 10 }) },
-    });
-    expect(reply.status, JSON.stringify(reply.body)).toBe(202);
+  for (const client of run.clients) {
+    const reply = await api.call<Assignment>("GET", `/runs/${run.runId}/assignment`, { token: client.token });
+    expect(reply.body).toMatchObject({ round: 0, selected: true, baseCheckpoint: 0 });
+    expect(reply.body.seed).toMatch(/^[0-9a-f]{16}$/);
   }
+  const { seed, uploads } = await uploadRound(api, run);
   await stack.orchestrator.idle();
-  const seed = (await stack.services.table.getRound(run.runId, 0))?.seed as string;
-  expected = model.weights.slice();
-  reconstructRange(
-    expected,
-    0,
-    aggregate(uploads, "examples"),
-    BigInt(`0x${seed}`),
-    run.plan,
-    "gaussian",
-    0.5,
-  );
+  expected = expectedCheckpoint(run, model.weights, seed, uploads);
 });
 
 afterAll(() => stack?.close());
@@ -128,6 +109,8 @@ describe("a full round on the local stack", () => {
     const reply = await api.operator<{ url: string }>("POST", `/runs/${run.runId}/rounds/1/export`);
     expect(reply.status).toBe(200);
     const file = new Uint8Array(await (await fetch(reply.body.url)).arrayBuffer());
+    const { tensors } = decodeSafetensors(file);
+    expect(tensors).toEqual(tensorsOf(run.plan, expected));
     expect(Buffer.from(file).equals(Buffer.from(safetensorsOf(run.plan, expected)))).toBe(true);
   });
 

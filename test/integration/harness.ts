@@ -1,12 +1,12 @@
 // Drives the local stack the way an operator and clients would: over HTTP, with presigned S3 URLs.
 import { DynamoDBClient, ScanCommand } from "@aws-sdk/client-dynamodb";
 import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
+import { encodeSafetensors } from "../../client/formats/safetensors.ts";
 import { aggregate } from "../../core/aggregate.ts";
 import type { Plan } from "../../core/plan.ts";
 import { project, reconstructRange } from "../../core/projection.ts";
 import type { Manifest } from "../../functions/rounds/manifest.ts";
 import type { RunConfigInput } from "../../functions/rounds/run-config.ts";
-import { headerFor } from "../../functions/rounds/safetensors.ts";
 import type { LocalStack } from "../../infra/local/stack.ts";
 
 export interface Reply<T = Record<string, unknown>> {
@@ -58,13 +58,17 @@ export function tinyModel(tensors: { name: string; shape: number[] }[], seed = 1
   return { tensors, weights };
 }
 
-export function safetensorsOf(plan: Plan, weights: Float32Array): Uint8Array {
-  const header = headerFor(plan);
-  const file = new Uint8Array(header.byteLength + weights.byteLength);
-  file.set(header);
-  file.set(new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength), header.byteLength);
-  return file;
-}
+/** The flat vector as named tensors, in plan order. */
+export const tensorsOf = (plan: Plan, weights: Float32Array) =>
+  plan.tensors.map((t) => ({
+    name: t.name,
+    shape: t.shape,
+    data: weights.subarray(t.offset, t.offset + t.shape.reduce((a, b) => a * b, 1)),
+  }));
+
+/** A checkpoint file as an operator would produce it, written by the client's safetensors encoder. */
+export const safetensorsOf = (plan: Plan, weights: Float32Array) =>
+  encodeSafetensors(tensorsOf(plan, weights));
 
 export const baseConfig: Omit<RunConfigInput, "tensors"> = {
   basis: "gaussian",
@@ -220,6 +224,7 @@ export async function uploadRound(api: Api, run: Run, count = run.clients.length
     const reply = await api.call("POST", `/runs/${run.runId}/rounds/${round}/uploads?examples=${examples}`, {
       token: client.token,
       bytes: bytesOf(coefficients),
+      headers: { "x-ferret-metrics": JSON.stringify({ loss: 2.5 - i / 10 }) },
     });
     if (reply.status !== 202) throw new Error(`upload ${i}: ${JSON.stringify(reply.body)}`);
     uploads.push({ clientId: client.clientId, coefficients, examples });
