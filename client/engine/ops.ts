@@ -1,7 +1,15 @@
 // Differentiable ops. Each op states its forward (ONNX node + static output shape) and, right beside it, its
 // backward expressed in the same ops. All ops are in ONNX opset 18 and have CPU kernels for float and double in
 // onnxruntime. Binary ops broadcast numpy-style; a number operand becomes a scalar constant.
-import { type Attrs, type FloatType, GraphShapeError, type Node, type OpDef, Tensor } from "./graph.ts";
+import {
+  type Attrs,
+  type FloatType,
+  type Graph,
+  GraphShapeError,
+  type Node,
+  type OpDef,
+  Tensor,
+} from "./graph.ts";
 
 type Operand = Tensor | number;
 
@@ -192,6 +200,9 @@ export function expand(a: Tensor, shape: number[]): Tensor {
   const out = broadcastShape(a.shape, shape);
   return a.graph.apply(ExpandOp, [a, a.graph.int64(shape)], {}, out, a.dtype);
 }
+
+/** Zeros of the graph's float type (a broadcast scalar, not a stored tensor). */
+export const zeros = (graph: Graph, shape: readonly number[]): Tensor => expand(graph.scalar(0), [...shape]);
 
 const ReduceSumOp: OpDef = {
   type: "ReduceSum",

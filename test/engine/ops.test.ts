@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { Graph, GraphShapeError } from "../../client/engine/graph.ts";
-import { gather, gatherElements, softmaxCrossEntropy } from "../../client/engine/indexing.ts";
+import { gather, softmaxCrossEntropy } from "../../client/engine/indexing.ts";
 import {
   causalAttention,
   geluTanh,
@@ -81,10 +81,6 @@ const cases: Record<string, OpCase> = {
   "softmaxCrossEntropy (repeated targets)": {
     shapes: [[4, 5]],
     build: (logits) => softmaxCrossEntropy(logits, logits.graph.int64([2, 0, 2, 4])),
-  },
-  "gatherElements (repeated indices)": {
-    shapes: [[3, 4]],
-    build: (a) => gatherElements(a, op.reshape(a.graph.int64([0, 0, 3, 1, 2, 2]), [3, 2]), 1),
   },
 };
 
