@@ -3,7 +3,7 @@
 //   npm run bench:engine              (env BENCH_ITERATIONS, BENCH_THREADS, BENCH_DEVICE=cpu|cuda)
 import { mkdirSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { cpus, totalmem } from "node:os";
+import { cpus, loadavg, totalmem } from "node:os";
 import { type Device, LossSession, TrainingSession } from "../client/engine/session.ts";
 import { modelTensors, parseModelConfig } from "../client/models/index.ts";
 import { initWeights } from "../client/models/init.ts";
@@ -24,6 +24,7 @@ const THREADS = process.env.BENCH_THREADS ? Number(process.env.BENCH_THREADS) : 
 const DEVICE = (process.env.BENCH_DEVICE ?? "cpu") as Device;
 const LEARNING_RATE = 1e-3;
 
+const loadAtStart = loadavg()[0];
 const config = parseModelConfig(CONFIG);
 const weights = initWeights(config, 0);
 const paramCount = modelTensors(config).reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
@@ -96,6 +97,8 @@ const result = {
   trainTokensPerSec: tokens / trainSeconds,
   trainToForwardTimeRatio: trainSeconds / forwardSeconds,
   paramBytes: paramCount * 4,
+  /** 1-minute load average at start and end: other processes competing for the cores make runs noisy. */
+  loadAverage: [loadAtStart, loadavg()[0]],
   forwardSeconds: forwardTimes,
   trainSeconds: trainTimes,
   peakRssBytes: process.resourceUsage().maxRSS * 1024,
