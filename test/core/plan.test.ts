@@ -80,7 +80,13 @@ describe("buildPlan", () => {
 
 describe("parsePlan", () => {
   const good = JSON.parse(JSON.stringify(buildPlan(tensors, { totalK: 100 })));
-  const tamper = (edit: (p: any) => void) => {
+  type EditablePlan = {
+    version: number;
+    totalK: number;
+    blocks: [unknown, { k: number }, { start: number }, ...unknown[]];
+    tensors: [unknown, { offset: number }, ...unknown[]];
+  };
+  const tamper = (edit: (p: EditablePlan) => void) => {
     const copy = structuredClone(good);
     edit(copy);
     return () => parsePlan(copy);

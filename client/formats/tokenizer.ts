@@ -1,0 +1,149 @@
+/**
+ * Tokenizers behind one small interface, and a loader that picks one from what a model directory holds:
+ *   tokenizer.json            → Hugging Face tokenizer (via @huggingface/tokenizers)
+ *   vocab.json + merges.txt   → byte-level BPE (GPT-2 style)
+ *   neither                   → bytes (256 ids) plus special tokens
+ *
+ * `encode` never adds BOS/EOS: the data pipeline decides where sequence boundaries go.
+ */
+import { access, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { Tokenizer as HfTokenizerImpl } from "@huggingface/tokenizers";
+import { ByteLevelBpe } from "./bpe.ts";
+import { TokenizerError } from "./errors.ts";
+
+export interface Tokenizer {
+  encode(text: string): number[];
+  decode(ids: readonly number[]): string;
+  /** One more than the largest id. */
+  readonly vocabSize: number;
+  /** The end-of-text token, when the vocabulary has one. */
+  readonly eosId: number | undefined;
+}
+
+/** UTF-8 bytes as ids 0..255; special tokens follow from 256, the first being EOS. */
+export class ByteTokenizer implements Tokenizer {
+  readonly vocabSize: number;
+  readonly eosId: number;
+
+  constructor(readonly specials: readonly string[] = ["<|endoftext|>"]) {
+    this.vocabSize = 256 + specials.length;
+    this.eosId = 256;
+  }
+
+  encode(text: string): number[] {
+    return Array.from(new TextEncoder().encode(text));
+  }
+
+  decode(ids: readonly number[]): string {
+    const parts: string[] = [];
+    let bytes: number[] = [];
+    const flush = () => {
+      parts.push(new TextDecoder().decode(Uint8Array.from(bytes)));
+      bytes = [];
+    };
+    for (const id of ids) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
+        throw new TokenizerError(`token id ${id} is outside the byte vocabulary [0, ${this.vocabSize})`);
+      }
+      if (id < 256) bytes.push(id);
+      else {
+        flush();
+        parts.push(this.specials[id - 256] as string);
+      }
+    }
+    flush();
+    return parts.join("");
+  }
+}
+
+/** A `tokenizer.json` (any model type @huggingface/tokenizers supports). */
+export class HfTokenizer implements Tokenizer {
+  readonly vocabSize: number;
+  readonly eosId: number | undefined;
+  private readonly impl: HfTokenizerImpl;
+
+  constructor(tokenizerJson: unknown, tokenizerConfig: Record<string, unknown> = {}) {
+    try {
+      this.impl = new HfTokenizerImpl(tokenizerJson as object, tokenizerConfig);
+    } catch (error) {
+      throw new TokenizerError(`tokenizer.json could not be loaded: ${(error as Error).message}`);
+    }
+    this.vocabSize = Math.max(-1, ...this.impl.get_vocab(true).values()) + 1;
+    this.eosId = findEos(this.impl, tokenizerConfig);
+  }
+
+  encode(text: string): number[] {
+    return this.impl.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  decode(ids: readonly number[]): string {
+    for (const id of ids) {
+      if (this.impl.id_to_token(id) === undefined) {
+        throw new TokenizerError(`token id ${id} is not in the vocabulary (size ${this.vocabSize})`);
+      }
+    }
+    return this.impl.decode([...ids], { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+  }
+}
+
+/** EOS from tokenizer_config.json ("eos_token": "…" or {content}), else a conventional name. */
+function findEos(impl: HfTokenizerImpl, config: Record<string, unknown>): number | undefined {
+  const configured = config.eos_token;
+  const name =
+    typeof configured === "string"
+      ? configured
+      : typeof configured === "object" && configured !== null
+        ? (configured as { content?: unknown }).content
+        : undefined;
+  if (typeof name === "string") {
+    const id = impl.token_to_id(name);
+    if (id === undefined)
+      throw new TokenizerError(`tokenizer_config.json names eos_token "${name}", which is not a token`);
+    return id;
+  }
+  for (const candidate of ["<|endoftext|>", "</s>", "<|im_end|>", "<eos>"]) {
+    const id = impl.token_to_id(candidate);
+    if (id !== undefined) return id;
+  }
+  return undefined;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function readJson(path: string): Promise<unknown> {
+  const text = await readFile(path, "utf8");
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new TokenizerError(`${path} is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+/** Picks and loads the tokenizer a model directory holds (see the module comment for the order). */
+export async function loadTokenizer(dir: string): Promise<Tokenizer> {
+  const file = (name: string) => join(dir, name);
+  if (await exists(file("tokenizer.json"))) {
+    const config = (await exists(file("tokenizer_config.json")))
+      ? await readJson(file("tokenizer_config.json"))
+      : {};
+    if (typeof config !== "object" || config === null || Array.isArray(config)) {
+      throw new TokenizerError(`${file("tokenizer_config.json")} must be a JSON object`);
+    }
+    return new HfTokenizer(await readJson(file("tokenizer.json")), config as Record<string, unknown>);
+  }
+  const hasVocab = await exists(file("vocab.json"));
+  const hasMerges = await exists(file("merges.txt"));
+  if (hasVocab && hasMerges) return ByteLevelBpe.load(file("vocab.json"), file("merges.txt"));
+  if (hasVocab || hasMerges) {
+    throw new TokenizerError(
+      `${dir} holds ${hasVocab ? "vocab.json but no merges.txt" : "merges.txt but no vocab.json"}; BPE needs both`,
+    );
+  }
+  return new ByteTokenizer();
+}

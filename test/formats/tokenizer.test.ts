@@ -1,0 +1,156 @@
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import fc from "fast-check";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ByteLevelBpe, loadGpt2Tokenizer, writeGpt2TokenizerFiles } from "../../client/formats/bpe.ts";
+import { TokenizerError } from "../../client/formats/errors.ts";
+import { ByteTokenizer, HfTokenizer, loadTokenizer } from "../../client/formats/tokenizer.ts";
+import { mobyDickChapters } from "../support/moby-dick.ts";
+
+const require = createRequire(import.meta.url);
+const chapters = mobyDickChapters();
+const sample = chapters.slice(1, 4).map((c) => c.text); // etymology, extracts, chapter 1: ~35 kB
+let gpt2: ByteLevelBpe;
+let dir: string;
+
+beforeAll(async () => {
+  gpt2 = await loadGpt2Tokenizer();
+  dir = await mkdtemp(join(tmpdir(), "ferret-tokenizer-"));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A tokenizer.json describing GPT-2, built from the same vocabulary files. */
+async function gpt2TokenizerJson(): Promise<unknown> {
+  const vocab = JSON.parse(await readFile(require.resolve("gpt-3-encoder/encoder.json"), "utf8"));
+  const merges = (await readFile(require.resolve("gpt-3-encoder/vocab.bpe"), "utf8"))
+    .split("\n")
+    .slice(1)
+    .filter((line) => line.trim() !== "");
+  const byteLevel = { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true };
+  return {
+    version: "1.0",
+    added_tokens: [
+      {
+        id: 50256,
+        content: "<|endoftext|>",
+        single_word: false,
+        lstrip: false,
+        rstrip: false,
+        normalized: true,
+        special: true,
+      },
+    ],
+    normalizer: null,
+    pre_tokenizer: byteLevel,
+    post_processor: byteLevel,
+    decoder: byteLevel,
+    model: {
+      type: "BPE",
+      dropout: null,
+      unk_token: null,
+      fuse_unk: false,
+      byte_fallback: false,
+      vocab,
+      merges,
+    },
+  };
+}
+
+describe("GPT-2 BPE", () => {
+  it("gives GPT-2's ids for known strings", () => {
+    expect(gpt2.encode("Hello world")).toEqual([15496, 995]);
+    expect(gpt2.encode(" Hello world!")).toEqual([18435, 995, 0]);
+    expect(gpt2.vocabSize).toBe(50257);
+    expect(gpt2.eosId).toBe(50256);
+    expect(gpt2.decode([50256])).toBe("<|endoftext|>");
+  });
+
+  it("agrees with the gpt-3-encoder package's own encoder on Moby-Dick", () => {
+    const reference = require("gpt-3-encoder") as { encode(text: string): number[] };
+    for (const text of sample) expect(gpt2.encode(text)).toEqual(reference.encode(text));
+  });
+
+  it("decodes Moby-Dick back to the same text", () => {
+    for (const text of sample) expect(gpt2.decode(gpt2.encode(text))).toBe(text);
+  });
+
+  it("round-trips any Unicode text (each byte is a token)", () => {
+    fc.assert(
+      fc.property(fc.string({ unit: "binary", maxLength: 40 }), (text) => {
+        expect(gpt2.decode(gpt2.encode(text))).toBe(text);
+      }),
+    );
+  });
+
+  it("rejects ids outside the vocabulary and malformed merges", () => {
+    expect(() => gpt2.decode([50257])).toThrow(TokenizerError);
+    expect(() => ByteLevelBpe.parse('{"a":0}', "#version: 0.2\na b\nabc\n")).toThrow(/line 3 is "abc"/);
+    expect(() => ByteLevelBpe.parse('{"a":-1}', "")).toThrow(/expected an integer ≥ 0/);
+    expect(() => ByteLevelBpe.parse("[", "")).toThrow(/vocab.json is not valid JSON/);
+  });
+});
+
+describe("tokenizer.json via @huggingface/tokenizers", () => {
+  it("encodes GPT-2's tokenizer.json exactly like the BPE files", async () => {
+    const hfDir = join(dir, "hf");
+    await mkdir(hfDir);
+    await writeFile(join(hfDir, "tokenizer.json"), JSON.stringify(await gpt2TokenizerJson()));
+    await writeFile(join(hfDir, "tokenizer_config.json"), JSON.stringify({ eos_token: "<|endoftext|>" }));
+    const hf = await loadTokenizer(hfDir);
+    expect(hf).toBeInstanceOf(HfTokenizer);
+    expect(hf.eosId).toBe(50256);
+    expect(hf.vocabSize).toBe(50257);
+    for (const text of sample.slice(0, 2)) {
+      const ids = hf.encode(text);
+      expect(ids).toEqual(gpt2.encode(text));
+      expect(hf.decode(ids)).toBe(text);
+    }
+  });
+
+  it("says what is wrong with a bad tokenizer.json or config", async () => {
+    expect(() => new HfTokenizer({ model: { type: "Nope" } })).toThrow(TokenizerError);
+    const badDir = join(dir, "bad");
+    await mkdir(badDir);
+    await writeFile(join(badDir, "tokenizer.json"), "{not json");
+    await expect(loadTokenizer(badDir)).rejects.toThrow(/tokenizer.json is not valid JSON/);
+    await writeFile(join(badDir, "tokenizer.json"), JSON.stringify(await gpt2TokenizerJson()));
+    await writeFile(join(badDir, "tokenizer_config.json"), JSON.stringify({ eos_token: "</nope>" }));
+    await expect(loadTokenizer(badDir)).rejects.toThrow(/eos_token "<\/nope>", which is not a token/);
+  });
+});
+
+describe("byte-level fallback and the loader", () => {
+  it("round-trips any text and decodes specials to their names", () => {
+    const bytes = new ByteTokenizer();
+    fc.assert(
+      fc.property(fc.string({ unit: "binary" }), (text) => {
+        const ids = bytes.encode(text);
+        expect(ids.every((id) => id >= 0 && id < 256)).toBe(true);
+        expect(bytes.decode(ids)).toBe(text);
+      }),
+    );
+    expect(bytes.decode([104, 105, 256, 33])).toBe("hi<|endoftext|>!");
+    expect(bytes.vocabSize).toBe(257);
+    expect(() => bytes.decode([257])).toThrow(/outside the byte vocabulary \[0, 257\)/);
+  });
+
+  it("chooses by what the model directory holds", async () => {
+    const empty = join(dir, "empty");
+    const bpe = join(dir, "bpe");
+    const half = join(dir, "half");
+    await Promise.all([mkdir(empty), mkdir(bpe), mkdir(half)]);
+    expect(await loadTokenizer(empty)).toBeInstanceOf(ByteTokenizer);
+
+    await writeGpt2TokenizerFiles(bpe);
+    const fromFiles = await loadTokenizer(bpe);
+    expect(fromFiles).toBeInstanceOf(ByteLevelBpe);
+    expect(fromFiles.encode("Hello world")).toEqual([15496, 995]);
+
+    await writeFile(join(half, "vocab.json"), "{}");
+    await expect(loadTokenizer(half)).rejects.toThrow(/vocab.json but no merges.txt/);
+  });
+});
