@@ -106,12 +106,6 @@ function unary(op: OpDef, a: Tensor): Tensor {
 const NegOp: OpDef = { type: "Neg", backward: (g) => [neg(g)] };
 export const neg = (a: Tensor): Tensor => unary(NegOp, a);
 
-const ExpOp: OpDef = { type: "Exp", backward: (g, n) => [mul(g, n.output)] };
-export const exp = (a: Tensor): Tensor => unary(ExpOp, a);
-
-const LogOp: OpDef = { type: "Log", backward: (g, n) => [div(g, inp(n, 0))] };
-export const log = (a: Tensor): Tensor => unary(LogOp, a);
-
 const TanhOp: OpDef = { type: "Tanh", backward: (g, n) => [mul(g, sub(1, mul(n.output, n.output)))] };
 export const tanh = (a: Tensor): Tensor => unary(TanhOp, a);
 
@@ -286,7 +280,7 @@ export function concat(parts: Tensor[], axis: number): Tensor {
   return floatOp(ConcatOp, parts, shape, { axis: ax });
 }
 
-// ---- normalizers over the last axis -------------------------------------------------------------------------
+// ---- softmax over the last axis ------------------------------------------------------------------------------
 
 const SoftmaxOp: OpDef = {
   type: "Softmax",
@@ -294,10 +288,3 @@ const SoftmaxOp: OpDef = {
   backward: (g, n) => [mul(n.output, sub(g, reduceSum(mul(g, n.output), [-1], true)))],
 };
 export const softmax = (a: Tensor): Tensor => floatOp(SoftmaxOp, [a], [...a.shape], { axis: -1 });
-
-const LogSoftmaxOp: OpDef = {
-  type: "LogSoftmax",
-  // dx = g − softmax(x) · Σ g
-  backward: (g, n) => [sub(g, mul(exp(n.output), reduceSum(g, [-1], true)))],
-};
-export const logSoftmax = (a: Tensor): Tensor => floatOp(LogSoftmaxOp, [a], [...a.shape], { axis: -1 });
