@@ -1,0 +1,8 @@
+// State machine step 2, one Distributed Map item per shard: input {runId, round, shard}, output the shard's
+// digests. Memory is one shard's buffer, whatever the model size.
+
+import { observed } from "../observability.ts";
+import { reconstructShard, type ShardTask } from "../rounds/aggregation.ts";
+import { services } from "../services.ts";
+
+export const handler = observed((event: ShardTask) => reconstructShard(services(), event));

@@ -1,0 +1,132 @@
+// The three aggregation steps (Step Functions in AWS, the local orchestrator on one machine). Inputs are immutable
+// and outputs deterministic, so any step can be re-run after a crash and produces the same bytes.
+import { aggregate } from "../../core/aggregate.ts";
+import { parsePlan } from "../../core/plan.ts";
+import { reconstructRange } from "../../core/projection.ts";
+import { seedFromHex } from "../../core/seed.ts";
+import type { Services } from "../services.ts";
+import { objectKeys } from "../storage/objects.ts";
+import type { LogEntry } from "../storage/records.ts";
+import { advance, requireRound, requireRun } from "./lifecycle.ts";
+import {
+  buildManifest,
+  digestShard,
+  type Manifest,
+  type ShardResult,
+  type ShardSpec,
+  shardSpecsOf,
+} from "./manifest.ts";
+
+export interface RoundRef {
+  runId: string;
+  round: number;
+}
+export interface ShardTask extends RoundRef {
+  shard: ShardSpec;
+}
+export interface CommitInput extends RoundRef {
+  shards: ShardResult[];
+}
+
+export async function readManifest(svc: Services, runId: string, checkpoint: number): Promise<Manifest> {
+  const text = await svc.bucket.readText(objectKeys.manifest(runId, checkpoint));
+  if (!text) throw new Error(`run ${runId}: checkpoint ${checkpoint} has no manifest`);
+  return JSON.parse(text) as Manifest;
+}
+
+async function logEntry(svc: Services, runId: string, round: number): Promise<LogEntry> {
+  const [entry] = await svc.table.getLogEntries(runId, round, round);
+  if (!entry) throw new Error(`run ${runId}: round ${round} has no update-log entry`);
+  return entry;
+}
+
+/** Step 1: aggregate the uploads into the round's update-log entry and list the shards to rebuild. */
+export async function aggregateRound(svc: Services, { runId, round }: RoundRef): Promise<ShardTask[]> {
+  const run = await requireRun(svc, runId);
+  const record = await requireRound(svc, runId, round);
+  if (record.state === "DONE") return [];
+  if (record.state !== "AGGREGATING")
+    throw new Error(`run ${runId} round ${round} is ${record.state}, not AGGREGATING`);
+  const uploads = await svc.table.listUploads(runId, round);
+  if (uploads.length === 0) throw new Error(`run ${runId} round ${round} closed with no uploads`);
+  const entry: LogEntry = {
+    runId,
+    round,
+    seed: record.seed,
+    basis: run.config.basis,
+    scale: run.config.learningRate,
+    baseCheckpoint: record.baseCheckpoint,
+    resultCheckpoint: round + 1,
+    coefficients: aggregate(uploads, run.config.weighting),
+    uploads: uploads.length,
+    examples: uploads.reduce((sum, u) => sum + u.examples, 0),
+  };
+  await svc.table.putLogEntry(entry); // false on a re-run: the same entry is already there
+  const plan = parsePlan(run.config.plan);
+  const base = await readManifest(svc, runId, record.baseCheckpoint);
+  return shardSpecsOf(base, plan).map((shard) => ({ runId, round, shard }));
+}
+
+/** Step 2 (one per shard): read the base shard, apply the update in place, hash, write under the new checkpoint. */
+export async function reconstructShard(
+  svc: Services,
+  { runId, round, shard }: ShardTask,
+): Promise<ShardResult> {
+  const run = await requireRun(svc, runId);
+  const plan = parsePlan(run.config.plan);
+  const entry = await logEntry(svc, runId, round);
+  const values = new Float32Array(shard.length);
+  const bytes = new Uint8Array(values.buffer);
+  await svc.bucket.readInto(objectKeys.shard(runId, entry.baseCheckpoint, shard.index), bytes);
+  reconstructRange(
+    values,
+    shard.start,
+    entry.coefficients,
+    seedFromHex(entry.seed),
+    plan,
+    entry.basis,
+    entry.scale,
+  );
+  const key = objectKeys.shard(runId, entry.resultCheckpoint, shard.index);
+  const result = digestShard(plan, shard, values, key, bytes.byteLength);
+  if (await svc.bucket.exists(key)) {
+    // A previous attempt wrote this shard; it must be the same bytes (re-read over the same buffer).
+    await svc.bucket.readInto(key, bytes);
+    const existing = digestShard(plan, shard, values, key, bytes.byteLength);
+    if (existing.sha256 !== result.sha256) throw new Error(`${key} exists with different bytes`);
+  } else {
+    await svc.bucket.putNew(key, bytes, "application/octet-stream");
+  }
+  return result;
+}
+
+/** Step 3: write the manifest (last), then AGGREGATING -> DONE, then the next round if the run is active. */
+export async function commitRound(svc: Services, { runId, round, shards }: CommitInput): Promise<Manifest> {
+  const run = await requireRun(svc, runId);
+  const record = await requireRound(svc, runId, round);
+  const manifestKey = objectKeys.manifest(runId, round + 1);
+  if (record.state === "DONE") return readManifest(svc, runId, round + 1);
+  if (record.state !== "AGGREGATING")
+    throw new Error(`run ${runId} round ${round} is ${record.state}, not AGGREGATING`);
+  const base = await readManifest(svc, runId, record.baseCheckpoint);
+  if (shards.length !== base.shards.length) {
+    throw new Error(`round ${round}: ${shards.length} shard results for ${base.shards.length} shards`);
+  }
+  const manifest = buildManifest(runId, round + 1, parsePlan(run.config.plan), shards);
+  const text = JSON.stringify(manifest);
+  const existing = await svc.bucket.readText(manifestKey);
+  if (existing === undefined) await svc.bucket.putNew(manifestKey, text, "application/json");
+  else if (existing !== text) throw new Error(`${manifestKey} exists with different content`);
+  await svc.table.commitRound(runId, round);
+  await advance(svc, runId, round);
+  return manifest;
+}
+
+/** Catch-all after retries are spent: the round is FAILED with the reason, and the run moves on. */
+export async function failAggregation(
+  svc: Services,
+  { runId, round }: RoundRef,
+  reason: string,
+): Promise<void> {
+  if (await svc.table.failRound(runId, round, "AGGREGATING", reason)) await advance(svc, runId, round);
+}

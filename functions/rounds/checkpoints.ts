@@ -1,0 +1,87 @@
+// Checkpoint 0 from the operator's safetensors upload, and any committed checkpoint back out as safetensors.
+// Both walk shard by shard, so neither holds more than one shard (import) or one multipart part (export).
+import { parsePlan } from "../../core/plan.ts";
+import { Conflict, NotFound } from "../errors.ts";
+import type { Services } from "../services.ts";
+import { objectKeys } from "../storage/objects.ts";
+import { readManifest } from "./aggregation.ts";
+import { requireRound, requireRun } from "./lifecycle.ts";
+import { buildManifest, digestShard, type Manifest, planShards } from "./manifest.ts";
+import { headerFor, headerLength, locateTensors } from "./safetensors.ts";
+
+export async function importInitialCheckpoint(svc: Services, runId: string): Promise<Manifest> {
+  const run = await requireRun(svc, runId);
+  if (run.initialCheckpointReady)
+    throw new Conflict("checkpoint_exists", `run ${runId} already has checkpoint 0`);
+  const plan = parsePlan(run.config.plan);
+  const source = objectKeys.importUpload(runId);
+  const fileSize = await svc.bucket.size(source);
+  const prefix = new Uint8Array(Math.min(8, fileSize));
+  await svc.bucket.readInto(source, prefix);
+  const header = new Uint8Array(headerLength(prefix, fileSize));
+  await svc.bucket.readInto(source, header, 8);
+  const tensors = locateTensors(header, fileSize, plan);
+  const results = [];
+  for (const shard of planShards(plan, svc.shardParams)) {
+    const values = new Float32Array(shard.length);
+    const bytes = new Uint8Array(values.buffer);
+    for (const t of tensors) {
+      const from = Math.max(t.flatOffset, shard.start);
+      const to = Math.min(t.flatOffset + t.size, shard.start + shard.length);
+      if (from >= to) continue;
+      const into = bytes.subarray((from - shard.start) * 4, (to - shard.start) * 4);
+      await svc.bucket.readInto(source, into, t.fileOffset + (from - t.flatOffset) * 4);
+    }
+    const nonFinite = values.findIndex((v) => !Number.isFinite(v));
+    if (nonFinite >= 0) {
+      throw new Conflict(
+        "invalid_checkpoint",
+        `checkpoint parameter ${shard.start + nonFinite} is not finite`,
+      );
+    }
+    const key = objectKeys.shard(runId, 0, shard.index);
+    if (!(await svc.bucket.exists(key))) await svc.bucket.putNew(key, bytes, "application/octet-stream");
+    results.push(digestShard(plan, shard, values, key, bytes.byteLength));
+  }
+  const manifest = buildManifest(runId, 0, plan, results);
+  const manifestKey = objectKeys.manifest(runId, 0);
+  if (!(await svc.bucket.exists(manifestKey))) {
+    await svc.bucket.putNew(manifestKey, JSON.stringify(manifest), "application/json");
+  }
+  await svc.table.markInitialCheckpointReady(runId);
+  return manifest;
+}
+
+/** A checkpoint exists once its manifest is committed: 0 after import, r + 1 once round r is DONE. */
+export async function requireCommittedCheckpoint(
+  svc: Services,
+  runId: string,
+  checkpoint: number,
+): Promise<Manifest> {
+  const run = await requireRun(svc, runId);
+  const committed =
+    checkpoint === 0
+      ? run.initialCheckpointReady
+      : checkpoint - 1 <= run.currentRound &&
+        (await requireRound(svc, runId, checkpoint - 1)).state === "DONE";
+  if (!committed)
+    throw new NotFound("checkpoint_not_found", `run ${runId} has no committed checkpoint ${checkpoint}`);
+  return readManifest(svc, runId, checkpoint);
+}
+
+export async function exportCheckpoint(svc: Services, runId: string, checkpoint: number): Promise<string> {
+  const manifest = await requireCommittedCheckpoint(svc, runId, checkpoint);
+  const plan = parsePlan((await requireRun(svc, runId)).config.plan);
+  const key = objectKeys.export(runId, checkpoint);
+  if (!(await svc.bucket.exists(key))) {
+    const bucket = svc.bucket;
+    await bucket.putNewFromChunks(
+      key,
+      (async function* () {
+        yield headerFor(plan);
+        for (const shard of manifest.shards) yield* bucket.readChunks(shard.key);
+      })(),
+    );
+  }
+  return key;
+}

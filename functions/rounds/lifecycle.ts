@@ -1,0 +1,91 @@
+// Opening, closing and advancing rounds. Each transition is one conditional write in RoundTable; the functions here
+// decide which transition to attempt and what follows when it wins.
+import { createHash } from "node:crypto";
+import { deriveRoundSeed, seedToHex } from "../../core/seed.ts";
+import { Conflict, NotFound } from "../errors.ts";
+import type { Services } from "../services.ts";
+import type { RoundRecord, RunRecord } from "../storage/records.ts";
+
+export async function requireRun(svc: Services, runId: string): Promise<RunRecord> {
+  const run = await svc.table.getRun(runId);
+  if (!run) throw new NotFound("run_not_found", `run ${runId} does not exist`);
+  return run;
+}
+
+export async function requireRound(svc: Services, runId: string, round: number): Promise<RoundRecord> {
+  const record = await svc.table.getRound(runId, round);
+  if (!record) throw new NotFound("round_not_found", `run ${runId} has no round ${round}`);
+  return record;
+}
+
+/** Picks clientsPerRound of the active clients, ordered by a hash of the round seed: fresh each round, reproducible. */
+function selectClients(clientIds: string[], seed: string, count: number): string[] {
+  const rank = (id: string) => createHash("sha256").update(`${seed}:${id}`).digest("hex");
+  return clientIds
+    .map((id) => ({ id, rank: rank(id) }))
+    .sort((a, b) => (a.rank < b.rank ? -1 : a.rank > b.rank ? 1 : 0))
+    .slice(0, count)
+    .map((c) => c.id)
+    .sort();
+}
+
+/** Opens round `round` on `baseCheckpoint`; undefined when another caller opened it first. */
+export async function openRound(
+  svc: Services,
+  run: RunRecord,
+  round: number,
+  baseCheckpoint: number,
+): Promise<RoundRecord | undefined> {
+  const seed = seedToHex(deriveRoundSeed(run.salt, round));
+  const active = (await svc.table.listClients(run.runId)).filter((c) => !c.revoked).map((c) => c.clientId);
+  if (active.length === 0)
+    throw new Conflict("no_clients", `run ${run.runId} has no active clients to select`);
+  const selected = selectClients(active, seed, run.config.clientsPerRound);
+  const now = svc.now();
+  const record: RoundRecord = {
+    runId: run.runId,
+    round,
+    state: "OPEN",
+    seed,
+    baseCheckpoint,
+    selected,
+    quorum: Math.min(run.config.quorum, selected.length),
+    minUploads: Math.min(run.config.minUploads, selected.length),
+    deadline: now + run.config.deadlineSeconds * 1000,
+    uploadCount: 0,
+    openedAt: new Date(now).toISOString(),
+  };
+  if (!(await svc.table.openRound(record))) return undefined;
+  await svc.platform.scheduleDeadline(run.runId, round, record.deadline);
+  return record;
+}
+
+/** After round `round` finished (DONE or FAILED): opens the next one if the run is active and still on it. */
+export async function advance(svc: Services, runId: string, round: number): Promise<void> {
+  const run = await requireRun(svc, runId);
+  const finished = await requireRound(svc, runId, round);
+  if (run.status !== "ACTIVE" || run.currentRound !== round) return;
+  const base = finished.state === "DONE" ? round + 1 : finished.baseCheckpoint;
+  if (finished.state === "DONE" || finished.state === "FAILED") await openRound(svc, run, round + 1, base);
+}
+
+/** The round's deadline arrived: aggregate what came if it reaches the minimum, otherwise fail it and move on. */
+export async function closeAtDeadline(svc: Services, runId: string, round: number) {
+  const record = await requireRound(svc, runId, round);
+  const now = svc.now();
+  if (record.state !== "OPEN") return { action: "none", state: record.state } as const;
+  if (now < record.deadline) return { action: "early", state: record.state } as const;
+  if (record.uploadCount >= record.minUploads) {
+    if (await svc.table.closeAtDeadline(runId, round, now)) {
+      await svc.platform.startAggregation(runId, round);
+      return { action: "aggregating", state: "AGGREGATING" } as const;
+    }
+    return { action: "none", state: (await requireRound(svc, runId, round)).state } as const;
+  }
+  const reason = `deadline passed with ${record.uploadCount} of the minimum ${record.minUploads} uploads`;
+  if (await svc.table.failRound(runId, round, "OPEN", reason)) {
+    await advance(svc, runId, round);
+    return { action: "failed", state: "FAILED", reason } as const;
+  }
+  return { action: "none", state: (await requireRound(svc, runId, round)).state } as const;
+}

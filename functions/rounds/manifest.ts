@@ -1,0 +1,114 @@
+// A checkpoint is the flat float32 (little-endian) parameter vector cut into shards of whole plan blocks, plus a
+// manifest written last that names every shard and holds a SHA-256 per block, so a client can verify what it holds.
+import { createHash } from "node:crypto";
+import type { Plan } from "../../core/plan.ts";
+import { objectKeys } from "../storage/objects.ts";
+
+export interface ShardSpec {
+  index: number;
+  /** First parameter of the shard in the flat vector. */
+  start: number;
+  /** Parameters in the shard. */
+  length: number;
+  /** Plan block indices the shard holds, whole. */
+  blocks: number[];
+}
+
+export interface BlockDigest {
+  index: number;
+  start: number;
+  size: number;
+  sha256: string;
+}
+
+export interface ShardResult extends ShardSpec {
+  key: string;
+  sha256: string;
+  blockDigests: BlockDigest[];
+  /** Bytes of parameter buffers the task held at once: the bound the memory test checks. */
+  heldBytes: number;
+}
+
+export interface Manifest {
+  version: 1;
+  runId: string;
+  checkpoint: number;
+  dtype: "F32";
+  totalParams: number;
+  tensors: Plan["tensors"];
+  shards: { index: number; start: number; length: number; key: string; sha256: string }[];
+  blocks: BlockDigest[];
+}
+
+/** Groups consecutive blocks into shards of at most `shardParams` (a larger single block is a shard alone). */
+export function planShards(plan: Plan, shardParams: number): ShardSpec[] {
+  const shards: ShardSpec[] = [];
+  let open: ShardSpec | undefined;
+  plan.blocks.forEach((block, index) => {
+    if (!open || open.length + block.size > shardParams) {
+      open = { index: shards.length, start: block.start, length: 0, blocks: [] };
+      shards.push(open);
+    }
+    if (block.start !== open.start + open.length) throw new Error(`plan block ${index} is not contiguous`);
+    open.length += block.size;
+    open.blocks.push(index);
+  });
+  return shards;
+}
+
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+
+/** Hashes the shard and each block in it, from the shard's own buffer. */
+export function digestShard(
+  plan: Plan,
+  shard: ShardSpec,
+  values: Float32Array,
+  key: string,
+  heldBytes: number,
+) {
+  const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+  const blockDigests = shard.blocks.map((index) => {
+    const block = plan.blocks[index];
+    if (!block) throw new Error(`shard ${shard.index} names block ${index}, which the plan lacks`);
+    const from = (block.start - shard.start) * 4;
+    return {
+      index,
+      start: block.start,
+      size: block.size,
+      sha256: sha256(bytes.subarray(from, from + block.size * 4)),
+    };
+  });
+  return { ...shard, key, sha256: sha256(bytes), blockDigests, heldBytes } satisfies ShardResult;
+}
+
+export function buildManifest(
+  runId: string,
+  checkpoint: number,
+  plan: Plan,
+  shards: ShardResult[],
+): Manifest {
+  const ordered = [...shards].sort((a, b) => a.index - b.index);
+  ordered.forEach((shard, i) => {
+    if (shard.index !== i || shard.key !== objectKeys.shard(runId, checkpoint, i)) {
+      throw new Error(`checkpoint ${checkpoint}: shard ${i} missing or misplaced`);
+    }
+  });
+  return {
+    version: 1,
+    runId,
+    checkpoint,
+    dtype: "F32",
+    totalParams: plan.totalParams,
+    tensors: plan.tensors,
+    shards: ordered.map(({ index, start, length, key, sha256 }) => ({ index, start, length, key, sha256 })),
+    blocks: ordered.flatMap((shard) => shard.blockDigests),
+  };
+}
+
+export const shardSpecsOf = (manifest: Manifest, plan: Plan): ShardSpec[] =>
+  manifest.shards.map(({ index, start, length }) => ({
+    index,
+    start,
+    length,
+    blocks: plan.blocks.flatMap((b, i) => (b.start >= start && b.start < start + length ? [i] : [])),
+  }));

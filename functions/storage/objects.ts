@@ -1,0 +1,181 @@
+// Checkpoint objects in S3. Keys are immutable: a writer first checks whether its key already exists, and a
+// deterministic re-run then finds the same bytes there (AWS S3 also enforces If-None-Match; emulators may not).
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  type S3Client,
+  UploadPartCommand,
+} from "@aws-sdk/client-s3";
+import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
+
+export const objectKeys = {
+  checkpointPrefix: (runId: string, checkpoint: number) => `runs/${runId}/rounds/${checkpoint}/`,
+  shard: (runId: string, checkpoint: number, index: number) =>
+    `runs/${runId}/rounds/${checkpoint}/shards/${String(index).padStart(5, "0")}.bin`,
+  manifest: (runId: string, checkpoint: number) => `runs/${runId}/rounds/${checkpoint}/manifest.json`,
+  importUpload: (runId: string) => `runs/${runId}/import/initial.safetensors`,
+  export: (runId: string, checkpoint: number) => `runs/${runId}/exports/${checkpoint}.safetensors`,
+};
+
+export class ObjectExists extends Error {
+  override name = "ObjectExists";
+}
+
+const PRESIGN_SECONDS = 3600;
+/** S3's minimum multipart part size (except the last part). */
+const PART_BYTES = 5 * 1024 * 1024;
+
+export class CheckpointBucket {
+  constructor(
+    private readonly s3: S3Client,
+    readonly bucketName: string,
+  ) {}
+
+  async exists(key: string): Promise<boolean> {
+    try {
+      await this.s3.send(new HeadObjectCommand({ Bucket: this.bucketName, Key: key }));
+      return true;
+    } catch (error) {
+      const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+      if (status === 404 || (error as Error).name === "NotFound") return false;
+      throw error;
+    }
+  }
+
+  /** Writes `body` under a key that must not exist yet; throws ObjectExists when it does. */
+  async putNew(key: string, body: Uint8Array | string, contentType: string): Promise<void> {
+    if (await this.exists(key)) throw new ObjectExists(`s3://${this.bucketName}/${key} already exists`);
+    await this.s3.send(
+      new PutObjectCommand({
+        Bucket: this.bucketName,
+        Key: key,
+        Body: body,
+        ContentType: contentType,
+        IfNoneMatch: "*",
+      }),
+    );
+  }
+
+  /** Fills `into` from the object's bytes [start, start + into.byteLength), streaming: no second copy. */
+  async readInto(key: string, into: Uint8Array, start = 0): Promise<void> {
+    const end = start + into.byteLength - 1;
+    const out = await this.s3.send(
+      new GetObjectCommand({ Bucket: this.bucketName, Key: key, Range: `bytes=${start}-${end}` }),
+    );
+    let filled = 0;
+    for await (const chunk of out.Body as AsyncIterable<Uint8Array>) {
+      if (filled + chunk.byteLength > into.byteLength)
+        throw new Error(`s3://${this.bucketName}/${key}: longer than asked`);
+      into.set(chunk, filled);
+      filled += chunk.byteLength;
+    }
+    if (filled !== into.byteLength) {
+      throw new Error(
+        `s3://${this.bucketName}/${key}: got ${filled} bytes of ${into.byteLength} from ${start}`,
+      );
+    }
+  }
+
+  async readText(key: string): Promise<string | undefined> {
+    try {
+      const out = await this.s3.send(new GetObjectCommand({ Bucket: this.bucketName, Key: key }));
+      return await (out.Body as { transformToString(): Promise<string> }).transformToString();
+    } catch (error) {
+      if ((error as Error).name === "NoSuchKey") return undefined;
+      throw error;
+    }
+  }
+
+  async size(key: string): Promise<number> {
+    const out = await this.s3.send(new HeadObjectCommand({ Bucket: this.bucketName, Key: key }));
+    return out.ContentLength ?? 0;
+  }
+
+  presignGet(key: string): Promise<string> {
+    return getSignedUrl(this.s3, new GetObjectCommand({ Bucket: this.bucketName, Key: key }), {
+      expiresIn: PRESIGN_SECONDS,
+    });
+  }
+
+  async startMultipart(key: string, parts: number): Promise<{ uploadId: string; partUrls: string[] }> {
+    const created = await this.s3.send(
+      new CreateMultipartUploadCommand({
+        Bucket: this.bucketName,
+        Key: key,
+        ContentType: "application/octet-stream",
+      }),
+    );
+    const uploadId = created.UploadId as string;
+    const partUrls = await Promise.all(
+      Array.from({ length: parts }, (_, i) =>
+        getSignedUrl(
+          this.s3,
+          new UploadPartCommand({ Bucket: this.bucketName, Key: key, UploadId: uploadId, PartNumber: i + 1 }),
+          { expiresIn: PRESIGN_SECONDS },
+        ),
+      ),
+    );
+    return { uploadId, partUrls };
+  }
+
+  async *readChunks(key: string): AsyncIterable<Uint8Array> {
+    const out = await this.s3.send(new GetObjectCommand({ Bucket: this.bucketName, Key: key }));
+    yield* out.Body as AsyncIterable<Uint8Array>;
+  }
+
+  /** Writes a new object from a stream of chunks in parts of PART_BYTES: memory is one part, not the object. */
+  async putNewFromChunks(key: string, chunks: AsyncIterable<Uint8Array>): Promise<void> {
+    if (await this.exists(key)) throw new ObjectExists(`s3://${this.bucketName}/${key} already exists`);
+    const { UploadId } = await this.s3.send(
+      new CreateMultipartUploadCommand({ Bucket: this.bucketName, Key: key }),
+    );
+    const parts: { partNumber: number; etag: string }[] = [];
+    const part = new Uint8Array(PART_BYTES);
+    let filled = 0;
+    const flush = async () => {
+      const PartNumber = parts.length + 1;
+      const out = await this.s3.send(
+        new UploadPartCommand({
+          Bucket: this.bucketName,
+          Key: key,
+          UploadId,
+          PartNumber,
+          Body: part.slice(0, filled),
+        }),
+      );
+      parts.push({ partNumber: PartNumber, etag: out.ETag as string });
+      filled = 0;
+    };
+    try {
+      for await (const chunk of chunks) {
+        for (let used = 0; used < chunk.byteLength; ) {
+          const take = Math.min(chunk.byteLength - used, PART_BYTES - filled);
+          part.set(chunk.subarray(used, used + take), filled);
+          filled += take;
+          used += take;
+          if (filled === PART_BYTES) await flush();
+        }
+      }
+      if (filled > 0 || parts.length === 0) await flush();
+      await this.completeMultipart(key, UploadId as string, parts);
+    } catch (error) {
+      await this.s3.send(new AbortMultipartUploadCommand({ Bucket: this.bucketName, Key: key, UploadId }));
+      throw error;
+    }
+  }
+
+  async completeMultipart(key: string, uploadId: string, parts: { partNumber: number; etag: string }[]) {
+    await this.s3.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: this.bucketName,
+        Key: key,
+        UploadId: uploadId,
+        MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag })) },
+      }),
+    );
+  }
+}

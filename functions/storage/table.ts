@@ -1,0 +1,390 @@
+// Round state in one DynamoDB table (pk/sk). Every state change is a conditional write, so concurrent Lambdas
+// (or worker threads) agree on one outcome: one upload per client per round, one close per round, one commit.
+import { ConditionalCheckFailedException, type DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import {
+  DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  TransactWriteCommand,
+  UpdateCommand,
+} from "@aws-sdk/lib-dynamodb";
+import type {
+  ClientRecord,
+  LogEntry,
+  RoundRecord,
+  RoundState,
+  RunRecord,
+  RunStatus,
+  UploadRecord,
+} from "./records.ts";
+
+const pad = (round: number) => String(round).padStart(8, "0");
+export const keys = {
+  run: (runId: string) => ({ pk: `RUN#${runId}`, sk: "RUN" }),
+  client: (runId: string, clientId: string) => ({ pk: `RUN#${runId}`, sk: `CLIENT#${clientId}` }),
+  token: (tokenHash: string) => ({ pk: `TOKEN#${tokenHash}`, sk: "TOKEN" }),
+  round: (runId: string, round: number) => ({ pk: `RUN#${runId}`, sk: `ROUND#${pad(round)}` }),
+  upload: (runId: string, round: number, clientId: string) => ({
+    pk: `RUN#${runId}#ROUND#${pad(round)}`,
+    sk: `UPLOAD#${clientId}`,
+  }),
+  log: (runId: string, round: number) => ({ pk: `RUN#${runId}`, sk: `LOG#${pad(round)}` }),
+};
+
+/** Why an upload's transaction was refused, in the order the transaction lists its items. */
+export interface UploadRefusal {
+  duplicate: boolean;
+  roundRefused: boolean;
+  clientRefused: boolean;
+}
+export class UploadRefused extends Error {
+  constructor(readonly refusal: UploadRefusal) {
+    super(`upload refused: ${JSON.stringify(refusal)}`);
+    this.name = "UploadRefused";
+  }
+}
+
+/** Attempts at an upload transaction that only lost a race with other uploads to the same round. */
+const UPLOAD_ATTEMPTS = 25;
+
+export const bytesOf = (values: Float32Array) =>
+  new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+/** Copies, because DynamoDB's binary may sit at an offset that is not a multiple of 4. */
+export const floatsOf = (bytes: Uint8Array) => new Float32Array(Uint8Array.from(bytes).buffer);
+
+function strip<T>(item: Record<string, unknown> | undefined): T | undefined {
+  if (!item) return undefined;
+  const { pk: _pk, sk: _sk, ...rest } = item;
+  return rest as T;
+}
+
+async function conditional(write: Promise<unknown>): Promise<boolean> {
+  try {
+    await write;
+    return true;
+  } catch (error) {
+    if (error instanceof ConditionalCheckFailedException) return false;
+    throw error;
+  }
+}
+
+export class RoundTable {
+  private readonly doc: DynamoDBDocumentClient;
+
+  constructor(
+    client: DynamoDBClient,
+    readonly tableName: string,
+  ) {
+    this.doc = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
+  }
+
+  private put(item: Record<string, unknown>, condition = "attribute_not_exists(pk)") {
+    return this.doc.send(
+      new PutCommand({ TableName: this.tableName, Item: item, ConditionExpression: condition }),
+    );
+  }
+
+  private async get<T>(key: { pk: string; sk: string }): Promise<T | undefined> {
+    const out = await this.doc.send(
+      new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }),
+    );
+    return strip<T>(out.Item);
+  }
+
+  private async queryAll(pk: string, between: [string, string]): Promise<Record<string, unknown>[]> {
+    const items: Record<string, unknown>[] = [];
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await this.doc.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          KeyConditionExpression: "pk = :pk AND sk BETWEEN :a AND :b",
+          ExpressionAttributeValues: { ":pk": pk, ":a": between[0], ":b": between[1] },
+          ConsistentRead: true,
+          ExclusiveStartKey: start,
+        }),
+      );
+      items.push(...(out.Items ?? []));
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return items;
+  }
+
+  async createRun(run: RunRecord): Promise<void> {
+    await this.put({ ...keys.run(run.runId), ...run });
+  }
+
+  getRun(runId: string): Promise<RunRecord | undefined> {
+    return this.get<RunRecord>(keys.run(runId));
+  }
+
+  /** Moves the run from one of `from` to `to`; false when it was in another status. */
+  setRunStatus(runId: string, from: RunStatus[], to: RunStatus): Promise<boolean> {
+    const names = Object.fromEntries(from.map((s, i) => [`:f${i}`, s]));
+    return conditional(
+      this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: keys.run(runId),
+          UpdateExpression: "SET #status = :to",
+          ConditionExpression: `#status IN (${Object.keys(names).join(", ")})`,
+          ExpressionAttributeNames: { "#status": "status" },
+          ExpressionAttributeValues: { ...names, ":to": to },
+        }),
+      ),
+    );
+  }
+
+  markInitialCheckpointReady(runId: string): Promise<boolean> {
+    return conditional(
+      this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: keys.run(runId),
+          UpdateExpression: "SET initialCheckpointReady = :t",
+          ConditionExpression: "initialCheckpointReady = :f",
+          ExpressionAttributeValues: { ":t": true, ":f": false },
+        }),
+      ),
+    );
+  }
+
+  /** Creates round `round.round` and points the run at it, both or neither. False if it already exists. */
+  async openRound(round: RoundRecord): Promise<boolean> {
+    try {
+      await this.doc.send(
+        new TransactWriteCommand({
+          TransactItems: [
+            {
+              Put: {
+                TableName: this.tableName,
+                Item: { ...keys.round(round.runId, round.round), ...round },
+                ConditionExpression: "attribute_not_exists(pk)",
+              },
+            },
+            {
+              Update: {
+                TableName: this.tableName,
+                Key: keys.run(round.runId),
+                UpdateExpression: "SET currentRound = :r",
+                ConditionExpression: "currentRound = :previous",
+                ExpressionAttributeValues: { ":r": round.round, ":previous": round.round - 1 },
+              },
+            },
+          ],
+        }),
+      );
+      return true;
+    } catch (error) {
+      if ((error as Error).name === "TransactionCanceledException") return false;
+      throw error;
+    }
+  }
+
+  async createClient(client: ClientRecord, tokenHash: string): Promise<void> {
+    await this.doc.send(
+      new TransactWriteCommand({
+        TransactItems: [
+          {
+            Put: {
+              TableName: this.tableName,
+              Item: { ...keys.client(client.runId, client.clientId), ...client },
+              ConditionExpression: "attribute_not_exists(pk)",
+            },
+          },
+          {
+            Put: {
+              TableName: this.tableName,
+              Item: { ...keys.token(tokenHash), runId: client.runId, clientId: client.clientId },
+              ConditionExpression: "attribute_not_exists(pk)",
+            },
+          },
+        ],
+      }),
+    );
+  }
+
+  getClient(runId: string, clientId: string): Promise<ClientRecord | undefined> {
+    return this.get<ClientRecord>(keys.client(runId, clientId));
+  }
+
+  async clientForToken(tokenHash: string): Promise<ClientRecord | undefined> {
+    const token = await this.get<{ runId: string; clientId: string }>(keys.token(tokenHash));
+    return token && this.getClient(token.runId, token.clientId);
+  }
+
+  async listClients(runId: string): Promise<ClientRecord[]> {
+    const items = await this.queryAll(`RUN#${runId}`, ["CLIENT#", "CLIENT#\uffff"]);
+    return items.map((item) => strip<ClientRecord>(item) as ClientRecord);
+  }
+
+  revokeClient(runId: string, clientId: string): Promise<boolean> {
+    return conditional(
+      this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: keys.client(runId, clientId),
+          UpdateExpression: "SET revoked = :t",
+          ConditionExpression: "revoked = :f",
+          ExpressionAttributeValues: { ":t": true, ":f": false },
+        }),
+      ),
+    );
+  }
+
+  getRound(runId: string, round: number): Promise<RoundRecord | undefined> {
+    return this.get<RoundRecord>(keys.round(runId, round));
+  }
+
+  /**
+   * Stores the upload and counts it in one transaction: refused unless the round is open, before its deadline,
+   * the client is selected and not revoked, and it has not uploaded already.
+   */
+  async recordUpload(upload: UploadRecord, now: number): Promise<void> {
+    const { coefficients, ...rest } = upload;
+    const transaction = new TransactWriteCommand({
+      TransactItems: [
+        {
+          Put: {
+            TableName: this.tableName,
+            Item: {
+              ...keys.upload(upload.runId, upload.round, upload.clientId),
+              ...rest,
+              coefficients: bytesOf(coefficients),
+            },
+            ConditionExpression: "attribute_not_exists(pk)",
+          },
+        },
+        {
+          Update: {
+            TableName: this.tableName,
+            Key: keys.round(upload.runId, upload.round),
+            UpdateExpression: "ADD uploadCount :one",
+            ConditionExpression: "#state = :open AND deadline > :now AND contains(selected, :client)",
+            ExpressionAttributeNames: { "#state": "state" },
+            ExpressionAttributeValues: {
+              ":one": 1,
+              ":open": "OPEN",
+              ":now": now,
+              ":client": upload.clientId,
+            },
+          },
+        },
+        {
+          ConditionCheck: {
+            TableName: this.tableName,
+            Key: keys.client(upload.runId, upload.clientId),
+            ConditionExpression: "revoked = :f",
+            ExpressionAttributeValues: { ":f": false },
+          },
+        },
+      ],
+    });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.doc.send(transaction);
+        return;
+      } catch (error) {
+        const reasons = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons;
+        if (!reasons) throw error;
+        const failed = (i: number) => reasons[i]?.Code === "ConditionalCheckFailed";
+        const refusal = { duplicate: failed(0), roundRefused: failed(1), clientRefused: failed(2) };
+        // Uploads racing for the same round item conflict; none was applied, so trying again is safe.
+        const conflictOnly =
+          !Object.values(refusal).some(Boolean) && reasons.some((r) => r.Code === "TransactionConflict");
+        if (!conflictOnly || attempt >= UPLOAD_ATTEMPTS) throw new UploadRefused(refusal);
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 20 * attempt));
+      }
+    }
+  }
+
+  /** OPEN -> AGGREGATING once the counter reaches the quorum. Exactly one caller gets true. */
+  closeOnQuorum(runId: string, round: number): Promise<boolean> {
+    return this.transition(runId, round, "OPEN", "AGGREGATING", "uploadCount >= #quorum", {
+      closeReason: "quorum",
+    });
+  }
+
+  /** OPEN -> AGGREGATING at the deadline, if at least the minimum uploaded. */
+  closeAtDeadline(runId: string, round: number, now: number): Promise<boolean> {
+    return this.transition(
+      runId,
+      round,
+      "OPEN",
+      "AGGREGATING",
+      "uploadCount >= minUploads AND deadline <= :now",
+      {
+        closeReason: "deadline",
+        ":now": now,
+      },
+    );
+  }
+
+  commitRound(runId: string, round: number): Promise<boolean> {
+    return this.transition(runId, round, "AGGREGATING", "DONE", undefined, { resultCheckpoint: round + 1 });
+  }
+
+  failRound(runId: string, round: number, from: RoundState, failureReason: string): Promise<boolean> {
+    return this.transition(runId, round, from, "FAILED", undefined, { failureReason });
+  }
+
+  private transition(
+    runId: string,
+    round: number,
+    from: RoundState,
+    to: RoundState,
+    extraCondition: string | undefined,
+    values: Record<string, unknown>,
+  ): Promise<boolean> {
+    const sets = Object.keys(values).filter((name) => !name.startsWith(":"));
+    const placeholders = Object.fromEntries(
+      Object.entries(values).map(([name, value]) => [name.startsWith(":") ? name : `:${name}`, value]),
+    );
+    return conditional(
+      this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: keys.round(runId, round),
+          UpdateExpression: `SET #state = :to${sets.map((name) => `, ${name} = :${name}`).join("")}`,
+          ConditionExpression: `#state = :from${extraCondition ? ` AND ${extraCondition}` : ""}`,
+          ExpressionAttributeNames: {
+            "#state": "state",
+            ...(extraCondition?.includes("#quorum") ? { "#quorum": "quorum" } : {}),
+          },
+          ExpressionAttributeValues: { ...placeholders, ":from": from, ":to": to },
+        }),
+      ),
+    );
+  }
+
+  async listUploads(runId: string, round: number): Promise<UploadRecord[]> {
+    const items = await this.queryAll(keys.upload(runId, round, "").pk, ["UPLOAD#", "UPLOAD#\uffff"]);
+    return items.map((item) => {
+      const record = strip<UploadRecord & { coefficients: Uint8Array }>(item) as UploadRecord & {
+        coefficients: Uint8Array;
+      };
+      return { ...record, coefficients: floatsOf(record.coefficients) };
+    });
+  }
+
+  /** Writes the round's update-log entry once; a re-run finds the same entry already there. */
+  async putLogEntry(entry: LogEntry): Promise<boolean> {
+    const item = {
+      ...keys.log(entry.runId, entry.round),
+      ...entry,
+      coefficients: bytesOf(entry.coefficients),
+    };
+    return conditional(this.put(item));
+  }
+
+  async getLogEntries(runId: string, from: number, to: number): Promise<LogEntry[]> {
+    const items = await this.queryAll(`RUN#${runId}`, [keys.log(runId, from).sk, keys.log(runId, to).sk]);
+    return items.map((item) => {
+      const entry = strip<LogEntry & { coefficients: Uint8Array }>(item) as LogEntry & {
+        coefficients: Uint8Array;
+      };
+      return { ...entry, coefficients: floatsOf(entry.coefficients) };
+    });
+  }
+}

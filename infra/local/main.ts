@@ -1,0 +1,24 @@
+// `npm run local`: start the local stack and keep it up until Ctrl-C.
+import { JavaMissing } from "./emulators.ts";
+import { startLocalStack } from "./stack.ts";
+
+try {
+  const port = process.env.PORT ? Number(process.env.PORT) : undefined;
+  const stack = await startLocalStack(port ? { port } : {});
+  console.log(`Ferret local stack ready
+  endpoint:    ${stack.endpoint}
+  admin token: ${stack.adminToken}
+  table:       ${stack.env.TABLE_NAME} at ${stack.env.AWS_ENDPOINT_URL_DYNAMODB}
+  bucket:      ${stack.env.BUCKET_NAME} at ${stack.env.AWS_ENDPOINT_URL_S3}
+Operator routes take "Authorization: Bearer <admin token>". Ctrl-C stops it.`);
+  const stop = async () => {
+    console.log("stopping…");
+    await stack.close();
+    process.exit(0);
+  };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+} catch (error) {
+  console.error(error instanceof JavaMissing ? error.message : error);
+  process.exit(1);
+}

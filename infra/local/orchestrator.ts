@@ -1,0 +1,115 @@
+// The local stand-in for Step Functions and EventBridge Scheduler: the same three steps in the same order
+// (aggregate -> every shard in worker threads -> commit), with retries and the same catch that marks FAILED.
+import {
+  aggregateRound,
+  commitRound,
+  failAggregation,
+  type RoundRef,
+  type ShardTask,
+} from "../../functions/rounds/aggregation.ts";
+import { closeAtDeadline } from "../../functions/rounds/lifecycle.ts";
+import type { ShardResult } from "../../functions/rounds/manifest.ts";
+import type { Platform, Services } from "../../functions/services.ts";
+import type { ShardPool } from "./shard-pool.ts";
+
+/** Step boundaries a test may break at, to prove a re-run repairs whatever was left. */
+export type Boundary = "aggregated" | `shard-${number}` | "shards-done";
+
+export interface OrchestratorOptions {
+  /** Attempts per step before the round is marked FAILED (the state machine's retry policy). */
+  attempts: number;
+  /** Called at each boundary; throwing there simulates a crash (the round stays AGGREGATING, nothing is caught). */
+  crashAt?: (boundary: Boundary) => void;
+}
+
+export class Crash extends Error {
+  override name = "Crash";
+}
+
+export class LocalOrchestrator implements Platform {
+  private readonly running = new Set<Promise<void>>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  readonly started: RoundRef[] = [];
+  readonly crashes: Error[] = [];
+  /** Every shard result, kept so tests can check what each task held. */
+  readonly shardResults: ShardResult[] = [];
+  svc!: Services;
+
+  constructor(
+    private readonly pool: ShardPool,
+    readonly options: OrchestratorOptions,
+  ) {}
+
+  async startAggregation(runId: string, round: number): Promise<void> {
+    this.started.push({ runId, round });
+    this.track(this.aggregate({ runId, round }));
+  }
+
+  async scheduleDeadline(runId: string, round: number, deadline: number): Promise<void> {
+    const timer = setTimeout(
+      () => {
+        this.timers.delete(timer);
+        this.track(this.fireDeadline(runId, round, deadline));
+      },
+      Math.min(Math.max(0, deadline - this.svc.now()), 2 ** 31 - 1),
+    );
+    timer.unref();
+    this.timers.add(timer);
+  }
+
+  private async fireDeadline(runId: string, round: number, deadline: number): Promise<void> {
+    const outcome = await closeAtDeadline(this.svc, runId, round);
+    if (outcome.action === "early") await this.scheduleDeadline(runId, round, deadline);
+  }
+
+  private track(work: Promise<void>) {
+    const tracked = work.catch((error: Error) => {
+      this.crashes.push(error);
+    });
+    this.running.add(tracked);
+    void tracked.finally(() => this.running.delete(tracked));
+  }
+
+  /** Resolves when no aggregation or deadline work is in flight. */
+  async idle(): Promise<void> {
+    while (this.running.size > 0) await Promise.all([...this.running]);
+  }
+
+  /** Runs (or re-runs) the whole state machine for one round. */
+  async aggregate(ref: RoundRef): Promise<void> {
+    const crashAt = this.options.crashAt ?? (() => {});
+    try {
+      const tasks = await this.step(() => aggregateRound(this.svc, ref));
+      crashAt("aggregated");
+      const shards = await Promise.all(
+        tasks.map(async (task: ShardTask) => {
+          const result: ShardResult = await this.step(() => this.pool.run(task));
+          this.shardResults.push(result);
+          crashAt(`shard-${task.shard.index}`);
+          return result;
+        }),
+      );
+      crashAt("shards-done");
+      if (tasks.length > 0) await this.step(() => commitRound(this.svc, { ...ref, shards }));
+    } catch (error) {
+      if (error instanceof Crash) throw error;
+      await failAggregation(this.svc, ref, (error as Error).message.slice(0, 1000));
+      throw error;
+    }
+  }
+
+  private async step<T>(run: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await run();
+      } catch (error) {
+        if (attempt >= this.options.attempts) throw error;
+      }
+    }
+  }
+
+  close(): void {
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+  }
+}

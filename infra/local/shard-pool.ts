@@ -1,0 +1,63 @@
+// A fixed pool of worker threads running shard tasks, each worker one task at a time.
+import { Worker } from "node:worker_threads";
+import type { ShardTask } from "../../functions/rounds/aggregation.ts";
+import type { ShardResult } from "../../functions/rounds/manifest.ts";
+
+interface Pending {
+  task: ShardTask;
+  resolve: (result: ShardResult) => void;
+  reject: (error: Error) => void;
+}
+
+export class ShardPool {
+  private readonly idle: Worker[] = [];
+  private readonly queue: Pending[] = [];
+  private readonly inFlight = new Map<number, Pending>();
+  private readonly workers: Worker[] = [];
+  private nextId = 0;
+
+  constructor(threads: number, env: Record<string, string>) {
+    for (let i = 0; i < threads; i++) {
+      const worker = new Worker(new URL("./shard-worker-entry.mjs", import.meta.url), { env });
+      worker.on("message", ({ id, result, error }: { id: number; result?: ShardResult; error?: string }) => {
+        const pending = this.inFlight.get(id);
+        this.inFlight.delete(id);
+        if (error !== undefined) pending?.reject(new Error(`shard ${pending.task.shard.index}: ${error}`));
+        else if (result) pending?.resolve(result);
+        this.release(worker);
+      });
+      worker.on("error", (error) => {
+        for (const pending of this.inFlight.values()) pending.reject(error);
+        this.inFlight.clear();
+      });
+      this.workers.push(worker);
+      this.idle.push(worker);
+    }
+  }
+
+  run(task: ShardTask): Promise<ShardResult> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ task, resolve, reject });
+      this.dispatch();
+    });
+  }
+
+  private release(worker: Worker) {
+    this.idle.push(worker);
+    this.dispatch();
+  }
+
+  private dispatch() {
+    while (this.idle.length > 0 && this.queue.length > 0) {
+      const worker = this.idle.pop() as Worker;
+      const pending = this.queue.shift() as Pending;
+      const id = this.nextId++;
+      this.inFlight.set(id, pending);
+      worker.postMessage({ id, task: pending.task });
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}

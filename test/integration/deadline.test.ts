@@ -1,0 +1,121 @@
+// Deadlines: a round short of its quorum closes at the deadline and aggregates what it has if that reaches the
+// minimum; below the minimum it FAILS with a reason naming the counts, and the next round opens on the same
+// checkpoint with a fresh seed. Uploads after the deadline are refused.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RoundRecord } from "../../functions/storage/records.ts";
+import { type LocalStack, startLocalStack } from "../../infra/local/stack.ts";
+import {
+  Api,
+  bytesOf,
+  changes,
+  createRun,
+  downloadCheckpoint,
+  eventually,
+  expectedCheckpoint,
+  snapshot,
+  tinyModel,
+  uploadRound,
+} from "./harness.ts";
+
+const model = tinyModel([
+  { name: "wte", shape: [16, 8] },
+  { name: "wpe", shape: [8, 8] },
+]);
+
+let stack: LocalStack;
+let api: Api;
+
+beforeAll(async () => {
+  stack = await startLocalStack({ threads: 1 });
+  api = new Api(stack);
+});
+
+afterAll(() => stack?.close());
+
+const finished = (runId: string, round: number) => async () => {
+  const record = await stack.services.table.getRound(runId, round);
+  return record?.state === "DONE" || record?.state === "FAILED" ? record : undefined;
+};
+
+/** Pauses a run with a one-second deadline and waits for its last open round to end, so it stops writing. */
+async function stop(runId: string) {
+  expect((await api.operator("POST", `/runs/${runId}/pause`)).status).toBe(200);
+  const run = await stack.services.table.getRun(runId);
+  await eventually(finished(runId, run?.currentRound ?? 0), "the last round to end");
+  await stack.orchestrator.idle();
+}
+
+describe("a round at its deadline", () => {
+  it("with at least the minimum: closes, aggregates the uploads it has, and commits", async () => {
+    const run = await createRun(
+      api,
+      model,
+      { clientsPerRound: 3, quorum: 3, minUploads: 2, deadlineSeconds: 1 },
+      3,
+    );
+    const { seed, uploads } = await uploadRound(api, run, 2);
+    const round: RoundRecord = await eventually(finished(run.runId, 0), "round 0 to finish");
+    expect(round).toMatchObject({ state: "DONE", closeReason: "deadline", uploadCount: 2 });
+    const { bytes } = await downloadCheckpoint(api, run, 1);
+    expect(
+      Buffer.from(bytes).equals(Buffer.from(bytesOf(expectedCheckpoint(run, model.weights, seed, uploads)))),
+    ).toBe(true);
+    await stop(run.runId);
+  });
+
+  it("below the minimum: FAILS with the counts, and the next round reuses the checkpoint with a new seed", async () => {
+    const run = await createRun(
+      api,
+      model,
+      { clientsPerRound: 3, quorum: 3, minUploads: 2, deadlineSeconds: 1 },
+      3,
+    );
+    await uploadRound(api, run, 1);
+    const round: RoundRecord = await eventually(finished(run.runId, 0), "round 0 to finish");
+    expect(round).toMatchObject({
+      state: "FAILED",
+      failureReason: "deadline passed with 1 of the minimum 2 uploads",
+    });
+    expect(await stack.services.table.getLogEntries(run.runId, 0, 0)).toEqual([]);
+    const next = await stack.services.table.getRound(run.runId, 1);
+    expect(next).toMatchObject({ state: "OPEN", baseCheckpoint: 0 });
+    expect(next?.seed).not.toBe(round.seed);
+    await stop(run.runId);
+  });
+
+  it("refuses an upload once the deadline has passed, before the deadline fires, and changes nothing", async () => {
+    const run = await createRun(
+      api,
+      model,
+      { clientsPerRound: 2, quorum: 2, minUploads: 1, deadlineSeconds: 3600 },
+      2,
+    );
+    const now = stack.services.now;
+    stack.services.now = () => now() + 2 * 3600 * 1000;
+    try {
+      const before = await snapshot(stack);
+      const reply = await api.call("POST", `/runs/${run.runId}/rounds/0/uploads?examples=1`, {
+        token: run.clients[0]?.token,
+        bytes: new Uint8Array(run.plan.totalK * 4),
+      });
+      expect(reply).toMatchObject({ status: 409, body: { error: "deadline_passed" } });
+      expect(changes(before, await snapshot(stack))).toEqual({ added: [], removed: [] });
+    } finally {
+      stack.services.now = now;
+    }
+  });
+
+  it("a deadline call that arrives early changes nothing", async () => {
+    const run = await createRun(
+      api,
+      model,
+      { clientsPerRound: 2, quorum: 2, minUploads: 1, deadlineSeconds: 3600 },
+      2,
+    );
+    const { handler } = await import("../../functions/handlers/deadline.ts");
+    const before = await snapshot(stack);
+    const outcome = await handler({ runId: run.runId, round: 0 }, {} as never);
+    expect(outcome).toMatchObject({ action: "early", state: "OPEN" });
+    expect(changes(before, await snapshot(stack))).toEqual({ added: [], removed: [] });
+  });
+});

@@ -1,0 +1,121 @@
+// One whole round over HTTP: three clients upload coefficients computed with core, the quorum closes the round,
+// the worker-thread aggregation writes checkpoint 1, and it must equal core's own reconstruction byte for byte.
+import { createHash } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { decodeSafetensors } from "../../client/formats/safetensors.ts";
+import { reconstructRange } from "../../core/projection.ts";
+import { type LocalStack, startLocalStack } from "../../infra/local/stack.ts";
+import {
+  Api,
+  bytesOf,
+  createRun,
+  downloadCheckpoint,
+  expectedCheckpoint,
+  type Run,
+  safetensorsOf,
+  tensorsOf,
+  tinyModel,
+  uploadRound,
+} from "./harness.ts";
+
+const model = tinyModel([
+  { name: "transformer.wte.weight", shape: [32, 16] },
+  { name: "transformer.h.0.attn.c_attn.weight", shape: [16, 48] },
+  { name: "transformer.h.0.mlp.c_fc.weight", shape: [16, 64] },
+  { name: "transformer.ln_f.weight", shape: [16] },
+]);
+
+let stack: LocalStack;
+let api: Api;
+let run: Run;
+let expected: Float32Array;
+
+interface Assignment {
+  round: number;
+  seed: string;
+  selected: boolean;
+  baseCheckpoint: number;
+}
+
+beforeAll(async () => {
+  stack = await startLocalStack({ threads: 2, shardParams: 600 });
+  api = new Api(stack);
+  run = await createRun(api, model, {}, 3);
+  for (const client of run.clients) {
+    const reply = await api.call<Assignment>("GET", `/runs/${run.runId}/assignment`, { token: client.token });
+    expect(reply.body).toMatchObject({ round: 0, selected: true, baseCheckpoint: 0 });
+    expect(reply.body.seed).toMatch(/^[0-9a-f]{16}$/);
+  }
+  const { seed, uploads } = await uploadRound(api, run);
+  await stack.orchestrator.idle();
+  expected = expectedCheckpoint(run, model.weights, seed, uploads);
+});
+
+afterAll(() => stack?.close());
+
+describe("a full round on the local stack", () => {
+  it("commits round 0 and opens round 1 on checkpoint 1", async () => {
+    expect(stack.orchestrator.crashes).toEqual([]);
+    expect(await stack.services.table.getRound(run.runId, 0)).toMatchObject({
+      state: "DONE",
+      resultCheckpoint: 1,
+    });
+    const next = await api.call<Assignment>("GET", `/runs/${run.runId}/assignment`, {
+      token: run.clients[0]?.token,
+    });
+    expect(next.body).toMatchObject({ round: 1, baseCheckpoint: 1 });
+  });
+
+  it("writes checkpoint 1 equal to core's reconstruction, byte for byte", async () => {
+    const { bytes, manifest } = await downloadCheckpoint(api, run, 1);
+    expect(manifest.shards.length).toBeGreaterThan(1);
+    expect(Buffer.from(bytes).equals(Buffer.from(bytesOf(expected)))).toBe(true);
+    expect(Buffer.from(bytes).equals(Buffer.from(bytesOf(model.weights)))).toBe(false);
+  });
+
+  it("has a manifest whose per-block and per-shard SHA-256 verify", async () => {
+    const { bytes, manifest } = await downloadCheckpoint(api, run, 1);
+    expect(manifest.blocks.length).toBe(run.plan.blocks.length);
+    for (const block of manifest.blocks) {
+      const digest = createHash("sha256").update(
+        bytes.subarray(block.start * 4, (block.start + block.size) * 4),
+      );
+      expect(digest.digest("hex")).toBe(block.sha256);
+    }
+    for (const shard of manifest.shards) {
+      const digest = createHash("sha256").update(
+        bytes.subarray(shard.start * 4, (shard.start + shard.length) * 4),
+      );
+      expect(digest.digest("hex")).toBe(shard.sha256);
+    }
+  });
+
+  it("serves the update-log entry a client replays to reach the same bytes", async () => {
+    const reply = await api.call<{
+      entries: { round: number; seed: string; scale: number; coefficients: string }[];
+    }>("GET", `/runs/${run.runId}/log?from=0&to=0`, { token: run.clients[1]?.token });
+    const [entry] = reply.body.entries;
+    if (!entry) throw new Error("no log entry");
+    const buffer = Buffer.from(entry.coefficients, "base64");
+    const coefficients = new Float32Array(
+      buffer.buffer.slice(buffer.byteOffset, buffer.byteOffset + buffer.byteLength),
+    );
+    const replayed = model.weights.slice();
+    reconstructRange(replayed, 0, coefficients, BigInt(`0x${entry.seed}`), run.plan, "gaussian", entry.scale);
+    expect(Buffer.from(bytesOf(replayed)).equals(Buffer.from(bytesOf(expected)))).toBe(true);
+  });
+
+  it("exports checkpoint 1 as one safetensors file with the same tensors", async () => {
+    const reply = await api.operator<{ url: string }>("POST", `/runs/${run.runId}/rounds/1/export`);
+    expect(reply.status).toBe(200);
+    const file = new Uint8Array(await (await fetch(reply.body.url)).arrayBuffer());
+    const { tensors } = decodeSafetensors(file);
+    expect(tensors).toEqual(tensorsOf(run.plan, expected));
+    expect(Buffer.from(file).equals(Buffer.from(safetensorsOf(run.plan, expected)))).toBe(true);
+  });
+
+  it("refuses to export a checkpoint that is not committed", async () => {
+    const reply = await api.operator("POST", `/runs/${run.runId}/rounds/2/export`);
+    expect(reply).toMatchObject({ status: 404, body: { error: "checkpoint_not_found" } });
+  });
+});
