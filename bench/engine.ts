@@ -3,7 +3,7 @@
 //   npm run bench:engine              (env BENCH_ITERATIONS, BENCH_THREADS, BENCH_DEVICE=cpu|cuda)
 import { mkdirSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { cpus, totalmem } from "node:os";
+import { cpus, loadavg, totalmem } from "node:os";
 import { type Device, LossSession, TrainingSession } from "../client/engine/session.ts";
 import { modelTensors, parseModelConfig } from "../client/models/index.ts";
 import { initWeights } from "../client/models/init.ts";
@@ -24,6 +24,7 @@ const THREADS = process.env.BENCH_THREADS ? Number(process.env.BENCH_THREADS) : 
 const DEVICE = (process.env.BENCH_DEVICE ?? "cpu") as Device;
 const LEARNING_RATE = 1e-3;
 
+const loadAtStart = loadavg()[0];
 const config = parseModelConfig(CONFIG);
 const weights = initWeights(config, 0);
 const paramCount = modelTensors(config).reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
@@ -33,11 +34,14 @@ const targets = BigInt64Array.from({ length: tokens }, (_, i) => BigInt((i * 791
 const batch = { inputIds, targets, lossMask: new Float32Array(tokens).fill(1) };
 const options = { batchSize: BATCH, seqLen: SEQ, device: DEVICE, ...(THREADS ? { threads: THREADS } : {}) };
 
-const seconds = async (fn: () => Promise<unknown>): Promise<number> => {
-  const start = process.hrtime.bigint();
+/** Wall seconds and process CPU seconds (all threads) of one call. CPU time does not count waiting for a core,
+ * so on a machine shared with other work it tracks the work done more steadily than wall time. */
+async function measure(fn: () => Promise<unknown>): Promise<{ wall: number; cpu: number }> {
+  const [wallStart, cpuStart] = [process.hrtime.bigint(), process.cpuUsage()];
   await fn();
-  return Number(process.hrtime.bigint() - start) / 1e9;
-};
+  const cpu = process.cpuUsage(cpuStart);
+  return { wall: Number(process.hrtime.bigint() - wallStart) / 1e9, cpu: (cpu.user + cpu.system) / 1e6 };
+}
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
 process.stderr.write(`GPT-2 style, ${paramCount} parameters, batch ${BATCH} × ${SEQ}, ${DEVICE}\n`);
@@ -63,18 +67,23 @@ for (let i = 0; i < WARMUP; i++) {
   await runTrainStep();
   process.stderr.write(`warm-up ${i + 1}/${WARMUP}\n`);
 }
-const forwardTimes: number[] = [];
-const trainTimes: number[] = [];
+const forwardRuns: { wall: number; cpu: number }[] = [];
+const trainRuns: { wall: number; cpu: number }[] = [];
 for (let i = 0; i < ITERATIONS; i++) {
-  forwardTimes.push(await seconds(runForward));
-  trainTimes.push(await seconds(runTrainStep));
+  const [f, t] = [await measure(runForward), await measure(runTrainStep)];
+  forwardRuns.push(f);
+  trainRuns.push(t);
   process.stderr.write(
-    `${i + 1}/${ITERATIONS}: forward ${forwardTimes.at(-1)?.toFixed(3)} s, train step ${trainTimes.at(-1)?.toFixed(3)} s\n`,
+    `${i + 1}/${ITERATIONS}: forward ${f.wall.toFixed(3)} s (cpu ${f.cpu.toFixed(3)} s), ` +
+      `train step ${t.wall.toFixed(3)} s (cpu ${t.cpu.toFixed(3)} s)\n`,
   );
 }
 await forward.release();
 await training.release();
+const forwardTimes = forwardRuns.map((r) => r.wall);
+const trainTimes = trainRuns.map((r) => r.wall);
 const [forwardSeconds, trainSeconds] = [median(forwardTimes), median(trainTimes)];
+const [forwardCpu, trainCpu] = [median(forwardRuns.map((r) => r.cpu)), median(trainRuns.map((r) => r.cpu))];
 
 const ortVersion = (createRequire(import.meta.url)("onnxruntime-node/package.json") as { version: string })
   .version;
@@ -96,6 +105,9 @@ const result = {
   trainTokensPerSec: tokens / trainSeconds,
   trainToForwardTimeRatio: trainSeconds / forwardSeconds,
   paramBytes: paramCount * 4,
+  /** 1-minute load average at start and end: other processes competing for the cores make runs noisy. */
+  loadAverage: [loadAtStart, loadavg()[0]],
+  trainToForwardCpuTimeRatio: trainCpu / forwardCpu,
   forwardSeconds: forwardTimes,
   trainSeconds: trainTimes,
   peakRssBytes: process.resourceUsage().maxRSS * 1024,

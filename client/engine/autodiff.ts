@@ -1,7 +1,7 @@
 // Reverse-mode differentiation over a Graph: walks the recorded nodes backwards, asks each op's backward rule
 // (beside its forward in ops.ts / indexing.ts) for its inputs' gradients, and sums gradients that meet.
 import { GraphShapeError, type Tensor } from "./graph.ts";
-import { add, expand } from "./ops.ts";
+import { add, expand, zeros } from "./ops.ts";
 
 /** Gradients of scalar `loss` with respect to each of `wrt` (zeros for one the loss does not depend on). */
 export function gradients(loss: Tensor, wrt: Tensor[]): Tensor[] {
@@ -23,5 +23,5 @@ export function gradients(loss: Tensor, wrt: Tensor[]): Tensor[] {
       grads.set(input, prev ? add(prev, dx) : dx);
     });
   }
-  return wrt.map((p) => grads.get(p) ?? expand(graph.scalar(0), [...p.shape]));
+  return wrt.map((p) => grads.get(p) ?? zeros(graph, p.shape));
 }

@@ -21,8 +21,6 @@ export class EngineInputError extends Error {
 export interface BuiltGraph {
   onnx: Uint8Array;
   tensors: TensorSpec[];
-  inputNames: string[];
-  outputNames: string[];
 }
 
 export const gradName = (param: string): string => `grad.${param}`;
@@ -55,12 +53,7 @@ function forwardGraph(config: ModelConfig, shape: GraphShape) {
 /** Inputs: parameters (HF names), input_ids int64 [B, T]. Output: logits [B, T, vocab]. */
 export function buildForwardGraph(config: ModelConfig, shape: GraphShape): BuiltGraph {
   const { graph, tensors, logits } = forwardGraph(config, shape);
-  return {
-    onnx: toOnnxModel(graph, [{ name: "logits", tensor: logits }]),
-    tensors,
-    inputNames: graph.inputs.map((t) => t.name),
-    outputNames: ["logits"],
-  };
+  return { onnx: toOnnxModel(graph, [{ name: "logits", tensor: logits }]), tensors };
 }
 
 function lossGraph(config: ModelConfig, shape: GraphShape, withGradients: boolean): BuiltGraph {
@@ -73,12 +66,7 @@ function lossGraph(config: ModelConfig, shape: GraphShape, withGradients: boolea
     { name: "loss", tensor: loss },
     ...grads.map((g, i) => ({ name: gradName((params[i] as Tensor).name), tensor: g })),
   ];
-  return {
-    onnx: toOnnxModel(graph, outputs),
-    tensors,
-    inputNames: graph.inputs.map((t) => t.name),
-    outputNames: outputs.map((o) => o.name),
-  };
+  return { onnx: toOnnxModel(graph, outputs), tensors };
 }
 
 /** Inputs: parameters, input_ids int64 [B, T], targets int64 [B, T], loss_mask float [B, T].

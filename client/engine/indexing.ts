@@ -1,18 +1,13 @@
-// Integer-indexed ops. Their backward rules scatter-add into zeros (ScatterND / ScatterElements with
-// reduction="add"), which costs O(gradient size) instead of the O(N·V·D) of a one-hot matmul.
+// Integer-indexed ops. Their backward rules scatter-add (ScatterND / ScatterElements with reduction="add"), which
+// costs O(gradient size) instead of the O(N·V·D) of a one-hot matmul.
 import { GraphShapeError, type Node, type OpDef, type Tensor } from "./graph.ts";
-import { expand, mul, neg, reshape, softmax } from "./ops.ts";
+import { mul, neg, reshape, softmax, zeros } from "./ops.ts";
 
 const inp = (node: Node, i: number): Tensor => node.inputs[i] as Tensor;
 
 function requireInt64(op: string, t: Tensor): void {
   if (t.dtype !== "int64")
     throw new GraphShapeError(`${op}: indices must be int64, got ${t.dtype} ${t.name}`);
-}
-
-/** Zeros of the graph's float type. */
-export function zeros(like: Tensor, shape: readonly number[]): Tensor {
-  return expand(like.graph.scalar(0), [...shape]);
 }
 
 // Backward-only scatters.
@@ -27,7 +22,7 @@ const GatherOp: OpDef = {
     const rowSize = table.shape.slice(1);
     const updates = reshape(g, [ids.size, ...rowSize]);
     const indices = reshape(ids, [ids.size, 1]);
-    const base = zeros(g, table.shape);
+    const base = zeros(g.graph, table.shape);
     const attrs = { reduction: "add" };
     return [g.graph.apply(ScatterNDOp, [base, indices, updates], attrs, [...table.shape], g.dtype), null];
   },
@@ -37,27 +32,6 @@ export function gather(table: Tensor, ids: Tensor): Tensor {
   requireInt64("Gather", ids);
   const shape = [...ids.shape, ...table.shape.slice(1)];
   return table.graph.apply(GatherOp, [table, ids], { axis: 0 }, shape, table.dtype);
-}
-
-const GatherElementsOp: OpDef = {
-  type: "GatherElements",
-  backward: (g, n) => {
-    const [a, idx] = [inp(n, 0), inp(n, 1)];
-    const attrs = { axis: n.attrs.axis as number, reduction: "add" };
-    const base = zeros(g, a.shape);
-    return [g.graph.apply(ScatterElementsOp, [base, idx, g], attrs, [...a.shape], g.dtype), null];
-  },
-};
-/** out[i][j] = a[i][idx[i][j]] along `axis` (rank-preserving; idx may be shorter than a along `axis`). */
-export function gatherElements(a: Tensor, idx: Tensor, axis: number): Tensor {
-  requireInt64("GatherElements", idx);
-  const ax = axis < 0 ? axis + a.rank : axis;
-  if (idx.rank !== a.rank || idx.shape.some((d, i) => i !== ax && d !== a.shape[i])) {
-    throw new GraphShapeError(
-      `GatherElements: indices [${idx.shape}] do not fit [${a.shape}] on axis ${axis}`,
-    );
-  }
-  return a.graph.apply(GatherElementsOp, [a, idx], { axis: ax }, [...idx.shape], a.dtype);
 }
 
 const SoftmaxCrossEntropyOp: OpDef = {

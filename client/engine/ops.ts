@@ -1,7 +1,15 @@
 // Differentiable ops. Each op states its forward (ONNX node + static output shape) and, right beside it, its
 // backward expressed in the same ops. All ops are in ONNX opset 18 and have CPU kernels for float and double in
 // onnxruntime. Binary ops broadcast numpy-style; a number operand becomes a scalar constant.
-import { type Attrs, type FloatType, GraphShapeError, type Node, type OpDef, Tensor } from "./graph.ts";
+import {
+  type Attrs,
+  type FloatType,
+  type Graph,
+  GraphShapeError,
+  type Node,
+  type OpDef,
+  Tensor,
+} from "./graph.ts";
 
 type Operand = Tensor | number;
 
@@ -98,12 +106,6 @@ function unary(op: OpDef, a: Tensor): Tensor {
 const NegOp: OpDef = { type: "Neg", backward: (g) => [neg(g)] };
 export const neg = (a: Tensor): Tensor => unary(NegOp, a);
 
-const ExpOp: OpDef = { type: "Exp", backward: (g, n) => [mul(g, n.output)] };
-export const exp = (a: Tensor): Tensor => unary(ExpOp, a);
-
-const LogOp: OpDef = { type: "Log", backward: (g, n) => [div(g, inp(n, 0))] };
-export const log = (a: Tensor): Tensor => unary(LogOp, a);
-
 const TanhOp: OpDef = { type: "Tanh", backward: (g, n) => [mul(g, sub(1, mul(n.output, n.output)))] };
 export const tanh = (a: Tensor): Tensor => unary(TanhOp, a);
 
@@ -193,6 +195,9 @@ export function expand(a: Tensor, shape: number[]): Tensor {
   return a.graph.apply(ExpandOp, [a, a.graph.int64(shape)], {}, out, a.dtype);
 }
 
+/** Zeros of the graph's float type (a broadcast scalar, not a stored tensor). */
+export const zeros = (graph: Graph, shape: readonly number[]): Tensor => expand(graph.scalar(0), [...shape]);
+
 const ReduceSumOp: OpDef = {
   type: "ReduceSum",
   backward: (g, n) => {
@@ -275,7 +280,7 @@ export function concat(parts: Tensor[], axis: number): Tensor {
   return floatOp(ConcatOp, parts, shape, { axis: ax });
 }
 
-// ---- normalizers over the last axis -------------------------------------------------------------------------
+// ---- softmax over the last axis ------------------------------------------------------------------------------
 
 const SoftmaxOp: OpDef = {
   type: "Softmax",
@@ -283,10 +288,3 @@ const SoftmaxOp: OpDef = {
   backward: (g, n) => [mul(n.output, sub(g, reduceSum(mul(g, n.output), [-1], true)))],
 };
 export const softmax = (a: Tensor): Tensor => floatOp(SoftmaxOp, [a], [...a.shape], { axis: -1 });
-
-const LogSoftmaxOp: OpDef = {
-  type: "LogSoftmax",
-  // dx = g − softmax(x) · Σ g
-  backward: (g, n) => [sub(g, mul(exp(n.output), reduceSum(g, [-1], true)))],
-};
-export const logSoftmax = (a: Tensor): Tensor => floatOp(LogSoftmaxOp, [a], [...a.shape], { axis: -1 });

@@ -41,6 +41,9 @@ const rotl = (x: number, k: number): number => ((x << k) | (x >>> (32 - k))) >>>
 /** Fresh weights for every tensor of the model; tensor i draws from its own stream, so it does not depend on
  * the shapes of the others. Same config and seed → same bytes. */
 export function initWeights(config: ModelConfig, seed: number): Map<string, WeightTensor> {
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
+    throw new RangeError(`seed must be an integer in [0, 2^32), got ${seed}`);
+  }
   const weights = new Map<string, WeightTensor>();
   modelTensors(config).forEach((spec, stream) => {
     const data = new Float32Array(spec.shape.reduce((a, b) => a * b, 1));

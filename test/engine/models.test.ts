@@ -139,6 +139,7 @@ describe("initial weights", () => {
     const c = initWeights(config, 2);
     for (const [name, w] of a) expect(b.get(name)?.data).toEqual(w.data);
     expect(c.get("lm_head.weight")?.data).not.toEqual(a.get("lm_head.weight")?.data);
+    expect(() => initWeights(config, 1.5)).toThrow(/seed must be an integer in \[0, 2\^32\)/);
   });
   it("follow the config's initializer range, norms at one", () => {
     const w = initWeights(parseModelConfig({ ...TINY_GPT2, n_embd: 64, initializer_range: 0.05 }), 1);
