@@ -14,20 +14,34 @@ const TAG_SKETCH: i32 = 2;
 // Scratch for one 4-lane Philox output: words X0..X3, lane i of X_w at SCRATCH + 16w + 4i; then 4 f32x4 normals.
 let SCRATCH: usize = 0;
 
+// Round keys of the current call, 10 rounds × (key0, key1) splatted, at ROUND_KEYS (set by setKey).
+let ROUND_KEYS: usize = 0;
+
 export function heapBase(): usize {
   SCRATCH = (__heap_base + 15) & ~15;
-  return SCRATCH + 256;
+  ROUND_KEYS = SCRATCH + 256;
+  return ROUND_KEYS + 320;
 }
 
-// Philox4x32-10 on four counters at once; the four output words are stored at SCRATCH.
+// Precomputes the ten round keys of a Philox key so the inner loops load them instead of re-splatting.
+function setKey(key0: i32, key1: i32): void {
+  let k0 = key0;
+  let k1 = key1;
+  for (let round = 0; round < 10; round++) {
+    v128.store(ROUND_KEYS + (<usize>round << 5), i32x4.splat(k0));
+    v128.store(ROUND_KEYS + (<usize>round << 5), i32x4.splat(k1), 16);
+    k0 += W0;
+    k1 += W1;
+  }
+}
+
+// Philox4x32-10 on four counters at once, with the key set by setKey; the four output words go to SCRATCH.
 @inline
-function philox4(c0: v128, c1: v128, c2: v128, c3: v128, key0: i32, key1: i32): void {
+function philox4(c0: v128, c1: v128, c2: v128, c3: v128): void {
   let x0 = c0;
   let x1 = c1;
   let x2 = c2;
   let x3 = c3;
-  let k0 = key0;
-  let k1 = key1;
   const m0 = i32x4.splat(M0);
   const m1 = i32x4.splat(M1);
   for (let round = 0; round < 10; round++) {
@@ -39,12 +53,11 @@ function philox4(c0: v128, c1: v128, c2: v128, c3: v128, key0: i32, key1: i32): 
     const hi0 = i32x4.shuffle(p0lo, p0hi, 1, 3, 5, 7);
     const lo1 = i32x4.shuffle(p1lo, p1hi, 0, 2, 4, 6);
     const hi1 = i32x4.shuffle(p1lo, p1hi, 1, 3, 5, 7);
-    x0 = v128.xor(v128.xor(hi1, x1), i32x4.splat(k0));
+    const keys = ROUND_KEYS + (<usize>round << 5);
+    x0 = v128.xor(v128.xor(hi1, x1), v128.load(keys));
     x1 = lo1;
-    x2 = v128.xor(v128.xor(hi0, x3), i32x4.splat(k1));
+    x2 = v128.xor(v128.xor(hi0, x3), v128.load(keys, 16));
     x3 = lo0;
-    k0 += W0;
-    k1 += W1;
   }
   v128.store(SCRATCH, x0);
   v128.store(SCRATCH, x1, 16);
@@ -140,8 +153,8 @@ function boxMuller4(a: v128, b: v128, out: usize): void {
 
 // Gaussian entries of basis k for the 16 elements of group G, stored as 16 f32 at SCRATCH + 64 (element order).
 @inline
-function gaussian16(group: u32, k: i32, block: i32, key0: i32, key1: i32): void {
-  philox4(slotCounters(group), i32x4.splat(k), i32x4.splat(block), i32x4.splat(TAG_GAUSSIAN), key0, key1);
+function gaussian16(group: u32, k: i32, block: i32): void {
+  philox4(slotCounters(group), i32x4.splat(k), i32x4.splat(block), i32x4.splat(TAG_GAUSSIAN));
   const x0 = v128.load(SCRATCH);
   const x1 = v128.load(SCRATCH, 16);
   const x2 = v128.load(SCRATCH, 32);
@@ -154,6 +167,7 @@ function gaussian16(group: u32, k: i32, block: i32, key0: i32, key1: i32): void 
 export function gaussianReconstruct(
   w: usize, n: u32, j0: u32, gamma: usize, kb: i32, key0: i32, key1: i32, block: i32, scale: f64,
 ): void {
+  setKey(key0, key1);
   const end = j0 + n;
   const acc = SCRATCH + 128; // 16 f64 accumulators
   for (let group = j0 >> 4; group <= (end - 1) >> 4; group++) {
@@ -166,7 +180,7 @@ export function gaussianReconstruct(
     let a6 = f64x2.splat(0);
     let a7 = f64x2.splat(0);
     for (let k = 0; k < kb; k++) {
-      gaussian16(group, k, block, key0, key1);
+      gaussian16(group, k, block);
       const g = f64x2.splat(<f64>load<f32>(gamma + (<usize>k << 2)));
       const v0 = v128.load(SCRATCH, 64);
       const v1 = v128.load(SCRATCH, 80);
@@ -211,12 +225,13 @@ function applyEstimates(w: usize, j0: u32, end: u32, first: u32, count: u32, est
 export function gaussianProject(
   delta: usize, n: u32, j0: u32, acc: usize, kBegin: i32, kEnd: i32, key0: i32, key1: i32, block: i32,
 ): void {
+  setKey(key0, key1);
   for (let k = kBegin; k < kEnd; k++) {
     const slot = acc + (<usize>(k - kBegin) << 5);
     let s01 = v128.load(slot);
     let s23 = v128.load(slot, 16);
     for (let i: u32 = 0; i < n; i += 16) {
-      gaussian16((j0 + i) >> 4, k, block, key0, key1);
+      gaussian16((j0 + i) >> 4, k, block);
       const d = delta + (<usize>i << 2);
       for (let m = 0; m < 4; m++) {
         const v = v128.load(SCRATCH + 64 + (<usize>m << 4));
@@ -256,8 +271,8 @@ export function rademacherTables(gamma: usize, kb: i32, tables: usize): void {
 
 // Sign bytes of elements j..j+3 for bases 128·kgroup … +127, at SCRATCH (lane i's byte q at 16·(q>>2) + 4i + (q&3)).
 @inline
-function signBytes4(j: u32, kgroup: i32, block: i32, key0: i32, key1: i32): void {
-  philox4(i32x4(j, j + 1, j + 2, j + 3), i32x4.splat(kgroup), i32x4.splat(block), i32x4.splat(TAG_RADEMACHER), key0, key1);
+function signBytes4(j: u32, kgroup: i32, block: i32): void {
+  philox4(i32x4(j, j + 1, j + 2, j + 3), i32x4.splat(kgroup), i32x4.splat(block), i32x4.splat(TAG_RADEMACHER));
 }
 
 @inline
@@ -269,6 +284,7 @@ function signByte(lane: u32, q: i32): i32 {
 export function rademacherReconstruct(
   w: usize, n: u32, j0: u32, tables: usize, kb: i32, key0: i32, key1: i32, block: i32, scale: f64,
 ): void {
+  setKey(key0, key1);
   const groups = (kb + 7) >> 3;
   const acc = SCRATCH + 128;
   for (let i: u32 = 0; i < n; i += 4) {
@@ -277,7 +293,7 @@ export function rademacherReconstruct(
     store<f64>(acc, 0, 16);
     store<f64>(acc, 0, 24);
     for (let kgroup = 0; kgroup << 4 < groups; kgroup++) {
-      signBytes4(j0 + i, kgroup, block, key0, key1);
+      signBytes4(j0 + i, kgroup, block);
       const qEnd = min(16, groups - (kgroup << 4));
       for (let lane: u32 = 0; lane < 4; lane++) {
         const slot = acc + (<usize>lane << 3);
@@ -296,10 +312,11 @@ export function rademacherReconstruct(
 export function rademacherHistograms(
   delta: usize, n: u32, j0: u32, hist: usize, gBegin: i32, gEnd: i32, key0: i32, key1: i32, block: i32,
 ): void {
+  setKey(key0, key1);
   for (let i: u32 = 0; i < n; i += 4) {
     const lanes = min<u32>(4, n - i);
     for (let kgroup = gBegin >> 4; kgroup << 4 < gEnd; kgroup++) {
-      signBytes4(j0 + i, kgroup, block, key0, key1);
+      signBytes4(j0 + i, kgroup, block);
       const qBegin = max(0, gBegin - (kgroup << 4));
       const qEnd = min(16, gEnd - (kgroup << 4));
       for (let lane: u32 = 0; lane < lanes; lane++) {
@@ -332,8 +349,8 @@ export function rademacherFinish(hist: usize, gBegin: i32, gEnd: i32, kb: i32, g
 
 // Bucket/sign words of the 16 elements of group G at SCRATCH (element order, as philox.ts lays out).
 @inline
-function sketch16(group: u32, block: i32, key0: i32, key1: i32): void {
-  philox4(slotCounters(group), i32x4.splat(0), i32x4.splat(block), i32x4.splat(TAG_SKETCH), key0, key1);
+function sketch16(group: u32, block: i32): void {
+  philox4(slotCounters(group), i32x4.splat(0), i32x4.splat(block), i32x4.splat(TAG_SKETCH));
 }
 
 @inline
@@ -356,12 +373,13 @@ function subtractScaled4(w: v128, x: v128, scale: v128): v128 {
 export function sketchReconstruct(
   w: usize, n: u32, j0: u32, gamma: usize, kb: i32, key0: i32, key1: i32, block: i32, scale: f64,
 ): void {
+  setKey(key0, key1);
   const end = j0 + n;
   const estimates = SCRATCH + 128;
   const buckets = i32x4.splat(kb);
   const scales = f64x2.splat(scale);
   for (let group = j0 >> 4; group <= (end - 1) >> 4; group++) {
-    sketch16(group, block, key0, key1);
+    sketch16(group, block);
     const first = group << 4;
     if (first >= j0 && first + 16 <= end) {
       // Whole group: 4 lanes at a time. σ·γ is γ with its sign bit flipped when bit 0 of u is set.
@@ -392,9 +410,10 @@ export function sketchReconstruct(
 
 /** acc[h_j] += σ_j·Δ_j for j = j0 … j0+n−1 ascending (f64 accumulators, one per bucket). */
 export function sketchProject(delta: usize, n: u32, j0: u32, acc: usize, kb: i32, key0: i32, key1: i32, block: i32): void {
+  setKey(key0, key1);
   const end = j0 + n;
   for (let group = j0 >> 4; group <= (end - 1) >> 4; group++) {
-    sketch16(group, block, key0, key1);
+    sketch16(group, block);
     const first = group << 4;
     for (let j = max(first, j0); j < min(first + 16, end); j++) {
       const u = load<u32>(SCRATCH + (<usize>(j - first) << 2));
