@@ -79,6 +79,13 @@ export class RoundTable {
     this.doc = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
   }
 
+  /** A transaction item that writes `item` only if no item has its key yet. */
+  private newItem(item: Record<string, unknown>) {
+    return {
+      Put: { TableName: this.tableName, Item: item, ConditionExpression: "attribute_not_exists(pk)" },
+    };
+  }
+
   private put(item: Record<string, unknown>, condition = "attribute_not_exists(pk)") {
     return this.doc.send(
       new PutCommand({ TableName: this.tableName, Item: item, ConditionExpression: condition }),
@@ -156,13 +163,7 @@ export class RoundTable {
       await this.doc.send(
         new TransactWriteCommand({
           TransactItems: [
-            {
-              Put: {
-                TableName: this.tableName,
-                Item: { ...keys.round(round.runId, round.round), ...round },
-                ConditionExpression: "attribute_not_exists(pk)",
-              },
-            },
+            this.newItem({ ...keys.round(round.runId, round.round), ...round }),
             {
               Update: {
                 TableName: this.tableName,
@@ -186,20 +187,8 @@ export class RoundTable {
     await this.doc.send(
       new TransactWriteCommand({
         TransactItems: [
-          {
-            Put: {
-              TableName: this.tableName,
-              Item: { ...keys.client(client.runId, client.clientId), ...client },
-              ConditionExpression: "attribute_not_exists(pk)",
-            },
-          },
-          {
-            Put: {
-              TableName: this.tableName,
-              Item: { ...keys.token(tokenHash), runId: client.runId, clientId: client.clientId },
-              ConditionExpression: "attribute_not_exists(pk)",
-            },
-          },
+          this.newItem({ ...keys.client(client.runId, client.clientId), ...client }),
+          this.newItem({ ...keys.token(tokenHash), runId: client.runId, clientId: client.clientId }),
         ],
       }),
     );
@@ -245,17 +234,11 @@ export class RoundTable {
     const { coefficients, ...rest } = upload;
     const transaction = new TransactWriteCommand({
       TransactItems: [
-        {
-          Put: {
-            TableName: this.tableName,
-            Item: {
-              ...keys.upload(upload.runId, upload.round, upload.clientId),
-              ...rest,
-              coefficients: bytesOf(coefficients),
-            },
-            ConditionExpression: "attribute_not_exists(pk)",
-          },
-        },
+        this.newItem({
+          ...keys.upload(upload.runId, upload.round, upload.clientId),
+          ...rest,
+          coefficients: bytesOf(coefficients),
+        }),
         {
           Update: {
             TableName: this.tableName,
