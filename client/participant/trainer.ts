@@ -2,15 +2,15 @@
 // client's JSONL data packed into rows, T steps of SGD on a copy of the round's weights, and eval loss on rows
 // held out from training.
 import type { Plan } from "../../core/plan.ts";
-import type { Batch } from "../data/batches.ts";
-import { epochBatches } from "../data/batches.ts";
+import { batches, epochBatches } from "../data/batches.ts";
 import { readJsonl } from "../data/jsonl.ts";
 import { prepareSequences, type Sequence } from "../data/sequences.ts";
-import { type Device, LossSession, TrainingSession } from "../engine/session.ts";
+import type { Device } from "../engine/session.ts";
+import { OnnxGradientSource } from "../engine/source.ts";
 import type { Tokenizer } from "../formats/tokenizer.ts";
 import type { ModelConfig } from "../models/index.ts";
 import { tensorViews } from "../sync/weights.ts";
-import { evaluateLoss, type GradientSource, trainLocal } from "../train/loop.ts";
+import { evaluateLoss, trainLocal } from "../train/loop.ts";
 import { Sgd } from "../train/optimizers.ts";
 import type { ParamRecord } from "../train/params.ts";
 import { makeSchedule } from "../train/schedule.ts";
@@ -35,39 +35,6 @@ export async function loadLocalData(path: string, tokenizer: Tokenizer, seqLen: 
   return { train: sequences.slice(0, -held), eval: sequences.slice(-held) };
 }
 
-const toEngineBatch = (batch: Batch) => ({
-  inputIds: BigInt64Array.from(batch.inputIds, (v) => BigInt(v)),
-  targets: BigInt64Array.from(batch.targets, (v) => BigInt(v)),
-  lossMask: batch.lossMask,
-});
-
-/**
- * The trainer's view of the engine: gradients from a training session (shaped for the local batch size), eval
- * loss from a loss-only session (shaped for the held-out rows). Parameters by name, shapes from the plan.
- */
-class EngineSource implements GradientSource {
-  constructor(
-    private readonly training: TrainingSession,
-    private readonly evaluation: LossSession,
-    private readonly shapes: Map<string, number[]>,
-  ) {}
-
-  private params(record: ParamRecord) {
-    return new Map(
-      Object.entries(record).map(([name, data]) => [name, { shape: this.shapes.get(name) ?? [], data }]),
-    );
-  }
-
-  async lossAndGradients(params: ParamRecord, batch: Batch) {
-    const { loss, grads } = await this.training.step(this.params(params), toEngineBatch(batch));
-    return { loss, gradients: Object.fromEntries(grads) as ParamRecord };
-  }
-
-  loss(params: ParamRecord, batch: Batch) {
-    return this.evaluation.loss(this.params(params), toEngineBatch(batch));
-  }
-}
-
 export interface TrainerOptions {
   device: Device;
   threads?: number;
@@ -84,7 +51,7 @@ export class LocalTrainer {
   private constructor(
     private readonly plan: Plan,
     private readonly data: LocalData,
-    private readonly engine: EngineSource,
+    private readonly engine: OnnxGradientSource,
     private readonly batchSize: number,
   ) {}
 
@@ -96,10 +63,7 @@ export class LocalTrainer {
       device: options.device,
       ...(options.threads ? { threads: options.threads } : {}),
     };
-    const shapes = new Map(plan.tensors.map((t) => [t.name, t.shape]));
-    const training = await TrainingSession.create(config, { ...common, batchSize });
-    const evaluation = await LossSession.create(config, { ...common, batchSize: data.eval.length });
-    return new LocalTrainer(plan, data, new EngineSource(training, evaluation, shapes), batchSize);
+    return new LocalTrainer(plan, data, new OnnxGradientSource(config, { ...common, batchSize }), batchSize);
   }
 
   /** Rows of training data, the weight this client's update gets when the server weights by examples. */
@@ -113,9 +77,8 @@ export class LocalTrainer {
 
   /** Mean loss of `values` over the held-out rows. */
   evalLoss(values: Float32Array): Promise<number> {
-    const batch = epochBatches(this.data.eval, { batchSize: this.data.eval.length, seed: 0 }).next()
-      .value as Batch;
-    return evaluateLoss(this.record(values), this.engine, [batch]);
+    const rows = batches(this.data.eval, { batchSize: this.batchSize, seed: 0, dropLast: false });
+    return evaluateLoss(this.record(values), this.engine, rows);
   }
 
   /** T steps of plain SGD (the paper's local optimizer) on `values`, in place; round-specific data order. */
