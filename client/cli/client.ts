@@ -3,13 +3,18 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { type Command, Option } from "commander";
-import type { BackoffOptions } from "../api/backoff.ts";
-import { DEFAULT_BACKOFF } from "../api/backoff.ts";
 import { Http } from "../api/http.ts";
 import { ClientApi } from "../api/routes.ts";
 import type { ClientEvent } from "../participant/loop.ts";
-import { endpointOption, jsonOption, required, runOption } from "./connection.ts";
-import { nonNegativeInt, positiveInt, seconds } from "./options.ts";
+import {
+  announcedBackoff,
+  endpointOption,
+  giveUpOption,
+  jsonOption,
+  required,
+  runOption,
+} from "./connection.ts";
+import { milliseconds, nonNegativeInt, positiveInt } from "./options.ts";
 import { EXIT, Output } from "./output.ts";
 
 interface ClientFlags {
@@ -81,28 +86,19 @@ export function registerClientCommand(program: Command): void {
       "tokens per training row (default: the model's context, at most 128)",
       positiveInt,
     )
-    .option(
-      "--poll <duration>",
-      "how often to ask for an assignment while waiting",
-      (v) => seconds(v) * 1000,
-      2000,
+    .addOption(
+      new Option("--poll <duration>", "how often to ask for an assignment while waiting (250ms, 2s, …)")
+        .argParser(milliseconds)
+        .default(2000, "2s"),
     )
-    .option("--poll-ms <ms>", "poll interval in milliseconds (overrides --poll)", positiveInt)
-    .option("--give-up-after <duration>", "stop when the server stays unreachable this long", seconds, 600)
+    .addOption(giveUpOption(600, "10m"))
     .option("--until-checkpoint <n>", "exit once checkpoint N is committed and synced", nonNegativeInt)
     .addOption(jsonOption())
-    .action(async (flags: ClientFlags & { pollMs?: number }) => {
+    .action(async (flags: ClientFlags) => {
       const out = new Output(flags.json === true);
       const runId = required(flags.run, "--run", "FERRET_RUN");
       const token = required(flags.token, "--token", "FERRET_TOKEN");
-      const backoff: BackoffOptions = {
-        ...DEFAULT_BACKOFF,
-        giveUpAfterMs: flags.giveUpAfter * 1000,
-        onWait: ({ delayMs, error }) =>
-          out.info(
-            `server unreachable or busy (${error.message}); retrying in ${(delayMs / 1000).toFixed(1)} s`,
-          ),
-      };
+      const backoff = announcedBackoff(out, flags.giveUpAfter);
       const api = new ClientApi(
         new Http(required(flags.endpoint, "--endpoint", "FERRET_ENDPOINT"), backoff),
         runId,
@@ -135,7 +131,7 @@ export function registerClientCommand(program: Command): void {
         api,
         state,
         sync: flags.sync,
-        pollMs: flags.pollMs ?? flags.poll,
+        pollMs: flags.poll,
         ...(flags.untilCheckpoint === undefined ? {} : { untilCheckpoint: flags.untilCheckpoint }),
         signal: stop.signal,
         trainer: (assignment) =>

@@ -1,8 +1,10 @@
 // Endpoint and credentials, from options or the environment (FERRET_ENDPOINT, FERRET_ADMIN_TOKEN, FERRET_TOKEN,
 // FERRET_RUN), so scripts can export them once. `ferret local up` prints the exports for the local stack.
 import { type Command, Option } from "commander";
+import { type BackoffOptions, DEFAULT_BACKOFF } from "../api/backoff.ts";
 import { Http } from "../api/http.ts";
 import { OperatorApi } from "../api/routes.ts";
+import { seconds } from "./options.ts";
 import { InputError, Output } from "./output.ts";
 
 export const endpointOption = () =>
@@ -28,10 +30,24 @@ export function required<T>(value: T | undefined, flag: string, env: string): T 
   return value;
 }
 
+export const giveUpOption = (fallback: number, shown: string) =>
+  new Option("--give-up-after <duration>", "stop when the server stays unreachable this long")
+    .argParser(seconds)
+    .default(fallback, shown);
+
+/** Backoff that announces each wait on stderr and gives up after `giveUpAfter` seconds. */
+export const announcedBackoff = (out: Output, giveUpAfter: number): BackoffOptions => ({
+  ...DEFAULT_BACKOFF,
+  giveUpAfterMs: giveUpAfter * 1000,
+  onWait: ({ delayMs, error }) =>
+    out.info(`server unreachable or busy (${error.message}); retrying in ${(delayMs / 1000).toFixed(1)} s`),
+});
+
 export interface OperatorFlags {
   endpoint?: string;
   adminToken?: string;
   region?: string;
+  giveUpAfter: number;
   json?: boolean;
 }
 
@@ -43,8 +59,8 @@ export function regionOf(endpoint: string): string | undefined {
 /** The operator API with the admin token when one is given, else SigV4-signed with the AWS credential chain. */
 export async function operator(flags: OperatorFlags): Promise<{ api: OperatorApi; out: Output }> {
   const endpoint = required(flags.endpoint, "--endpoint", "FERRET_ENDPOINT");
-  const http = new Http(endpoint);
   const out = new Output(flags.json === true);
+  const http = new Http(endpoint, announcedBackoff(out, flags.giveUpAfter));
   if (flags.adminToken) return { api: new OperatorApi(http, { adminToken: flags.adminToken }), out };
   const region = regionOf(endpoint) ?? flags.region;
   if (!region) {
@@ -62,4 +78,5 @@ export const withOperatorOptions = (command: Command) =>
     .addOption(endpointOption())
     .addOption(adminTokenOption())
     .addOption(regionOption())
+    .addOption(giveUpOption(60, "1m"))
     .addOption(jsonOption());

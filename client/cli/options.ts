@@ -22,10 +22,16 @@ export function positiveNumber(value: string): number {
   return n;
 }
 
-/** "30s", "5m", "2h" or plain seconds. */
-export function seconds(value: string): number {
-  const match = /^(\d+(?:\.\d+)?)(s|m|h)?$/.exec(value);
-  if (!match) throw new InvalidArgumentError(`expected a duration like 90, 90s, 5m or 2h, got "${value}"`);
-  const scale = { s: 1, m: 60, h: 3600 }[(match[2] ?? "s") as "s" | "m" | "h"];
-  return Math.round(Number(match[1]) * scale);
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+
+/** "250ms", "30s", "5m", "2h" or plain seconds, in milliseconds. */
+export function milliseconds(value: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value);
+  if (!match || Number(match[1]) <= 0) {
+    throw new InvalidArgumentError(`expected a duration like 250ms, 90, 90s, 5m or 2h, got "${value}"`);
+  }
+  return Math.round(Number(match[1]) * UNIT_MS[(match[2] ?? "s") as keyof typeof UNIT_MS]);
 }
+
+/** A duration in whole seconds (at least 1). */
+export const seconds = (value: string): number => Math.max(1, Math.round(milliseconds(value) / 1000));

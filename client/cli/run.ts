@@ -89,7 +89,11 @@ export function registerRunCommands(program: Command): void {
       .option("--clients-per-round <n>", "clients selected each round", positiveInt, 3)
       .option("--quorum <n>", "uploads that close a round early", positiveInt, 3)
       .option("--min-uploads <n>", "uploads a round needs at its deadline", positiveInt, 1)
-      .option("--deadline <duration>", "round deadline (90s, 5m, 2h)", seconds, 600)
+      .addOption(
+        new Option("--deadline <duration>", "round deadline (90s, 5m, 2h)")
+          .argParser(seconds)
+          .default(600, "10m"),
+      )
       .option("--global-lr <x>", "server learning rate η_g", positiveNumber, 1)
       .option("--local-steps <n>", "local SGD steps T per round", positiveInt, 10)
       .option("--local-lr <x>", "local SGD learning rate", positiveNumber, 0.05)

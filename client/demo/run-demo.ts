@@ -78,7 +78,7 @@ export async function runDemo(options: DemoOptions, out: Output): Promise<DemoSu
           join(options.cache, "demo-state", created.runId, String(i)),
           "--threads",
           threads,
-          "--poll-ms",
+          "--poll",
           "250",
           "--until-checkpoint",
           String(options.rounds),

@@ -49,7 +49,7 @@ function clientArgs(token: string, runId: string, i: number, data: string, model
     join(work, `state-${i}`),
     "--threads",
     "1",
-    "--poll-ms",
+    "--poll",
     "200",
     "--until-checkpoint",
     String(ROUNDS),

@@ -1,0 +1,21 @@
+import { InvalidArgumentError } from "commander";
+import { describe, expect, it } from "vitest";
+import { milliseconds, positiveInt, seconds } from "../../client/cli/options.ts";
+
+describe("option parsers", () => {
+  it("reads durations with units, plain numbers as seconds", () => {
+    expect(milliseconds("250ms")).toBe(250);
+    expect(milliseconds("2s")).toBe(2000);
+    expect(milliseconds("1.5")).toBe(1500);
+    expect(milliseconds("5m")).toBe(300_000);
+    expect(seconds("2h")).toBe(7200);
+    expect(seconds("90")).toBe(90);
+  });
+
+  it("refuses malformed values, saying what was expected", () => {
+    for (const bad of ["", "5x", "-1s", "0", "ms"]) {
+      expect(() => milliseconds(bad)).toThrow(InvalidArgumentError);
+    }
+    expect(() => positiveInt("3.5")).toThrow(/positive integer, got "3.5"/);
+  });
+});
