@@ -29,7 +29,7 @@ export function registerDemoCommand(program: Command): void {
       "run a whole federation locally: State of the Union split by president, N clients, R rounds, report/",
     )
     .option("--clients <n>", "clients, one president each", positiveInt, 4)
-    .option("--rounds <n>", "federated rounds", positiveInt, 8)
+    .option("--rounds <n>", "federated rounds", positiveInt, 20)
     .option("--model <dir>", "base model directory (default: a cached seeded GPT-2-style model)")
     .option("--cache <dir>", "where the base model, data splits and client state live", ".ferret")
     .option("--out <dir>", "report directory", "report")
@@ -40,7 +40,7 @@ export function registerDemoCommand(program: Command): void {
         .default("sketch"),
     )
     .option("--k <n>", "coefficients per upload", positiveInt, 16_384)
-    .option("--local-steps <n>", "local SGD steps per round", positiveInt, 10)
+    .option("--local-steps <n>", "local SGD steps per round", positiveInt, 20)
     .option("--local-lr <x>", "local SGD learning rate", positiveNumber, 0.3)
     .option("--global-lr <x>", "server learning rate", positiveNumber, 1)
     .option("--batch-size <n>", "local batch size", positiveInt, 8)

@@ -1,6 +1,8 @@
 // `ferret demo`: the whole federation on one machine. The local stack runs in this process; the base model is a
 // cached directory; each president's State of the Union addresses become one client process; R rounds run while
 // this process prints eval loss, bytes and round time per round, then writes report/.
+import { createWriteStream } from "node:fs";
+import { mkdir } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { Http } from "../api/http.ts";
@@ -35,7 +37,6 @@ export async function runDemo(options: DemoOptions, out: Output): Promise<DemoSu
     );
   }
   const dataDir = join(options.cache, "demo-data");
-  const { mkdir } = await import("node:fs/promises");
   await mkdir(dataDir, { recursive: true });
   const datasets = await writeSotuSplit(dataDir, options.clients, options.charsPerClient);
   out.info(`clients: ${datasets.map((d) => `${d.president} (${d.examples} examples)`).join(", ")}`);
@@ -60,6 +61,8 @@ export async function runDemo(options: DemoOptions, out: Output): Promise<DemoSu
     await operator.start(created.runId);
     const opened = [performance.now()];
     const threads = String(Math.max(1, Math.floor(availableParallelism() / options.clients)));
+    const stateDir = join(options.cache, "demo-state", created.runId);
+    await mkdir(stateDir, { recursive: true });
     datasets.forEach((d, i) => {
       clients.push(
         start([
@@ -75,17 +78,20 @@ export async function runDemo(options: DemoOptions, out: Output): Promise<DemoSu
           "--model",
           modelDir,
           "--state",
-          join(options.cache, "demo-state", created.runId, String(i)),
+          join(stateDir, String(i)),
           "--threads",
           threads,
           "--poll",
-          "250",
+          "250ms",
           "--until-checkpoint",
           String(options.rounds),
           "--json",
         ]),
       );
+      // Each client's messages (progress, retries, errors) go to a log beside its state.
+      clients.at(-1)?.child.stderr?.pipe(createWriteStream(join(stateDir, `client-${i}.log`)));
     });
+    out.info(`client logs: ${stateDir}/client-N.log`);
     const events = (kind: string) =>
       clients.map((c) => c.events().filter((e) => e.event === kind) as Event[]);
     const records: RoundRecord[] = [];
