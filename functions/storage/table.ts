@@ -157,7 +157,10 @@ export class RoundTable {
     );
   }
 
-  /** Creates round `round.round` and points the run at it, both or neither. False if it already exists. */
+  /**
+   * Creates round `round.round` and points the active run at it, both or neither. False if the round exists
+   * already or the run is not active.
+   */
   async openRound(round: RoundRecord): Promise<boolean> {
     try {
       await this.doc.send(
@@ -169,8 +172,14 @@ export class RoundTable {
                 TableName: this.tableName,
                 Key: keys.run(round.runId),
                 UpdateExpression: "SET currentRound = :r",
-                ConditionExpression: "currentRound = :previous",
-                ExpressionAttributeValues: { ":r": round.round, ":previous": round.round - 1 },
+                // A pause that lands while the previous round finishes must stop the next one from opening.
+                ConditionExpression: "currentRound = :previous AND #status = :active",
+                ExpressionAttributeNames: { "#status": "status" },
+                ExpressionAttributeValues: {
+                  ":r": round.round,
+                  ":previous": round.round - 1,
+                  ":active": "ACTIVE",
+                },
               },
             },
           ],

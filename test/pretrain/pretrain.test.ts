@@ -1,0 +1,42 @@
+import { createHash } from "node:crypto";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { ByteTokenizer, loadTokenizer } from "../../client/formats/tokenizer.ts";
+import { parseModelConfig } from "../../client/models/index.ts";
+import { pretrain } from "../../client/pretrain/pretrain.ts";
+import { mobyDickChapters } from "../support/moby-dick.ts";
+
+// A tiny version of `npm run pretrain`: same code path, fewer and smaller steps.
+const tiny = { seed: 7, steps: 15, layers: 1, width: 32, heads: 2, seqLen: 32, batchSize: 4, threads: 1 };
+const root = await mkdtemp(join(tmpdir(), "ferret-pretrain-"));
+afterAll(() => rm(root, { recursive: true, force: true }));
+
+describe("pretrain", async () => {
+  const first = await pretrain({ ...tiny, dir: join(root, "a") });
+  const second = await pretrain({ ...tiny, dir: join(root, "b") });
+  const digest = async (dir: string) =>
+    createHash("sha256")
+      .update(await readFile(join(dir, "model.safetensors")))
+      .digest("hex");
+
+  it("learns: held-out loss falls from chance (ln 257 ≈ 5.55) by more than one nat", () => {
+    expect(first.initialEvalLoss).toBeGreaterThan(5.3);
+    expect(first.finalEvalLoss).toBeLessThan(first.initialEvalLoss - 1);
+  });
+
+  it("is deterministic by seed with one thread: the same weights byte for byte", async () => {
+    expect(await digest(second.dir)).toBe(await digest(first.dir));
+  });
+
+  it("writes a complete model directory whose tokenizer.json gives the byte-level ids", async () => {
+    const config = parseModelConfig(JSON.parse(await readFile(join(first.dir, "config.json"), "utf8")));
+    expect(config.vocabSize).toBe(257);
+    const tokenizer = await loadTokenizer(first.dir);
+    const text = (mobyDickChapters()[1]?.text ?? "").slice(0, 2000);
+    expect(tokenizer.encode(text)).toEqual(new ByteTokenizer().encode(text));
+    expect(tokenizer.eosId).toBe(256);
+    expect(tokenizer.decode(tokenizer.encode(text))).toBe(text);
+  });
+});
