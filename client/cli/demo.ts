@@ -29,8 +29,11 @@ export function registerDemoCommand(program: Command): void {
       "run a whole federation locally: State of the Union split by president, N clients, R rounds, report/",
     )
     .option("--clients <n>", "clients, one president each", positiveInt, 4)
-    .option("--rounds <n>", "federated rounds", positiveInt, 20)
-    .option("--model <dir>", "base model directory (default: a cached seeded GPT-2-style model)")
+    .option("--rounds <n>", "federated rounds", positiveInt, 8)
+    .option(
+      "--model <dir>",
+      "base model directory (default: the cached `npm run pretrain` model, trained first if absent)",
+    )
     .option("--cache <dir>", "where the base model, data splits and client state live", ".ferret")
     .option("--out <dir>", "report directory", "report")
     .option("--chars <n>", "characters of speeches per client", positiveInt, 20_000)
@@ -39,9 +42,9 @@ export function registerDemoCommand(program: Command): void {
         .choices(FAMILIES)
         .default("sketch"),
     )
-    .option("--k <n>", "coefficients per upload", positiveInt, 16_384)
-    .option("--local-steps <n>", "local SGD steps per round", positiveInt, 20)
-    .option("--local-lr <x>", "local SGD learning rate", positiveNumber, 0.3)
+    .option("--k <n>", "coefficients per upload (at most 65536)", positiveInt, 65_536)
+    .option("--local-steps <n>", "local SGD steps per round", positiveInt, 10)
+    .option("--local-lr <x>", "local SGD learning rate", positiveNumber, 0.05)
     .option("--global-lr <x>", "server learning rate", positiveNumber, 1)
     .option("--batch-size <n>", "local batch size", positiveInt, 8)
     .addOption(jsonOption())

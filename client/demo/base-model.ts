@@ -1,7 +1,7 @@
 // Small GPT-2-style models with seeded random weights, written as a Hugging Face model directory (config.json +
-// model.safetensors; no tokenizer files, so the byte-level tokenizer is used). Until the engine ships a pretrained
-// demo base (`npm run pretrain`), this is the base the demo and the end-to-end test fine-tune.
-import { access, mkdir, writeFile } from "node:fs/promises";
+// model.safetensors; no tokenizer files, so the byte-level tokenizer is used): instant bases for tests and quick
+// experiments (`ferret demo --model DIR`). The demo's default base is `npm run pretrain`'s model.
+import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { writeSafetensors } from "../formats/safetensors.ts";
 import { modelTensors, parseModelConfig } from "../models/index.ts";

@@ -2,14 +2,15 @@
 // cached directory; each president's State of the Union addresses become one client process; R rounds run while
 // this process prints eval loss, bytes and round time per round, then writes report/.
 import { createWriteStream } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { access, mkdir, readFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { Http } from "../api/http.ts";
 import { OperatorApi } from "../api/routes.ts";
 import type { Output } from "../cli/output.ts";
 import { createRun, type RunOptions } from "../cli/run.ts";
-import { ensureSeededModel, gpt2Config } from "./base-model.ts";
+import { defaultBaseModelDir } from "../pretrain/main.ts";
+import { PRETRAIN_DEFAULTS, pretrain } from "../pretrain/pretrain.ts";
 import { type Running, start } from "./processes.ts";
 import { type DemoSummary, type RoundRecord, writeReport } from "./report.ts";
 import { writeSotuSplit } from "./sotu.ts";
@@ -28,14 +29,23 @@ type Event = Record<string, unknown> & { event: string };
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(xs.length, 1);
 
+/** The cached demo base (`npm run pretrain`'s model), trained first when absent. */
+async function ensurePretrained(dir: string, out: Output): Promise<void> {
+  const present = await access(join(dir, "model.safetensors")).then(
+    () => true,
+    () => false,
+  );
+  if (present) return;
+  out.info(`pretraining the demo base model on Moby-Dick (once; cached in ${dir})`);
+  const progress = out.progress("pretrain", PRETRAIN_DEFAULTS.steps, " steps");
+  const result = await pretrain({ dir, ...PRETRAIN_DEFAULTS, onStep: (report) => progress(report.step + 1) });
+  out.info(`base model: ${result.parameters} parameters, held-out loss ${result.finalEvalLoss.toFixed(3)}`);
+}
+
 export async function runDemo(options: DemoOptions, out: Output): Promise<DemoSummary> {
-  const modelDir = options.model ?? join(options.cache, "models", "demo-gpt2");
-  const modelConfig = gpt2Config({ layers: 2, width: 64, heads: 4, context: 64 });
-  if (!options.model && (await ensureSeededModel(modelDir, modelConfig, 1))) {
-    out.info(
-      `created the demo base model in ${modelDir} (GPT-2 style, 2 layers × 64 wide, seeded random weights)`,
-    );
-  }
+  const modelDir = options.model ?? defaultBaseModelDir();
+  if (!options.model) await ensurePretrained(modelDir, out);
+  const modelConfig = JSON.parse(await readFile(join(modelDir, "config.json"), "utf8")) as object;
   const dataDir = join(options.cache, "demo-data");
   await mkdir(dataDir, { recursive: true });
   const datasets = await writeSotuSplit(dataDir, options.clients, options.charsPerClient);
