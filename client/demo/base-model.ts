@@ -38,17 +38,3 @@ export async function writeSeededModel(dir: string, configJson: object, seed: nu
     })),
   );
 }
-
-const exists = (path: string) =>
-  access(path).then(
-    () => true,
-    () => false,
-  );
-
-/** The cached model in `dir`, created on first use; returns whether it had to be created. */
-export async function ensureSeededModel(dir: string, configJson: object, seed: number): Promise<boolean> {
-  if ((await exists(join(dir, "config.json"))) && (await exists(join(dir, "model.safetensors"))))
-    return false;
-  await writeSeededModel(dir, configJson, seed);
-  return true;
-}
