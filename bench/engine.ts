@@ -1,6 +1,9 @@
 // Engine benchmark: forward pass vs. training step (forward + backward + SGD update) of a GPT-2-style model,
 // measured in the same run on the same weights. Writes bench/results/engine.json.
 //   npm run bench:engine              (env BENCH_ITERATIONS, BENCH_THREADS, BENCH_DEVICE=cpu|cuda)
+// onnxruntime-node copies every output into a new JavaScript buffer: 71 MB of gradients per step here, whose
+// first touch page-faults. `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` backs those buffers with huge pages (fewer
+// faults); a run with it set says so in "machine". `npm run profile:engine` shows the time outside the kernels.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { cpus, loadavg, totalmem } from "node:os";
@@ -79,7 +82,8 @@ const ortVersion = (createRequire(import.meta.url)("onnxruntime-node/package.jso
 const result = {
   machine:
     `${cpus()[0]?.model ?? "unknown CPU"} (${cpus().length} logical cores, ${Math.round(totalmem() / 2 ** 30)} GiB), ` +
-    `Node ${process.version}, onnxruntime-node ${ortVersion}, device ${DEVICE}, threads ${THREADS ?? "default"}`,
+    `Node ${process.version}, onnxruntime-node ${ortVersion}, device ${DEVICE}, threads ${THREADS ?? "default"}` +
+    (process.env.GLIBC_TUNABLES ? `, GLIBC_TUNABLES=${process.env.GLIBC_TUNABLES}` : ""),
   config: {
     ...CONFIG,
     batchSize: BATCH,
