@@ -14,9 +14,10 @@ const SIZES: Record<Family, Record<number, number>> = {
 };
 const REPEATS = 3;
 
+// Plain (not shared) buffers: V8 copies SharedArrayBuffer views with relaxed atomics, a slower baseline.
 async function memcpyParamsPerSec(d: number): Promise<number> {
-  const source = sharedFloat32Array(d).fill(1);
-  const target = sharedFloat32Array(d);
+  const source = new Float32Array(d).fill(1);
+  const target = new Float32Array(d);
   return d / (await medianSeconds(REPEATS + 2, () => target.set(source)));
 }
 

@@ -1,5 +1,5 @@
 // What a benchmark ran on, recorded beside its figures so numbers from different machines are not compared.
-import { availableParallelism, cpus, totalmem } from "node:os";
+import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
 
 export interface Machine {
   cpu: string;
@@ -8,6 +8,8 @@ export interface Machine {
   node: string;
   platform: string;
   arch: string;
+  /** 1, 5 and 15-minute load averages when the run ended: other work on a shared machine skews timings. */
+  loadAverage: number[];
 }
 
 export function describeMachine(): Machine {
@@ -18,6 +20,7 @@ export function describeMachine(): Machine {
     node: process.version,
     platform: process.platform,
     arch: process.arch,
+    loadAverage: loadavg(),
   };
 }
 

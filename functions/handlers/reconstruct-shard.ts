@@ -1,5 +1,5 @@
-// State machine step 2, one Distributed Map item per shard: input {runId, round, shard}, output the shard's
-// digests. Memory is one shard's buffer, whatever the model size.
+// State machine step 2, one Distributed Map item per shard: input {runId, round, shard}. Writes the shard, then its
+// digest (<shard>.json), and returns a small outcome. Memory is one shard's buffer, whatever the model size.
 
 import { observed } from "../observability.ts";
 import { reconstructShard, type ShardTask } from "../rounds/aggregation.ts";

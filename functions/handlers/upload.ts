@@ -1,9 +1,11 @@
 // A client's coefficients for one round: application/octet-stream body of totalK little-endian float32, example
 // count in ?examples=N, optional metrics as JSON in the x-ferret-metrics header. Accepted once, only while the round
 // is open and the client is selected; the upload that meets the quorum closes the round and starts aggregation.
+import { MetricUnit } from "@aws-lambda-powertools/metrics";
 import { z } from "zod";
 import { BadRequest, Conflict, Forbidden, PayloadTooLarge } from "../errors.ts";
 import { clientOf, httpHandler, numberParam, parse } from "../http.ts";
+import { metrics as observedMetrics } from "../observability.ts";
 import { requireRound, requireRun } from "../rounds/lifecycle.ts";
 import { MAX_UPLOAD_BYTES } from "../rounds/run-config.ts";
 import type { RoundRecord } from "../storage/records.ts";
@@ -92,6 +94,7 @@ export const handler = httpHandler(async (event, svc) => {
     if (!(error instanceof UploadRefused)) throw error;
     throw explain(error.refusal, await requireRound(svc, runId, roundNumber), clientId, now);
   }
+  observedMetrics.addMetric("upload_accepted", MetricUnit.Count, 1);
   const closed = await svc.table.closeOnQuorum(runId, roundNumber);
   if (closed) await svc.platform.startAggregation(runId, roundNumber);
   return { status: 202, body: { runId, round: roundNumber, clientId, accepted: true, closedRound: closed } };

@@ -12,7 +12,8 @@ import {
   buildManifest,
   digestShard,
   type Manifest,
-  type ShardResult,
+  type ShardDigest,
+  type ShardOutcome,
   type ShardSpec,
   shardSpecsOf,
 } from "./manifest.ts";
@@ -24,10 +25,6 @@ export interface RoundRef {
 export interface ShardTask extends RoundRef {
   shard: ShardSpec;
 }
-export interface CommitInput extends RoundRef {
-  shards: ShardResult[];
-}
-
 export async function readManifest(svc: Services, runId: string, checkpoint: number): Promise<Manifest> {
   const text = await svc.bucket.readText(objectKeys.manifest(runId, checkpoint));
   if (!text) throw new Error(`run ${runId}: checkpoint ${checkpoint} has no manifest`);
@@ -67,11 +64,21 @@ export async function aggregateRound(svc: Services, { runId, round }: RoundRef):
   return shardSpecsOf(base, plan).map((shard) => ({ runId, round, shard }));
 }
 
-/** Step 2 (one per shard): read the base shard, apply the update in place, hash, write under the new checkpoint. */
+/** Writes `text` under `key`, or checks that an earlier attempt wrote exactly it. */
+async function writeOnce(svc: Services, key: string, text: string): Promise<void> {
+  const existing = await svc.bucket.readText(key);
+  if (existing === undefined) await svc.bucket.putNew(key, text, "application/json");
+  else if (existing !== text) throw new Error(`${key} exists with different content`);
+}
+
+/**
+ * Step 2 (one per shard): read the base shard, apply the update in place, hash, write the shard and then its
+ * digest under the new checkpoint. Returns a small outcome; the commit step reads the digests from S3.
+ */
 export async function reconstructShard(
   svc: Services,
   { runId, round, shard }: ShardTask,
-): Promise<ShardResult> {
+): Promise<ShardOutcome> {
   const run = await requireRun(svc, runId);
   const plan = parsePlan(run.config.plan);
   const entry = await logEntry(svc, runId, round);
@@ -88,35 +95,55 @@ export async function reconstructShard(
     entry.scale,
   );
   const key = objectKeys.shard(runId, entry.resultCheckpoint, shard.index);
-  const result = digestShard(plan, shard, values, key, bytes.byteLength);
+  const digest = digestShard(plan, shard, values, key);
   if (await svc.bucket.exists(key)) {
     // A previous attempt wrote this shard; it must be the same bytes (re-read over the same buffer).
     await svc.bucket.readInto(key, bytes);
-    const existing = digestShard(plan, shard, values, key, bytes.byteLength);
-    if (existing.sha256 !== result.sha256) throw new Error(`${key} exists with different bytes`);
+    if (digestShard(plan, shard, values, key).sha256 !== digest.sha256) {
+      throw new Error(`${key} exists with different bytes`);
+    }
   } else {
     await svc.bucket.putNew(key, bytes, "application/octet-stream");
   }
-  return result;
+  await writeOnce(
+    svc,
+    objectKeys.shardDigest(runId, entry.resultCheckpoint, shard.index),
+    JSON.stringify(digest),
+  );
+  return {
+    index: shard.index,
+    length: shard.length,
+    key,
+    sha256: digest.sha256,
+    heldBytes: bytes.byteLength,
+  };
 }
 
-/** Step 3: write the manifest (last), then AGGREGATING -> DONE, then the next round if the run is active. */
-export async function commitRound(svc: Services, { runId, round, shards }: CommitInput): Promise<Manifest> {
+async function readDigest(
+  svc: Services,
+  runId: string,
+  checkpoint: number,
+  index: number,
+): Promise<ShardDigest> {
+  const text = await svc.bucket.readText(objectKeys.shardDigest(runId, checkpoint, index));
+  if (!text) throw new Error(`run ${runId}: checkpoint ${checkpoint} shard ${index} has not been written`);
+  return JSON.parse(text) as ShardDigest;
+}
+
+/**
+ * Step 3: once every shard's digest is there, write the manifest (last), then AGGREGATING -> DONE, then the next
+ * round if the run is active. Input {runId, round}; the Map's outcomes are not needed.
+ */
+export async function commitRound(svc: Services, { runId, round }: RoundRef): Promise<Manifest> {
   const run = await requireRun(svc, runId);
   const record = await requireRound(svc, runId, round);
-  const manifestKey = objectKeys.manifest(runId, round + 1);
   if (record.state === "DONE") return readManifest(svc, runId, round + 1);
   if (record.state !== "AGGREGATING")
     throw new Error(`run ${runId} round ${round} is ${record.state}, not AGGREGATING`);
   const base = await readManifest(svc, runId, record.baseCheckpoint);
-  if (shards.length !== base.shards.length) {
-    throw new Error(`round ${round}: ${shards.length} shard results for ${base.shards.length} shards`);
-  }
-  const manifest = buildManifest(runId, round + 1, parsePlan(run.config.plan), shards);
-  const text = JSON.stringify(manifest);
-  const existing = await svc.bucket.readText(manifestKey);
-  if (existing === undefined) await svc.bucket.putNew(manifestKey, text, "application/json");
-  else if (existing !== text) throw new Error(`${manifestKey} exists with different content`);
+  const digests = await Promise.all(base.shards.map((s) => readDigest(svc, runId, round + 1, s.index)));
+  const manifest = buildManifest(runId, round + 1, parsePlan(run.config.plan), digests);
+  await writeOnce(svc, objectKeys.manifest(runId, round + 1), JSON.stringify(manifest));
   await svc.table.commitRound(runId, round);
   await advance(svc, runId, round);
   return manifest;

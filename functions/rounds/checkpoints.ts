@@ -41,7 +41,7 @@ export async function importInitialCheckpoint(svc: Services, runId: string): Pro
     }
     const key = objectKeys.shard(runId, 0, shard.index);
     if (!(await svc.bucket.exists(key))) await svc.bucket.putNew(key, bytes, "application/octet-stream");
-    results.push(digestShard(plan, shard, values, key, bytes.byteLength));
+    results.push(digestShard(plan, shard, values, key));
   }
   const manifest = buildManifest(runId, 0, plan, results);
   const manifestKey = objectKeys.manifest(runId, 0);

@@ -21,10 +21,19 @@ export interface BlockDigest {
   sha256: string;
 }
 
-export interface ShardResult extends ShardSpec {
+/** What a shard task records beside its shard (as `<shard>.json`), for the commit step to build the manifest. */
+export interface ShardDigest extends ShardSpec {
   key: string;
   sha256: string;
   blockDigests: BlockDigest[];
+}
+
+/** What a shard task returns: small, so thousands fit in a Distributed Map's result. */
+export interface ShardOutcome {
+  index: number;
+  length: number;
+  key: string;
+  sha256: string;
   /** Bytes of parameter buffers the task held at once: the bound the memory test checks. */
   heldBytes: number;
 }
@@ -59,13 +68,7 @@ export function planShards(plan: Plan, shardParams: number): ShardSpec[] {
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 
 /** Hashes the shard and each block in it, from the shard's own buffer. */
-export function digestShard(
-  plan: Plan,
-  shard: ShardSpec,
-  values: Float32Array,
-  key: string,
-  heldBytes: number,
-) {
+export function digestShard(plan: Plan, shard: ShardSpec, values: Float32Array, key: string): ShardDigest {
   const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
   const blockDigests = shard.blocks.map((index) => {
     const block = plan.blocks[index];
@@ -78,14 +81,14 @@ export function digestShard(
       sha256: sha256(bytes.subarray(from, from + block.size * 4)),
     };
   });
-  return { ...shard, key, sha256: sha256(bytes), blockDigests, heldBytes } satisfies ShardResult;
+  return { ...shard, key, sha256: sha256(bytes), blockDigests };
 }
 
 export function buildManifest(
   runId: string,
   checkpoint: number,
   plan: Plan,
-  shards: ShardResult[],
+  shards: ShardDigest[],
 ): Manifest {
   const ordered = [...shards].sort((a, b) => a.index - b.index);
   ordered.forEach((shard, i) => {

@@ -16,6 +16,8 @@ export const objectKeys = {
   checkpointPrefix: (runId: string, checkpoint: number) => `runs/${runId}/rounds/${checkpoint}/`,
   shard: (runId: string, checkpoint: number, index: number) =>
     `runs/${runId}/rounds/${checkpoint}/shards/${String(index).padStart(5, "0")}.bin`,
+  shardDigest: (runId: string, checkpoint: number, index: number) =>
+    `runs/${runId}/rounds/${checkpoint}/shards/${String(index).padStart(5, "0")}.json`,
   manifest: (runId: string, checkpoint: number) => `runs/${runId}/rounds/${checkpoint}/manifest.json`,
   importUpload: (runId: string) => `runs/${runId}/import/initial.safetensors`,
   export: (runId: string, checkpoint: number) => `runs/${runId}/exports/${checkpoint}.safetensors`,

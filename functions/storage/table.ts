@@ -79,6 +79,13 @@ export class RoundTable {
     this.doc = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
   }
 
+  /** A transaction item that writes `item` only if no item has its key yet. */
+  private newItem(item: Record<string, unknown>) {
+    return {
+      Put: { TableName: this.tableName, Item: item, ConditionExpression: "attribute_not_exists(pk)" },
+    };
+  }
+
   private put(item: Record<string, unknown>, condition = "attribute_not_exists(pk)") {
     return this.doc.send(
       new PutCommand({ TableName: this.tableName, Item: item, ConditionExpression: condition }),
@@ -150,26 +157,29 @@ export class RoundTable {
     );
   }
 
-  /** Creates round `round.round` and points the run at it, both or neither. False if it already exists. */
+  /**
+   * Creates round `round.round` and points the active run at it, both or neither. False if the round exists
+   * already or the run is not active.
+   */
   async openRound(round: RoundRecord): Promise<boolean> {
     try {
       await this.doc.send(
         new TransactWriteCommand({
           TransactItems: [
-            {
-              Put: {
-                TableName: this.tableName,
-                Item: { ...keys.round(round.runId, round.round), ...round },
-                ConditionExpression: "attribute_not_exists(pk)",
-              },
-            },
+            this.newItem({ ...keys.round(round.runId, round.round), ...round }),
             {
               Update: {
                 TableName: this.tableName,
                 Key: keys.run(round.runId),
                 UpdateExpression: "SET currentRound = :r",
-                ConditionExpression: "currentRound = :previous",
-                ExpressionAttributeValues: { ":r": round.round, ":previous": round.round - 1 },
+                // A pause that lands while the previous round finishes must stop the next one from opening.
+                ConditionExpression: "currentRound = :previous AND #status = :active",
+                ExpressionAttributeNames: { "#status": "status" },
+                ExpressionAttributeValues: {
+                  ":r": round.round,
+                  ":previous": round.round - 1,
+                  ":active": "ACTIVE",
+                },
               },
             },
           ],
@@ -186,20 +196,8 @@ export class RoundTable {
     await this.doc.send(
       new TransactWriteCommand({
         TransactItems: [
-          {
-            Put: {
-              TableName: this.tableName,
-              Item: { ...keys.client(client.runId, client.clientId), ...client },
-              ConditionExpression: "attribute_not_exists(pk)",
-            },
-          },
-          {
-            Put: {
-              TableName: this.tableName,
-              Item: { ...keys.token(tokenHash), runId: client.runId, clientId: client.clientId },
-              ConditionExpression: "attribute_not_exists(pk)",
-            },
-          },
+          this.newItem({ ...keys.client(client.runId, client.clientId), ...client }),
+          this.newItem({ ...keys.token(tokenHash), runId: client.runId, clientId: client.clientId }),
         ],
       }),
     );
@@ -245,17 +243,11 @@ export class RoundTable {
     const { coefficients, ...rest } = upload;
     const transaction = new TransactWriteCommand({
       TransactItems: [
-        {
-          Put: {
-            TableName: this.tableName,
-            Item: {
-              ...keys.upload(upload.runId, upload.round, upload.clientId),
-              ...rest,
-              coefficients: bytesOf(coefficients),
-            },
-            ConditionExpression: "attribute_not_exists(pk)",
-          },
-        },
+        this.newItem({
+          ...keys.upload(upload.runId, upload.round, upload.clientId),
+          ...rest,
+          coefficients: bytesOf(coefficients),
+        }),
         {
           Update: {
             TableName: this.tableName,

@@ -8,7 +8,7 @@ import {
   type ShardTask,
 } from "../../functions/rounds/aggregation.ts";
 import { closeAtDeadline } from "../../functions/rounds/lifecycle.ts";
-import type { ShardResult } from "../../functions/rounds/manifest.ts";
+import type { ShardOutcome } from "../../functions/rounds/manifest.ts";
 import type { Platform, Services } from "../../functions/services.ts";
 import type { ShardPool } from "./shard-pool.ts";
 
@@ -31,8 +31,8 @@ export class LocalOrchestrator implements Platform {
   private readonly timers = new Set<NodeJS.Timeout>();
   readonly started: RoundRef[] = [];
   readonly crashes: Error[] = [];
-  /** Every shard result, kept so tests can check what each task held. */
-  readonly shardResults: ShardResult[] = [];
+  /** Every shard task's outcome, kept so tests can check what each task held. */
+  readonly shardResults: ShardOutcome[] = [];
   svc!: Services;
 
   constructor(
@@ -81,16 +81,14 @@ export class LocalOrchestrator implements Platform {
     try {
       const tasks = await this.step(() => aggregateRound(this.svc, ref));
       crashAt("aggregated");
-      const shards = await Promise.all(
+      await Promise.all(
         tasks.map(async (task: ShardTask) => {
-          const result: ShardResult = await this.step(() => this.pool.run(task));
-          this.shardResults.push(result);
+          this.shardResults.push(await this.step(() => this.pool.run(task)));
           crashAt(`shard-${task.shard.index}`);
-          return result;
         }),
       );
       crashAt("shards-done");
-      if (tasks.length > 0) await this.step(() => commitRound(this.svc, { ...ref, shards }));
+      if (tasks.length > 0) await this.step(() => commitRound(this.svc, ref));
     } catch (error) {
       if (error instanceof Crash) throw error;
       await failAggregation(this.svc, ref, (error as Error).message.slice(0, 1000));

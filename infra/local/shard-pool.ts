@@ -1,11 +1,11 @@
 // A fixed pool of worker threads running shard tasks, each worker one task at a time.
 import { Worker } from "node:worker_threads";
 import type { ShardTask } from "../../functions/rounds/aggregation.ts";
-import type { ShardResult } from "../../functions/rounds/manifest.ts";
+import type { ShardOutcome } from "../../functions/rounds/manifest.ts";
 
 interface Pending {
   task: ShardTask;
-  resolve: (result: ShardResult) => void;
+  resolve: (result: ShardOutcome) => void;
   reject: (error: Error) => void;
 }
 
@@ -19,7 +19,7 @@ export class ShardPool {
   constructor(threads: number, env: Record<string, string>) {
     for (let i = 0; i < threads; i++) {
       const worker = new Worker(new URL("./shard-worker-entry.mjs", import.meta.url), { env });
-      worker.on("message", ({ id, result, error }: { id: number; result?: ShardResult; error?: string }) => {
+      worker.on("message", ({ id, result, error }: { id: number; result?: ShardOutcome; error?: string }) => {
         const pending = this.inFlight.get(id);
         this.inFlight.delete(id);
         if (error !== undefined) pending?.reject(new Error(`shard ${pending.task.shard.index}: ${error}`));
@@ -35,7 +35,7 @@ export class ShardPool {
     }
   }
 
-  run(task: ShardTask): Promise<ShardResult> {
+  run(task: ShardTask): Promise<ShardOutcome> {
     return new Promise((resolve, reject) => {
       this.queue.push({ task, resolve, reject });
       this.dispatch();

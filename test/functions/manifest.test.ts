@@ -53,7 +53,6 @@ describe("planShards", () => {
             s,
             weights.subarray(s.start, s.start + s.length),
             objectKeys.shard("r", 3, s.index),
-            0,
           ),
         );
         const manifest = buildManifest("r", 3, plan, results);
@@ -73,7 +72,7 @@ describe("planShards", () => {
       { rows: 10, cols: 10 },
     ]);
     const [first] = planShards(plan, 100).map((s) =>
-      digestShard(plan, s, new Float32Array(s.length), objectKeys.shard("r", 1, s.index), 0),
+      digestShard(plan, s, new Float32Array(s.length), objectKeys.shard("r", 1, s.index)),
     );
     expect(() => buildManifest("r", 1, plan, first ? [{ ...first, index: 1 }] : [])).toThrow(
       /shard 0 missing/,

@@ -37,12 +37,22 @@ const finished = (runId: string, round: number) => async () => {
   return record?.state === "DONE" || record?.state === "FAILED" ? record : undefined;
 };
 
-/** Pauses a run with a one-second deadline and waits for its last open round to end, so it stops writing. */
+/** Waits for the round to end and for what follows it (opening the next round) to be done. */
+async function ended(runId: string, round: number): Promise<RoundRecord> {
+  const record = await eventually(finished(runId, round), `round ${round} to end`);
+  await stack.orchestrator.idle();
+  return record;
+}
+
+/** Pauses a run with one-second deadlines, waits for its open round to end, and checks no further round opens. */
 async function stop(runId: string) {
   expect((await api.operator("POST", `/runs/${runId}/pause`)).status).toBe(200);
   const run = await stack.services.table.getRun(runId);
-  await eventually(finished(runId, run?.currentRound ?? 0), "the last round to end");
-  await stack.orchestrator.idle();
+  const last = run?.currentRound ?? 0;
+  await ended(runId, last);
+  // Paused: the round that ended is the last one; none opens after it.
+  expect((await stack.services.table.getRun(runId))?.currentRound).toBe(last);
+  expect(await stack.services.table.getRound(runId, last + 1)).toBeUndefined();
 }
 
 describe("a round at its deadline", () => {
@@ -54,7 +64,7 @@ describe("a round at its deadline", () => {
       3,
     );
     const { seed, uploads } = await uploadRound(api, run, 2);
-    const round: RoundRecord = await eventually(finished(run.runId, 0), "round 0 to finish");
+    const round = await ended(run.runId, 0);
     expect(round).toMatchObject({ state: "DONE", closeReason: "deadline", uploadCount: 2 });
     const { bytes } = await downloadCheckpoint(api, run, 1);
     expect(
@@ -71,7 +81,7 @@ describe("a round at its deadline", () => {
       3,
     );
     await uploadRound(api, run, 1);
-    const round: RoundRecord = await eventually(finished(run.runId, 0), "round 0 to finish");
+    const round = await ended(run.runId, 0);
     expect(round).toMatchObject({
       state: "FAILED",
       failureReason: "deadline passed with 1 of the minimum 2 uploads",

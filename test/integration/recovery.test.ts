@@ -1,7 +1,11 @@
 // Crash recovery and bounded memory. A crash is injected at each step boundary of the aggregation (the round stays
 // AGGREGATING, as when a Lambda dies); re-running the state machine must give core's bytes exactly, and no round may
 // ever point at a checkpoint that is not complete. Each shard task must hold no more than its own shard.
+
+import { DeleteObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { commitRound } from "../../functions/rounds/aggregation.ts";
+import { objectKeys } from "../../functions/storage/objects.ts";
 import { Crash } from "../../infra/local/orchestrator.ts";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.ts";
 import {
@@ -80,6 +84,34 @@ describe("a crash at each aggregation step boundary", () => {
       stack.orchestrator.options.crashAt = undefined;
       table.commitRound = commitRound;
     }
+  });
+
+  it("a shard task that died between writing its shard and its digest is repaired by the re-run", async () => {
+    const run = await newRun();
+    stack.orchestrator.options.crashAt = (at) => {
+      if (at === "shards-done") throw new Crash("injected after the shards");
+    };
+    let seed: bigint;
+    let uploads: Awaited<ReturnType<typeof uploadRound>>["uploads"];
+    try {
+      ({ seed, uploads } = await uploadRound(api, run));
+      await stack.orchestrator.idle();
+    } finally {
+      stack.orchestrator.options.crashAt = undefined;
+    }
+    const s3 = new S3Client({ endpoint: stack.env.AWS_ENDPOINT_URL_S3, forcePathStyle: true });
+    const digest = objectKeys.shardDigest(run.runId, 1, 3);
+    await s3.send(new DeleteObjectCommand({ Bucket: stack.env.BUCKET_NAME, Key: digest }));
+    await expect(commitRound(stack.services, { runId: run.runId, round: 0 })).rejects.toThrow(
+      /shard 3 has not been/,
+    );
+    await noRoundPointsAtAnIncompleteCheckpoint(run);
+
+    await stack.orchestrator.aggregate({ runId: run.runId, round: 0 });
+    const { bytes } = await downloadCheckpoint(api, run, 1);
+    expect(
+      Buffer.from(bytes).equals(Buffer.from(bytesOf(expectedCheckpoint(run, model.weights, seed, uploads)))),
+    ).toBe(true);
   });
 
   it("re-running a committed round changes nothing", async () => {
