@@ -1,23 +1,17 @@
 // Engine benchmark: forward pass vs. training step (forward + backward + SGD update) of a GPT-2-style model,
 // measured in the same run on the same weights. Writes bench/results/engine.json.
 //   npm run bench:engine              (env BENCH_ITERATIONS, BENCH_THREADS, BENCH_DEVICE=cpu|cuda)
+// onnxruntime-node copies every output into a new JavaScript buffer: 71 MB of gradients per step here, whose
+// first touch page-faults. `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` backs those buffers with huge pages (fewer
+// faults); a run with it set says so in "machine". `npm run profile:engine` shows the time outside the kernels.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { cpus, loadavg, totalmem } from "node:os";
 import { type Device, LossSession, TrainingSession } from "../client/engine/session.ts";
 import { modelTensors, parseModelConfig } from "../client/models/index.ts";
 import { initWeights } from "../client/models/init.ts";
+import { BATCH, REFERENCE_CONFIG as CONFIG, referenceBatch, SEQ } from "./engine-reference.ts";
 
-const CONFIG = {
-  architectures: ["GPT2LMHeadModel"],
-  model_type: "gpt2",
-  vocab_size: 50257,
-  n_positions: 1024,
-  n_embd: 256,
-  n_layer: 6,
-  n_head: 8,
-};
-const [BATCH, SEQ] = [8, 128];
 const WARMUP = 2;
 const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 7);
 const THREADS = process.env.BENCH_THREADS ? Number(process.env.BENCH_THREADS) : undefined;
@@ -29,9 +23,7 @@ const config = parseModelConfig(CONFIG);
 const weights = initWeights(config, 0);
 const paramCount = modelTensors(config).reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
 const tokens = BATCH * SEQ;
-const inputIds = BigInt64Array.from({ length: tokens }, (_, i) => BigInt((i * 7919) % config.vocabSize));
-const targets = BigInt64Array.from({ length: tokens }, (_, i) => BigInt((i * 7919 + 1) % config.vocabSize));
-const batch = { inputIds, targets, lossMask: new Float32Array(tokens).fill(1) };
+const batch = referenceBatch(config.vocabSize);
 const options = { batchSize: BATCH, seqLen: SEQ, device: DEVICE, ...(THREADS ? { threads: THREADS } : {}) };
 
 /** Wall seconds and process CPU seconds (all threads) of one call. CPU time does not count waiting for a core,
@@ -90,7 +82,8 @@ const ortVersion = (createRequire(import.meta.url)("onnxruntime-node/package.jso
 const result = {
   machine:
     `${cpus()[0]?.model ?? "unknown CPU"} (${cpus().length} logical cores, ${Math.round(totalmem() / 2 ** 30)} GiB), ` +
-    `Node ${process.version}, onnxruntime-node ${ortVersion}, device ${DEVICE}, threads ${THREADS ?? "default"}`,
+    `Node ${process.version}, onnxruntime-node ${ortVersion}, device ${DEVICE}, threads ${THREADS ?? "default"}` +
+    (process.env.GLIBC_TUNABLES ? `, GLIBC_TUNABLES=${process.env.GLIBC_TUNABLES}` : ""),
   config: {
     ...CONFIG,
     batchSize: BATCH,

@@ -1,7 +1,8 @@
 // Reverse-mode differentiation over a Graph: walks the recorded nodes backwards, asks each op's backward rule
 // (beside its forward in ops.ts / indexing.ts) for its inputs' gradients, and sums gradients that meet.
 import { GraphShapeError, type Tensor } from "./graph.ts";
-import { add, expand, zeros } from "./ops.ts";
+import { sumGradients } from "./indexing.ts";
+import { expand, zeros } from "./ops.ts";
 
 /** Gradients of scalar `loss` with respect to each of `wrt` (zeros for one the loss does not depend on). */
 export function gradients(loss: Tensor, wrt: Tensor[]): Tensor[] {
@@ -20,7 +21,7 @@ export function gradients(loss: Tensor, wrt: Tensor[]): Tensor[] {
       const dx = inputGrads[k];
       if (!dx || !input.requiresGrad) return;
       const prev = grads.get(input);
-      grads.set(input, prev ? add(prev, dx) : dx);
+      grads.set(input, prev ? sumGradients(prev, dx) : dx);
     });
   }
   return wrt.map((p) => grads.get(p) ?? zeros(graph, p.shape));

@@ -25,6 +25,8 @@ export interface SessionOptions {
   threads?: number;
   /** float64 only for gradient checks; parameters and batches must then be Float64Array. */
   floatType?: FloatType;
+  /** Write onnxruntime's per-kernel profile to a JSON file with this path prefix (see bench/profile-engine.ts). */
+  profilePrefix?: string;
 }
 
 /** Parameters by Hugging Face name; shapes must match the model config. */
@@ -79,6 +81,7 @@ async function createSession(graph: BuiltGraph, opts: SessionOptions): Promise<o
     // 1.35 GB, for no measurable speed-up.
     enableMemPattern: false,
     ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
+    ...(opts.profilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profilePrefix } : {}),
   };
   try {
     return await ort.InferenceSession.create(graph.onnx, sessionOptions);
@@ -159,6 +162,11 @@ abstract class EngineSession {
     }
     feeds.loss_mask = floatTensor(batch.lossMask, this.batchDims);
     return feeds;
+  }
+
+  /** Stops profiling (`profilePrefix`) and flushes the profile file. */
+  endProfiling(): void {
+    this.session.endProfiling();
   }
 
   release(): Promise<void> {

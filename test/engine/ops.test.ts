@@ -75,6 +75,11 @@ const cases: Record<string, OpCase> = {
     shapes: [[5, 3]],
     build: (t) => gather(t, op.reshape(t.graph.int64([4, 1, 1, 0, 4, 2]), [2, 3])),
   },
+  // The table's gradient meets twice (a scatter from the lookup, a dense one from the product): a tied embedding.
+  "gather then matmul with the same table (rows scattered into the dense gradient)": {
+    shapes: [[5, 3]],
+    build: (t) => op.matmul(gather(t, t.graph.int64([4, 1, 1])), op.transposeLast(t)),
+  },
   "softmaxCrossEntropy (repeated targets)": {
     shapes: [[4, 5]],
     build: (logits) => softmaxCrossEntropy(logits, logits.graph.int64([2, 0, 2, 4])),
