@@ -50,7 +50,7 @@ function clientArgs(token: string, runId: string, i: number, data: string, model
     "--threads",
     "1",
     "--poll",
-    "200",
+    "200ms",
     "--until-checkpoint",
     String(ROUNDS),
     "--json",
