@@ -69,6 +69,8 @@ function balance<T>(items: T[], bins: number, cost: (item: T) => number): T[][] 
 export class CorePool {
   private readonly workers: Worker[];
   private readonly pending = new Map<number, Pending>();
+  /** Tasks in flight per worker: a worker keeps the process alive exactly while this is positive. */
+  private readonly inFlight: number[];
   private nextId = 0;
 
   /** Starts `threads` workers (default: one per available core). Call close() when done. */
@@ -77,6 +79,7 @@ export class CorePool {
       throw new InvalidArgumentError(`threads is ${threads}; expected a positive integer`);
     }
     const module = kernelModule();
+    this.inFlight = new Array<number>(threads).fill(0);
     this.workers = Array.from({ length: threads }, () => {
       const worker = new Worker(new URL("./kernels/worker.mjs", import.meta.url), { workerData: { module } });
       worker.unref(); // an idle pool must not keep the process alive; run() refs it while work is in flight
@@ -98,13 +101,20 @@ export class CorePool {
     this.pending.clear();
   }
 
-  private run(worker: Worker, task: Task): Promise<void> {
+  private run(index: number, task: Task): Promise<void> {
+    const worker = this.workers[index] as Worker;
     const id = this.nextId++;
-    worker.ref();
+    const before = this.inFlight[index] as number;
+    this.inFlight[index] = before + 1;
+    if (before === 0) worker.ref();
     return new Promise<void>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       worker.postMessage({ ...task, id });
-    }).finally(() => worker.unref());
+    }).finally(() => {
+      const after = (this.inFlight[index] as number) - 1;
+      this.inFlight[index] = after;
+      if (after === 0) worker.unref();
+    });
   }
 
   /** Like reconstructRange in projection.ts; weights on a SharedArrayBuffer are updated without copies. */
@@ -122,14 +132,14 @@ export class CorePool {
     const target = shared(weights);
     const cuts = cutPoints(weights.length, this.threads);
     await Promise.all(
-      this.workers.map((worker, t) => {
+      this.workers.map((_, t) => {
         const from = cuts[t] as number;
         const to = cuts[t + 1] as number;
         const items = reconstructionItems(args, blockSlices(plan, offset + from, to - from)).map((item) => ({
           ...item,
           at: item.at + from,
         }));
-        return this.run(worker, { op: "reconstruct", items, coefficients, weights: target, scale });
+        return this.run(t, { op: "reconstruct", items, coefficients, weights: target, scale });
       }),
     );
     if (target !== weights) weights.set(target);
@@ -157,9 +167,7 @@ export class CorePool {
     const cost = (item: ProjectItem) => item.size * (family === "sketch" ? 1 : item.to - item.from);
     const bins = balance(items, this.threads, cost);
     await Promise.all(
-      this.workers.map((worker, t) =>
-        this.run(worker, { op: "project", items: bins[t] ?? [], delta: source, out }),
-      ),
+      this.workers.map((_, t) => this.run(t, { op: "project", items: bins[t] ?? [], delta: source, out })),
     );
     return new Float32Array(out);
   }

@@ -52,6 +52,19 @@ describe.each(FAMILIES)("%s is deterministic", (family: Family) => {
     }
   });
 
+  it("gives the same bytes when calls overlap on one pool", async () => {
+    const pool = pools[1] as CorePool;
+    const [a, b] = [base.slice(), base.slice()];
+    const [p, q] = await Promise.all([
+      pool.project(delta, seed, plan, family),
+      pool.project(delta, seed, plan, family),
+      pool.reconstruct(a, coefficients, seed, plan, family, 0.25),
+      pool.reconstruct(b, coefficients, seed, plan, family, 0.25),
+    ]);
+    expect([hex(p as Float32Array), hex(q as Float32Array)]).toEqual([hex(coefficients), hex(coefficients)]);
+    expect([hex(a), hex(b)]).toEqual([hex(whole), hex(whole)]);
+  });
+
   it("reconstructs the same bytes whole or in any pieces", () => {
     const cuts = fc.uniqueArray(fc.integer({ min: 1, max: plan.totalParams - 1 }), { maxLength: 12 });
     fc.assert(
