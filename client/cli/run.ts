@@ -28,7 +28,7 @@ export interface RunOptions {
 export async function createRun(api: OperatorApi, out: Output, modelDir: string, options: RunOptions) {
   const [{ loadModelDir, loadModelWeights }, { encodeSafetensors }] = await Promise.all([
     import("../participant/model-dir.ts"),
-    import("../formats/safetensors.ts"),
+    import("../../core/formats/safetensors.ts"),
   ]);
   const model = await loadModelDir(modelDir);
   const { tensors, ignored } = await loadModelWeights(model);

@@ -5,7 +5,7 @@
  * Other fields (ids, sources) are ignored. Blank lines are skipped; a UTF-8 BOM and CRLF line ends are fine.
  */
 import { readFile } from "node:fs/promises";
-import { FormatError } from "../formats/errors.ts";
+import { FormatError } from "../../core/formats/errors.ts";
 
 export type Example = { text: string } | { prompt: string; response: string };
 

@@ -3,7 +3,7 @@
 // experiments (`ferret demo --model DIR`). The demo's default base is `npm run pretrain`'s model.
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { writeSafetensors } from "../formats/safetensors.ts";
+import { writeSafetensors } from "../../core/formats/safetensors.ts";
 import { modelTensors, parseModelConfig } from "../models/index.ts";
 import { initWeights } from "../models/init.ts";
 

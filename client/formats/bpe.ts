@@ -10,7 +10,7 @@
 import { copyFile, readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { join } from "node:path";
-import { TokenizerError } from "./errors.ts";
+import { TokenizerError } from "../../core/formats/errors.ts";
 import type { Tokenizer } from "./tokenizer.ts";
 
 /** GPT-2's pre-tokenizer: contractions, letter runs, digit runs, other symbols, whitespace. */

@@ -9,8 +9,8 @@
 import { access, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Tokenizer as HfTokenizerImpl } from "@huggingface/tokenizers";
+import { TokenizerError } from "../../core/formats/errors.ts";
 import { ByteLevelBpe } from "./bpe.ts";
-import { TokenizerError } from "./errors.ts";
 
 export interface Tokenizer {
   encode(text: string): number[];

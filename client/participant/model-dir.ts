@@ -3,9 +3,9 @@
 // weights come from the server. The operator also reads the weights to create a run.
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import type { NamedTensor } from "../../core/formats/safetensors.ts";
+import { readSafetensors } from "../../core/formats/safetensors.ts";
 import { InputError } from "../cli/output.ts";
-import type { NamedTensor } from "../formats/safetensors.ts";
-import { readSafetensors } from "../formats/safetensors.ts";
 import { loadTokenizer, type Tokenizer } from "../formats/tokenizer.ts";
 import { type ModelConfig, modelTensors, parseModelConfig } from "../models/index.ts";
 

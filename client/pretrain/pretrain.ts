@@ -6,11 +6,11 @@
 import { access, mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { join } from "node:path";
+import { writeSafetensors } from "../../core/formats/safetensors.ts";
 import { epochBatches, batches as evalBatches } from "../data/batches.ts";
 import type { Example } from "../data/jsonl.ts";
 import { prepareSequences } from "../data/sequences.ts";
 import { OnnxGradientSource } from "../engine/source.ts";
-import { writeSafetensors } from "../formats/safetensors.ts";
 import { loadTokenizer } from "../formats/tokenizer.ts";
 import { modelTensors, parseModelConfig } from "../models/index.ts";
 import { initWeights } from "../models/init.ts";

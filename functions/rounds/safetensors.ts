@@ -1,7 +1,7 @@
-// The safetensors container, through the client's strict reader and writer (client/formats): the server only
+// The safetensors container, through core's strict reader and writer (core/formats): the server only
 // adds what a checkpoint import needs, every plan tensor present as F32 with the plan's shape.
-import { FormatError } from "../../client/formats/errors.ts";
-import { encodeHeader, parseHeaderJson, parseHeaderLength } from "../../client/formats/safetensors-header.ts";
+import { FormatError } from "../../core/formats/errors.ts";
+import { encodeHeader, parseHeaderJson, parseHeaderLength } from "../../core/formats/safetensors-header.ts";
 import type { Plan } from "../../core/plan.ts";
 import { BadRequest } from "../errors.ts";
 

@@ -8,7 +8,7 @@ import {
   f16BitsToF32,
   f32ToBf16Bits,
   f32ToF16Bits,
-} from "../../client/formats/half.ts";
+} from "../../core/formats/half.ts";
 
 const f32Arb = fc.float({ noDefaultInfinity: false, noNaN: true });
 

@@ -9,8 +9,8 @@ import {
   SafetensorsHeaderError,
   SafetensorsLayoutError,
   UnsupportedDtypeError,
-} from "../../client/formats/errors.ts";
-import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from "../../client/formats/half.ts";
+} from "../../core/formats/errors.ts";
+import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from "../../core/formats/half.ts";
 import {
   decodeSafetensors,
   encodeSafetensors,
@@ -19,7 +19,7 @@ import {
   SafetensorsReader,
   SafetensorsWriter,
   writeSafetensors,
-} from "../../client/formats/safetensors.ts";
+} from "../../core/formats/safetensors.ts";
 
 let dir: string;
 beforeAll(async () => {

@@ -5,8 +5,8 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ByteLevelBpe, loadGpt2Tokenizer, writeGpt2TokenizerFiles } from "../../client/formats/bpe.ts";
-import { TokenizerError } from "../../client/formats/errors.ts";
 import { ByteTokenizer, HfTokenizer, loadTokenizer } from "../../client/formats/tokenizer.ts";
+import { TokenizerError } from "../../core/formats/errors.ts";
 import { mobyDickChapters } from "../support/moby-dick.ts";
 
 const require = createRequire(import.meta.url);

@@ -1,7 +1,7 @@
 // Checkpoint import reads only the header and the byte ranges it needs, so the header must be checked against the
 // plan before any data is trusted: every tensor present, F32, the plan's shape, inside the file.
 import { describe, expect, it } from "vitest";
-import { encodeSafetensors } from "../../client/formats/safetensors.ts";
+import { encodeSafetensors } from "../../core/formats/safetensors.ts";
 import { buildPlan } from "../../core/plan.ts";
 import { BadRequest } from "../../functions/errors.ts";
 import { headerFor, headerLength, locateTensors } from "../../functions/rounds/safetensors.ts";

@@ -2,7 +2,7 @@
 // the worker-thread aggregation writes checkpoint 1, and it must equal core's own reconstruction byte for byte.
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { decodeSafetensors } from "../../client/formats/safetensors.ts";
+import { decodeSafetensors } from "../../core/formats/safetensors.ts";
 import { reconstructRange } from "../../core/projection.ts";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.ts";
 import {

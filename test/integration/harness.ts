@@ -1,8 +1,8 @@
 // Drives the local stack the way an operator and clients would: over HTTP, with presigned S3 URLs.
 import { DynamoDBClient, ScanCommand } from "@aws-sdk/client-dynamodb";
 import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
-import { encodeSafetensors } from "../../client/formats/safetensors.ts";
 import { aggregate } from "../../core/aggregate.ts";
+import { encodeSafetensors } from "../../core/formats/safetensors.ts";
 import type { Plan } from "../../core/plan.ts";
 import { project, reconstructRange } from "../../core/projection.ts";
 import type { Manifest } from "../../functions/rounds/manifest.ts";
