@@ -237,6 +237,7 @@ export function parsePlan(json: unknown): Plan {
   if (offset !== totalParams)
     throw new PlanError(`plan.totalParams is ${totalParams}; the tensors hold ${offset}`);
   const tensorOrder = tensors.map((t) => t.name);
+  const sizeOf = new Map(tensors.map((t) => [t.name, tensorSize(t.shape)]));
   let start = 0;
   let sumK = 0;
   let nextTensor = 0;
@@ -255,10 +256,7 @@ export function parsePlan(json: unknown): Plan {
         `${where}.tensors is ${JSON.stringify(names)}; expected the next tensors in order, starting ${JSON.stringify(tensorOrder[nextTensor])}`,
       );
     }
-    const covered = names.reduce(
-      (s, n) => s + tensorSize((tensors.find((t) => t.name === n) as PlanTensor).shape),
-      0,
-    );
+    const covered = names.reduce((s, n) => s + (sizeOf.get(n) as number), 0);
     if (covered !== size) throw new PlanError(`${where}.size is ${size}; its tensors hold ${covered}`);
     if (size > MAX_BLOCK_SIZE) throw new PlanError(`${where}.size is ${size}; expected ≤ ${MAX_BLOCK_SIZE}`);
     if (k < 1 || k > size)

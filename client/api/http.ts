@@ -42,6 +42,21 @@ export interface RequestOptions {
   sign?: Signer;
 }
 
+/** Headers and body of a request: bearer token, then a JSON or octet-stream body with its content type. */
+export function encodeRequest(options: Omit<RequestOptions, "sign">): {
+  headers: Record<string, string>;
+  body: string | Uint8Array | undefined;
+} {
+  const headers: Record<string, string> = { ...options.headers };
+  if (options.token) headers.authorization = `Bearer ${options.token}`;
+  if (options.json !== undefined) {
+    headers["content-type"] = "application/json";
+    return { headers, body: JSON.stringify(options.json) };
+  }
+  if (options.bytes) headers["content-type"] ??= "application/octet-stream";
+  return { headers, body: options.bytes };
+}
+
 const retryable = (error: Error) =>
   error instanceof UnreachableError ||
   (error instanceof ApiError && (error.status >= 500 || error.status === 429 || error.code === "round_busy"));
@@ -161,16 +176,7 @@ export class Http {
   }
 
   private async send(method: string, url: string, options: RequestOptions): Promise<Response> {
-    const headers: Record<string, string> = { ...options.headers };
-    if (options.token) headers.authorization = `Bearer ${options.token}`;
-    let body: string | Uint8Array | undefined;
-    if (options.json !== undefined) {
-      headers["content-type"] = "application/json";
-      body = JSON.stringify(options.json);
-    } else if (options.bytes) {
-      headers["content-type"] ??= "application/octet-stream";
-      body = options.bytes;
-    }
+    const { headers, body } = encodeRequest(options);
     const target = new URL(url);
     const sent = options.sign ? await options.sign({ method, url: target, headers, body }) : headers;
     this.bytes.up +=

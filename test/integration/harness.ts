@@ -1,6 +1,7 @@
 // Drives the local stack the way an operator and clients would: over HTTP, with presigned S3 URLs.
 import { DynamoDBClient, ScanCommand } from "@aws-sdk/client-dynamodb";
 import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
+import { encodeRequest } from "../../client/api/http.ts";
 import { aggregate } from "../../core/aggregate.ts";
 import { encodeSafetensors } from "../../core/formats/safetensors.ts";
 import type { Plan } from "../../core/plan.ts";
@@ -22,16 +23,7 @@ export class Api {
     path: string,
     options: { token?: string; json?: unknown; bytes?: Uint8Array; headers?: Record<string, string> } = {},
   ): Promise<Reply<T>> {
-    const headers: Record<string, string> = { ...options.headers };
-    if (options.token) headers.authorization = `Bearer ${options.token}`;
-    let body: string | Uint8Array | undefined;
-    if (options.json !== undefined) {
-      headers["content-type"] = "application/json";
-      body = JSON.stringify(options.json);
-    } else if (options.bytes) {
-      headers["content-type"] ??= "application/octet-stream";
-      body = options.bytes;
-    }
+    const { headers, body } = encodeRequest(options);
     const response = await fetch(`${this.stack.endpoint}${path}`, { method, headers, body });
     return { status: response.status, body: (await response.json()) as T };
   }
