@@ -27,9 +27,8 @@ export interface DemoSummary {
   rounds: RoundRecord[];
 }
 
-const WIDTH = 460;
-const HEIGHT = 220;
 const PAD = { left: 64, right: 16, top: 28, bottom: 36 };
+const LEGEND_ENTRY_WIDTH = 150;
 
 function escapeHtml(text: string): string {
   return text.replace(
@@ -38,41 +37,64 @@ function escapeHtml(text: string): string {
   );
 }
 
-/** One line chart: x = round, one polyline per series, axes with min/max labels. */
-export function lineChart(
-  title: string,
-  series: { name: string; color: string; points: [number, number][] }[],
-) {
+export interface Series {
+  name: string;
+  color: string;
+  points: [number, number][];
+  /** A reference line: dashed, without point markers. */
+  dashed?: boolean;
+}
+
+export interface ChartOptions {
+  width?: number;
+  height?: number;
+  /** Start the y axis at 0 (default) or at the lowest value, for curves that differ by little. */
+  fromZero?: boolean;
+}
+
+/** One line chart: x = round, one polyline per series, axes with min/max labels; the legend wraps. */
+export function lineChart(title: string, series: Series[], options: ChartOptions = {}) {
+  const { width = 460, height = 220, fromZero = true } = options;
+  const perRow = Math.max(1, Math.floor((width - PAD.left) / LEGEND_ENTRY_WIDTH));
+  const top = PAD.top + 14 * (Math.ceil(series.length / perRow) - 1);
   const all = series.flatMap((s) => s.points);
   const xs = all.map((p) => p[0]);
   const ys = all.map((p) => p[1]);
   const [x0, x1] = [Math.min(...xs), Math.max(...xs, Math.min(...xs) + 1)];
-  const [y0, y1] = [Math.min(0, ...ys), Math.max(...ys) * 1.05 || 1];
-  const sx = (x: number) => PAD.left + ((x - x0) / (x1 - x0)) * (WIDTH - PAD.left - PAD.right);
-  const sy = (y: number) => HEIGHT - PAD.bottom - ((y - y0) / (y1 - y0)) * (HEIGHT - PAD.top - PAD.bottom);
+  const low = Math.min(...ys);
+  const high = Math.max(...ys);
+  const [y0, y1] = fromZero
+    ? [Math.min(0, low), high * 1.05 || 1]
+    : [low - 0.05 * (high - low || 1), high + 0.05 * (high - low || 1)];
+  const sx = (x: number) => PAD.left + ((x - x0) / (x1 - x0)) * (width - PAD.left - PAD.right);
+  const sy = (y: number) => height - PAD.bottom - ((y - y0) / (y1 - y0)) * (height - top - PAD.bottom);
   const lines = series.map(
     (s) =>
-      `<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${s.points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" ")}"/>` +
-      s.points
-        .map(
-          ([x, y]) => `<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3" fill="${s.color}"/>`,
-        )
-        .join(""),
+      `<polyline fill="none" stroke="${s.color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ""} points="${s.points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" ")}"/>` +
+      (s.dashed
+        ? ""
+        : s.points
+            .map(
+              ([x, y]) =>
+                `<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3" fill="${s.color}"/>`,
+            )
+            .join("")),
   );
   const legend = series.map(
     (s, i) =>
-      `<text x="${PAD.left + 8 + i * 150}" y="${PAD.top - 10}" fill="${s.color}" font-size="12">■ ${escapeHtml(s.name)}</text>`,
+      `<text x="${PAD.left + 8 + (i % perRow) * LEGEND_ENTRY_WIDTH}" y="${PAD.top - 10 + 14 * Math.floor(i / perRow)}" fill="${s.color}" font-size="12">${s.dashed ? "- -" : "■"} ${escapeHtml(s.name)}</text>`,
   );
-  const label = (y: number) => (Math.abs(y) >= 1000 ? y.toExponential(1) : y.toFixed(2));
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" role="img" aria-label="${escapeHtml(title)}">
-<text x="${WIDTH / 2}" y="14" text-anchor="middle" font-size="13" font-weight="bold">${escapeHtml(title)}</text>
-<line x1="${PAD.left}" y1="${HEIGHT - PAD.bottom}" x2="${WIDTH - PAD.right}" y2="${HEIGHT - PAD.bottom}" stroke="#444"/>
-<line x1="${PAD.left}" y1="${PAD.top}" x2="${PAD.left}" y2="${HEIGHT - PAD.bottom}" stroke="#444"/>
+  const label = (y: number) =>
+    Math.abs(y) >= 1000 ? y.toExponential(1) : y.toFixed(fromZero || y1 - y0 >= 1 ? 2 : 3);
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" role="img" aria-label="${escapeHtml(title)}">
+<text x="${width / 2}" y="14" text-anchor="middle" font-size="13" font-weight="bold">${escapeHtml(title)}</text>
+<line x1="${PAD.left}" y1="${height - PAD.bottom}" x2="${width - PAD.right}" y2="${height - PAD.bottom}" stroke="#444"/>
+<line x1="${PAD.left}" y1="${top}" x2="${PAD.left}" y2="${height - PAD.bottom}" stroke="#444"/>
 <text x="${PAD.left - 6}" y="${sy(y1) + 4}" text-anchor="end" font-size="11">${label(y1)}</text>
 <text x="${PAD.left - 6}" y="${sy(y0) + 4}" text-anchor="end" font-size="11">${label(y0)}</text>
-<text x="${sx(x0)}" y="${HEIGHT - PAD.bottom + 16}" text-anchor="middle" font-size="11">${x0}</text>
-<text x="${sx(x1)}" y="${HEIGHT - PAD.bottom + 16}" text-anchor="middle" font-size="11">${x1}</text>
-<text x="${WIDTH / 2}" y="${HEIGHT - 6}" text-anchor="middle" font-size="11">round</text>
+<text x="${sx(x0)}" y="${height - PAD.bottom + 16}" text-anchor="middle" font-size="11">${x0}</text>
+<text x="${sx(x1)}" y="${height - PAD.bottom + 16}" text-anchor="middle" font-size="11">${x1}</text>
+<text x="${width / 2}" y="${height - 6}" text-anchor="middle" font-size="11">round</text>
 ${legend.join("\n")}
 ${lines.join("\n")}
 </svg>`;

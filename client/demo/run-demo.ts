@@ -2,7 +2,7 @@
 // cached directory; each president's State of the Union addresses become one client process; R rounds run while
 // this process prints eval loss, bytes and round time per round, then writes report/.
 import { createWriteStream } from "node:fs";
-import { access, mkdir, readFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { Http } from "../api/http.ts";
@@ -10,7 +10,7 @@ import { OperatorApi } from "../api/routes.ts";
 import type { Output } from "../cli/output.ts";
 import { createRun, type RunOptions } from "../cli/run.ts";
 import { defaultBaseModelDir } from "../pretrain/main.ts";
-import { PRETRAIN_DEFAULTS, pretrain } from "../pretrain/pretrain.ts";
+import { hasPretrainedBase, PRETRAIN_DEFAULTS, pretrain } from "../pretrain/pretrain.ts";
 import { type Running, start } from "./processes.ts";
 import { type DemoSummary, type RoundRecord, writeReport } from "./report.ts";
 import { writeSotuSplit } from "./sotu.ts";
@@ -30,12 +30,8 @@ type Event = Record<string, unknown> & { event: string };
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(xs.length, 1);
 
 /** The cached demo base (`npm run pretrain`'s model), trained first when absent. */
-async function ensurePretrained(dir: string, out: Output): Promise<void> {
-  const present = await access(join(dir, "model.safetensors")).then(
-    () => true,
-    () => false,
-  );
-  if (present) return;
+export async function ensurePretrained(dir: string, out: Output): Promise<void> {
+  if (await hasPretrainedBase(dir)) return;
   out.info(`pretraining the demo base model on Moby-Dick (once; cached in ${dir})`);
   const progress = out.progress("pretrain", PRETRAIN_DEFAULTS.steps, " steps");
   const result = await pretrain({ dir, ...PRETRAIN_DEFAULTS, onStep: (report) => progress(report.step + 1) });

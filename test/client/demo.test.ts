@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { type DemoSummary, reportHtml } from "../../client/demo/report.ts";
-import { writeSotuSplit } from "../../client/demo/sotu.ts";
+import { heldOutSotu, writeSotuSplit } from "../../client/demo/sotu.ts";
 
 describe("demo data and report", () => {
   it("gives each client one president's speeches, as JSONL of {text}", async () => {
@@ -18,6 +18,29 @@ describe("demo data and report", () => {
         expect(s.chars).toBeGreaterThanOrEqual(3000);
         expect(s.chars).toBeLessThan(3000 + 1000);
       }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("holds out each president's text after the training share, sharing no sentence with it", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "ferret-sotu-"));
+    try {
+      const split = await writeSotuSplit(dir, 2, 3000);
+      const trained = (
+        await Promise.all(split.map(async (s) => (await readFile(s.file, "utf8")).trim().split("\n")))
+      ).flatMap((lines) => lines.map((line) => JSON.parse(line).text as string));
+      const heldOut = heldOutSotu(2, 3000, 2000);
+      const chars = heldOut.reduce((n, e) => n + ("text" in e ? e.text.length : 0), 0);
+      expect(chars).toBeGreaterThanOrEqual(2 * 2000 - 2 * 1000);
+      const sentences = (examples: { text: string }[]) =>
+        new Set(examples.flatMap((e) => (e.text.match(/[^.!?]+[.!?]+/g) ?? []).map((t) => t.trim())));
+      const trainedSentences = sentences(trained.map((text) => ({ text })));
+      const shared = (examples: { text: string }[]) =>
+        [...sentences(examples)].filter((t) => t.length > 40 && trainedSentences.has(t)).length;
+      expect(shared(heldOut as { text: string }[])).toBe(0);
+      // The check can fail: text from the start of each president's speeches is what the clients train on.
+      expect(shared(heldOutSotu(2, 0, 3000) as { text: string }[])).toBeGreaterThan(10);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

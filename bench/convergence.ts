@@ -1,0 +1,163 @@
+// npm run bench:convergence [-- --rounds N --clients N --strategies a,b ...] — the comparison issue 6 asks for:
+// Ferret (each basis family) against FedAvg and FedKSeed, each run as real infrastructure on the local stack,
+// from the same base model on the same non-IID split with the same data seeds. Writes
+// bench/results/convergence.json (issue 6's schema), convergence.md (the table) and convergence.svg (eval loss by
+// round), and prints progress per round and the table at the end.
+//
+// Settings (defaults), and why:
+// (filled in once tuned)
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Command, Option } from "commander";
+import { Http } from "../client/api/http.ts";
+import { OperatorApi } from "../client/api/routes.ts";
+import { positiveInt, positiveNumber } from "../client/cli/options.ts";
+import { Output } from "../client/cli/output.ts";
+import type { RunOptions } from "../client/cli/run.ts";
+import { ensurePretrained } from "../client/demo/run-demo.ts";
+import { writeSotuSplit } from "../client/demo/sotu.ts";
+import { loadModelDir } from "../client/participant/model-dir.ts";
+import { loadLocalData } from "../client/participant/trainer.ts";
+import { defaultBaseModelDir } from "../client/pretrain/main.ts";
+import { startLocalStack } from "../infra/local/stack.ts";
+import { GlobalEval } from "./convergence/evaluate.ts";
+import { type Entry, runEntry } from "./convergence/federation.ts";
+import { convergenceSvg, type EntryRun, markdownTable, summarize } from "./convergence/results.ts";
+import { describeMachine } from "./machine.ts";
+
+const ENTRIES = ["ferret-gaussian", "ferret-rademacher", "ferret-sketch"] as const;
+type EntryName = (typeof ENTRIES)[number];
+
+interface Settings {
+  rounds: number;
+  clients: number;
+  strategies: EntryName[];
+  chars: number;
+  evalRows: number;
+  seqLen: number;
+  batchSize: number;
+  k: number;
+  localSteps: number;
+  localLr: number;
+  globalLr: number;
+  out: string;
+}
+
+function entryOf(name: EntryName, s: Settings): Entry {
+  const options: RunOptions = {
+    basis: "gaussian",
+    k: s.k,
+    clientsPerRound: s.clients,
+    quorum: s.clients,
+    minUploads: s.clients,
+    deadline: 3600,
+    globalLr: s.globalLr,
+    localSteps: s.localSteps,
+    localLr: s.localLr,
+    batchSize: s.batchSize,
+    weighting: "examples",
+  };
+  const basis = name.slice("ferret-".length) as RunOptions["basis"];
+  return { name, options: { ...options, basis }, overrides: {} };
+}
+
+const log = (message: string) => process.stderr.write(`${message}\n`);
+
+async function main(s: Settings): Promise<void> {
+  const started = performance.now();
+  const modelDir = defaultBaseModelDir();
+  await ensurePretrained(modelDir, new Output(false));
+  const model = await loadModelDir(modelDir);
+  const work = await mkdtemp(join(tmpdir(), "ferret-convergence-"));
+  const evaluator = GlobalEval.create(
+    model,
+    { clients: s.clients, charsPerClient: s.chars, rowsPerClient: s.evalRows },
+    s.seqLen,
+  );
+  const datasets = await writeSotuSplit(work, s.clients, s.chars);
+  const clients = await Promise.all(
+    datasets.map(async (d) => ({
+      name: d.president,
+      data: await loadLocalData(d.file, model.tokenizer, s.seqLen),
+    })),
+  );
+  log(
+    `base ${modelDir}; clients: ${clients.map((c) => `${c.name} (${c.data.train.length} rows)`).join(", ")}; ` +
+      `global eval: ${evaluator.rows.length} rows of ${s.seqLen} tokens`,
+  );
+  const aggregation = new Map<string, number>();
+  log("starting the local stack (DynamoDB Local, s3rver, API)…");
+  const stack = await startLocalStack({
+    threads: 1,
+    orchestrator: { onCommitted: (ref, seconds) => aggregation.set(`${ref.runId}/${ref.round}`, seconds) },
+  });
+  const runs: EntryRun[] = [];
+  try {
+    const http = new Http(stack.endpoint);
+    const operator = new OperatorApi(http, { adminToken: stack.adminToken });
+    const fed = { ...stack, modelDir, config: model.config, clients, rounds: s.rounds, aggregation, log };
+    for (const name of s.strategies) {
+      const entryStarted = performance.now();
+      log(`${name}: ${s.rounds} rounds × ${s.clients} clients`);
+      const { runId, rounds } = await runEntry({ ...fed, stateRoot: join(work, "state") }, entryOf(name, s));
+      const losses: number[] = [];
+      for (let c = 0; c <= s.rounds; c++) {
+        losses.push(await evaluator.checkpointLoss(operator, http, runId, c));
+        log(`  ${name} checkpoint ${c}: global eval loss ${(losses[c] as number).toFixed(4)}`);
+      }
+      runs.push({
+        name,
+        initialEvalLoss: losses[0] as number,
+        rounds: rounds.map((r) => ({ ...r, evalLoss: losses[r.round] as number })),
+      });
+      log(`${name}: ${((performance.now() - entryStarted) / 1000).toFixed(0)} s`);
+    }
+  } finally {
+    await stack.close();
+    await evaluator.release();
+    await rm(work, { recursive: true, force: true });
+  }
+  const { out, strategies, ...knobs } = s;
+  const results = summarize(runs, "fedkseed", {
+    settings: { ...knobs, wallSeconds: (performance.now() - started) / 1000, baseModel: model.config },
+    machine: describeMachine(),
+  });
+  await mkdir(out, { recursive: true });
+  const table = markdownTable(results);
+  await writeFile(join(out, "convergence.json"), `${JSON.stringify(results, null, 2)}\n`);
+  await writeFile(join(out, "convergence.md"), `# Convergence benchmark\n\n${table}`);
+  await writeFile(join(out, "convergence.svg"), `${convergenceSvg(results)}\n`);
+  process.stdout.write(`${table}\nwrote ${join(out, "convergence.{json,md,svg}")}\n`);
+}
+
+const program = new Command("bench:convergence")
+  .description("Ferret vs FedAvg vs FedKSeed on the local stack: eval loss, rounds, bytes and seconds")
+  .option("--rounds <n>", "federated rounds per strategy", positiveInt, 12)
+  .option("--clients <n>", "clients, one president's speeches each", positiveInt, 4)
+  .addOption(
+    new Option("--strategies <list>", "comma-separated entries to run")
+      .default([...ENTRIES], ENTRIES.join(","))
+      .argParser((value) => {
+        const names = value.split(",");
+        const unknown = names.filter((n) => !(ENTRIES as readonly string[]).includes(n));
+        if (unknown.length > 0)
+          throw new Error(`unknown strategies ${unknown.join(", ")}; expected some of ${ENTRIES.join(", ")}`);
+        return names;
+      }),
+  )
+  .option("--chars <n>", "training characters per client", positiveInt, 20_000)
+  .option("--eval-rows <n>", "global held-out rows per client", positiveInt, 16)
+  .option("--seq-len <n>", "tokens per row", positiveInt, 128)
+  .option("--batch-size <n>", "local batch size", positiveInt, 8)
+  .option("--k <n>", "Ferret's coefficients per upload", positiveInt, 640)
+  .option("--local-steps <n>", "local SGD steps per round (Ferret, FedAvg)", positiveInt, 10)
+  .option("--local-lr <x>", "local SGD learning rate (Ferret, FedAvg)", positiveNumber, 0.05)
+  .option("--global-lr <x>", "Ferret's server learning rate", positiveNumber, 1)
+  .option("--out <dir>", "results directory", "bench/results");
+
+program.parse();
+main(program.opts<Settings>()).catch((error: unknown) => {
+  process.stderr.write(`bench:convergence failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,159 @@
+// The convergence benchmark's figures, from per-round measurements to bench/results/convergence.{json,md,svg}.
+// Pure functions: no I/O, no clocks, so the schema, the target rule and the table are unit-tested.
+import { lineChart } from "../../client/demo/report.ts";
+import type { Machine } from "../machine.ts";
+
+/** One committed round of one entry. `round` counts rounds done: round r's result is checkpoint r. */
+export interface RoundPoint {
+  round: number;
+  /** Global held-out eval loss of checkpoint `round`, measured by the benchmark. */
+  evalLoss: number;
+  /** Mean over clients of the seconds spent in local training (steps only: no sync, eval or upload). */
+  localSeconds: number;
+  /** From the round closing (quorum reached) to its checkpoint committed. */
+  aggregateSeconds: number;
+  /**
+   * Mean over clients of the bytes each client's counters saw for the round (sync, upload: request lines,
+   * headers and bodies), less the one-time download of the base model (checkpoint 0) in round 1.
+   */
+  bytesUp: number;
+  bytesDown: number;
+  /** Mean over clients of the local training loss. */
+  trainLoss: number;
+}
+
+export interface EntryRun {
+  name: string;
+  /** Eval loss of checkpoint 0 (the base model), the same for every entry. */
+  initialEvalLoss: number;
+  rounds: RoundPoint[];
+}
+
+export interface StrategyResult {
+  name: string;
+  finalEvalLoss: number;
+  roundsToTarget: number | null;
+  uplinkBytesPerClientRound: number;
+  downlinkBytesPerClientRound: number;
+  localSecondsPerRound: number;
+  aggregateSecondsPerRound: number;
+  curve: RoundPoint[];
+}
+
+export interface ConvergenceResults {
+  target: number;
+  strategies: StrategyResult[];
+  /** Beyond issue 6's schema: what produced the figures. */
+  targetFrom: string;
+  initialEvalLoss: number;
+  settings: Record<string, unknown>;
+  machine: Machine;
+}
+
+const mean = (xs: number[]) => (xs.length === 0 ? Number.NaN : xs.reduce((a, b) => a + b, 0) / xs.length);
+
+/** The first round (1-based count of rounds done) whose eval loss is at or below `target`; null if none. */
+export function roundsToTarget(curve: readonly Pick<RoundPoint, "round" | "evalLoss">[], target: number) {
+  return curve.find((p) => p.evalLoss <= target)?.round ?? null;
+}
+
+/**
+ * The target is the eval loss the reference entry (FedKSeed) reaches at the end of its budget; without it in the
+ * run (a subset was asked for), the worst final loss among the entries run, so roundsToTarget stays defined.
+ */
+export function chooseTarget(runs: readonly EntryRun[], reference: string): { target: number; from: string } {
+  const finals = runs.map((r) => ({ name: r.name, loss: r.rounds.at(-1)?.evalLoss ?? r.initialEvalLoss }));
+  const ref = finals.find((f) => f.name === reference);
+  if (ref) return { target: ref.loss, from: `${reference} final eval loss` };
+  const worst = finals.reduce((a, b) => (b.loss > a.loss ? b : a));
+  return { target: worst.loss, from: `${reference} not run: worst final eval loss (${worst.name})` };
+}
+
+export function summarize(
+  runs: readonly EntryRun[],
+  reference: string,
+  context: { settings: Record<string, unknown>; machine: Machine },
+): ConvergenceResults {
+  if (runs.length === 0) throw new RangeError("no entries were run; expected at least one");
+  const { target, from } = chooseTarget(runs, reference);
+  return {
+    target,
+    strategies: runs.map((run) => ({
+      name: run.name,
+      finalEvalLoss: run.rounds.at(-1)?.evalLoss ?? run.initialEvalLoss,
+      roundsToTarget: roundsToTarget(run.rounds, target),
+      uplinkBytesPerClientRound: Math.round(mean(run.rounds.map((r) => r.bytesUp))),
+      downlinkBytesPerClientRound: Math.round(mean(run.rounds.map((r) => r.bytesDown))),
+      localSecondsPerRound: mean(run.rounds.map((r) => r.localSeconds)),
+      aggregateSecondsPerRound: mean(run.rounds.map((r) => r.aggregateSeconds)),
+      curve: run.rounds,
+    })),
+    targetFrom: from,
+    initialEvalLoss: runs[0]?.initialEvalLoss as number,
+    settings: context.settings,
+    machine: context.machine,
+  };
+}
+
+function bytes(n: number): string {
+  if (n < 10_000) return `${n} B`;
+  if (n < 10_000_000) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 ** 2).toFixed(2)} MiB`;
+}
+
+/** The results as a markdown table, with uplink ratios against `baseline` (FedAvg) when it was run. */
+export function markdownTable(results: ConvergenceResults, baseline = "fedavg"): string {
+  const base = results.strategies.find((s) => s.name === baseline);
+  const header = [
+    "| strategy | final eval loss | rounds to target | uplink / client-round | downlink / client-round | local s / round | aggregate s / round |",
+    "|---|---:|---:|---:|---:|---:|---:|",
+  ];
+  const rows = results.strategies.map((s) => {
+    const ratio =
+      base && s !== base
+        ? ` (${(base.uplinkBytesPerClientRound / s.uplinkBytesPerClientRound).toFixed(0)}× less)`
+        : "";
+    const lossGap =
+      base && s !== base
+        ? ` (${((100 * (s.finalEvalLoss - base.finalEvalLoss)) / base.finalEvalLoss).toFixed(2)}%)`
+        : "";
+    return `| ${s.name} | ${s.finalEvalLoss.toFixed(4)}${lossGap} | ${s.roundsToTarget ?? "never"} | ${bytes(s.uplinkBytesPerClientRound)}${ratio} | ${bytes(s.downlinkBytesPerClientRound)} | ${s.localSecondsPerRound.toFixed(2)} | ${s.aggregateSecondsPerRound.toFixed(2)} |`;
+  });
+  return [
+    `Target eval loss ${results.target.toFixed(4)} (${results.targetFrom}); base model ${results.initialEvalLoss.toFixed(4)}.`,
+    "",
+    ...header,
+    ...rows,
+    "",
+  ].join("\n");
+}
+
+const COLORS = ["#1f77b4", "#2ca02c", "#9467bd", "#d62728", "#ff7f0e", "#8c564b", "#e377c2"];
+
+/** Eval loss against rounds, one line per entry from the base model's loss at round 0, and the target. */
+export function convergenceSvg(results: ConvergenceResults): string {
+  const rounds = Math.max(1, ...results.strategies.map((s) => s.curve.at(-1)?.round ?? 0));
+  return lineChart(
+    "global eval loss by round",
+    [
+      ...results.strategies.map((s, i) => ({
+        name: s.name,
+        color: COLORS[i % COLORS.length] as string,
+        points: [
+          [0, results.initialEvalLoss] as [number, number],
+          ...s.curve.map((p): [number, number] => [p.round, p.evalLoss]),
+        ],
+      })),
+      {
+        name: "target",
+        color: "#777",
+        dashed: true,
+        points: [
+          [0, results.target],
+          [rounds, results.target],
+        ],
+      },
+    ],
+    { width: 720, height: 360, fromZero: false },
+  );
+}

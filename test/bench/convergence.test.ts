@@ -1,0 +1,123 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import {
+  convergenceSvg,
+  type EntryRun,
+  markdownTable,
+  type RoundPoint,
+  roundsToTarget,
+  summarize,
+} from "../../bench/convergence/results.ts";
+import { describeMachine } from "../../bench/machine.ts";
+
+const point = (round: number, evalLoss: number, bytesUp = 100, bytesDown = 200): RoundPoint => ({
+  round,
+  evalLoss,
+  localSeconds: 2,
+  aggregateSeconds: 1,
+  bytesUp,
+  bytesDown,
+  trainLoss: evalLoss + 0.1,
+});
+
+const run = (name: string, losses: number[], bytesUp = 100): EntryRun => ({
+  name,
+  initialEvalLoss: 3,
+  rounds: losses.map((loss, i) => point(i + 1, loss, bytesUp)),
+});
+
+const context = { settings: { rounds: 3 }, machine: describeMachine() };
+
+describe("convergence results", () => {
+  it("counts rounds to the first checkpoint at or below the target, null when none reaches it", () => {
+    const curve = [point(1, 2.9), point(2, 2.5), point(3, 2.7), point(4, 2.4)];
+    expect(roundsToTarget(curve, 2.5)).toBe(2);
+    expect(roundsToTarget(curve, 2.45)).toBe(4);
+    expect(roundsToTarget(curve, 2.3)).toBeNull();
+    fc.assert(
+      fc.property(
+        fc.array(fc.double({ min: 0, max: 10, noNaN: true }), { maxLength: 20 }),
+        fc.double({ min: 0, max: 10, noNaN: true }),
+        (losses, target) => {
+          const found = roundsToTarget(
+            losses.map((loss, i) => point(i + 1, loss)),
+            target,
+          );
+          if (found === null) return losses.every((l) => l > target);
+          return (
+            (losses[found - 1] as number) <= target && losses.slice(0, found - 1).every((l) => l > target)
+          );
+        },
+      ),
+    );
+  });
+
+  it("writes issue 6's schema with FedKSeed's final loss as the target", () => {
+    const results = summarize(
+      [run("ferret-sketch", [2.8, 2.6, 2.5], 3000), run("fedkseed", [2.95, 2.9, 2.85], 8200)],
+      "fedkseed",
+      context,
+    );
+    expect(results.target).toBe(2.85);
+    expect(Object.keys(results)).toEqual(expect.arrayContaining(["target", "strategies"]));
+    const [ferret, fedkseed] = results.strategies;
+    expect(Object.keys(ferret ?? {}).sort()).toEqual(
+      [
+        "name",
+        "finalEvalLoss",
+        "roundsToTarget",
+        "uplinkBytesPerClientRound",
+        "downlinkBytesPerClientRound",
+        "localSecondsPerRound",
+        "aggregateSecondsPerRound",
+        "curve",
+      ].sort(),
+    );
+    expect(ferret).toMatchObject({
+      name: "ferret-sketch",
+      finalEvalLoss: 2.5,
+      roundsToTarget: 1,
+      uplinkBytesPerClientRound: 3000,
+      downlinkBytesPerClientRound: 200,
+      localSecondsPerRound: 2,
+      aggregateSecondsPerRound: 1,
+    });
+    expect(fedkseed?.roundsToTarget).toBe(3);
+    expect(ferret?.curve).toHaveLength(3);
+    expect(JSON.parse(JSON.stringify(results))).toEqual(results);
+  });
+
+  it("falls back to the worst final loss when FedKSeed was not run, and refuses an empty run", () => {
+    const results = summarize([run("a", [2.5]), run("b", [2.7])], "fedkseed", context);
+    expect(results.target).toBe(2.7);
+    expect(results.targetFrom).toContain("not run");
+    expect(() => summarize([], "fedkseed", context)).toThrow(/no entries/);
+  });
+
+  it("tabulates every strategy with its uplink ratio and loss gap against FedAvg", () => {
+    const results = summarize(
+      [
+        run("fedavg", [2.6, 2.4], 3_370_000),
+        run("ferret-sketch", [2.7, 2.45], 3370),
+        run("fedkseed", [2.9, 2.8]),
+      ],
+      "fedkseed",
+      context,
+    );
+    const table = markdownTable(results);
+    const rows = table.split("\n").filter((line) => line.startsWith("| "));
+    expect(rows).toHaveLength(4);
+    expect(rows[2]).toContain("1000× less");
+    expect(rows[2]).toContain("(2.08%)");
+    expect(rows[3]).toMatch(/\| fedkseed \| 2\.8000 \(16\.67%\) \| 2 \|/);
+  });
+
+  it("plots one line per strategy from the base model's loss, plus a dashed target", () => {
+    const results = summarize([run("x", [2.8, 2.6]), run("fedkseed", [2.9, 2.85])], "fedkseed", context);
+    const svg = convergenceSvg(results);
+    expect(svg.match(/<polyline /g)).toHaveLength(3);
+    expect(svg.match(/stroke-dasharray/g)).toHaveLength(1);
+    // checkpoint 0 plus each round, per strategy; the target line has no markers.
+    expect(svg.match(/<circle /g)).toHaveLength(2 * 3);
+  });
+});
