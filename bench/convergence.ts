@@ -59,7 +59,7 @@ function entryOf(name: EntryName, s: Settings): Entry {
     weighting: "examples",
   };
   const basis = name.slice("ferret-".length) as RunOptions["basis"];
-  return { name, options: { ...options, basis }, overrides: {} };
+  return { name, options: { ...options, basis } };
 }
 
 const log = (message: string) => process.stderr.write(`${message}\n`);
@@ -92,6 +92,13 @@ async function main(s: Settings): Promise<void> {
     threads: 1,
     orchestrator: { onCommitted: (ref, seconds) => aggregation.set(`${ref.runId}/${ref.round}`, seconds) },
   });
+  // Stopped early (Ctrl-C), the emulators must not outlive this process.
+  const interrupt = () => {
+    log("interrupted: stopping the local stack");
+    void stack.close().finally(() => process.exit(130));
+  };
+  process.once("SIGINT", interrupt);
+  process.once("SIGTERM", interrupt);
   const runs: EntryRun[] = [];
   try {
     const http = new Http(stack.endpoint);

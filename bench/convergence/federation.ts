@@ -3,7 +3,7 @@
 // byte counters, state directory and ONNX Runtime trainer, until the last round's checkpoint is committed.
 import { join } from "node:path";
 import { Http } from "../../client/api/http.ts";
-import { ClientApi, OperatorApi, type RunConfigInput } from "../../client/api/routes.ts";
+import { ClientApi, OperatorApi } from "../../client/api/routes.ts";
 import { Output } from "../../client/cli/output.ts";
 import { createRun, type RunOptions } from "../../client/cli/run.ts";
 import type { ModelConfig } from "../../client/models/index.ts";
@@ -12,11 +12,10 @@ import { StateDir } from "../../client/participant/state.ts";
 import { type LocalData, LocalTrainer } from "../../client/participant/trainer.ts";
 import type { RoundPoint } from "./results.ts";
 
-/** The run config of one entry: the shared options plus the strategy's own fields. */
+/** One entry: a name and the run it creates. */
 export interface Entry {
   name: string;
   options: RunOptions;
-  overrides: Partial<RunConfigInput>;
 }
 
 export interface ClientData {
@@ -92,7 +91,7 @@ export async function runEntry(
   entry: Entry,
 ): Promise<{ runId: string; rounds: RoundCost[] }> {
   const operator = new OperatorApi(new Http(fed.endpoint), { adminToken: fed.adminToken });
-  const created = await createRun(operator, new Output(false), fed.modelDir, entry.options, entry.overrides);
+  const created = await createRun(operator, new Output(false), fed.modelDir, entry.options);
   const { runId } = created;
   const tokens: string[] = [];
   for (const c of fed.clients) tokens.push((await operator.addClient(runId, c.name)).token);

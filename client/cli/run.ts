@@ -1,7 +1,7 @@
 // `ferret run create|status|start|pause|export`: the operator's side of a run.
 import { type Command, Option } from "commander";
 import { FAMILIES } from "../../core/reference.ts";
-import type { OperatorApi, RunConfig, RunConfigInput } from "../api/routes.ts";
+import type { OperatorApi, RunConfig } from "../api/routes.ts";
 import { type OperatorFlags, operator, required, runOption, withOperatorOptions } from "./connection.ts";
 import { nonNegativeInt, positiveInt, positiveNumber, seconds } from "./options.ts";
 import type { Output } from "./output.ts";
@@ -24,17 +24,8 @@ export interface RunOptions {
   weighting: RunConfig["weighting"];
 }
 
-/**
- * Creates a run from a model directory and uploads its weights as checkpoint 0. `overrides` replaces fields of
- * the run config the options build (the convergence benchmark sets a strategy's own fields this way).
- */
-export async function createRun(
-  api: OperatorApi,
-  out: Output,
-  modelDir: string,
-  options: RunOptions,
-  overrides: Partial<RunConfigInput> = {},
-) {
+/** Creates a run from a model directory and uploads its weights as checkpoint 0. */
+export async function createRun(api: OperatorApi, out: Output, modelDir: string, options: RunOptions) {
   const [{ loadModelDir, loadModelWeights }, { encodeSafetensors }] = await Promise.all([
     import("../participant/model-dir.ts"),
     import("../../core/formats/safetensors.ts"),
@@ -54,7 +45,6 @@ export async function createRun(
     deadlineSeconds: options.deadline,
     weighting: options.weighting,
     localSteps: { steps: options.localSteps, learningRate: options.localLr, batchSize: options.batchSize },
-    ...overrides,
   });
   const file = encodeSafetensors(tensors);
   const parts = Math.max(1, Math.ceil(file.byteLength / PART_BYTES));
