@@ -52,6 +52,19 @@ export interface ConvergenceResults {
 
 const mean = (xs: number[]) => (xs.length === 0 ? Number.NaN : xs.reduce((a, b) => a + b, 0) / xs.length);
 
+/**
+ * Seconds are summarized by the median round: the first round also builds each client's ONNX Runtime session,
+ * and other work on a shared machine lands on a few rounds; bytes, which neither touches, by the mean.
+ */
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return Number.NaN;
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
 /** The first round (1-based count of rounds done) whose eval loss is at or below `target`; null if none. */
 export function roundsToTarget(curve: readonly Pick<RoundPoint, "round" | "evalLoss">[], target: number) {
   return curve.find((p) => p.evalLoss <= target)?.round ?? null;
@@ -84,8 +97,8 @@ export function summarize(
       roundsToTarget: roundsToTarget(run.rounds, target),
       uplinkBytesPerClientRound: Math.round(mean(run.rounds.map((r) => r.bytesUp))),
       downlinkBytesPerClientRound: Math.round(mean(run.rounds.map((r) => r.bytesDown))),
-      localSecondsPerRound: mean(run.rounds.map((r) => r.localSeconds)),
-      aggregateSecondsPerRound: mean(run.rounds.map((r) => r.aggregateSeconds)),
+      localSecondsPerRound: median(run.rounds.map((r) => r.localSeconds)),
+      aggregateSecondsPerRound: median(run.rounds.map((r) => r.aggregateSeconds)),
       curve: run.rounds,
     })),
     targetFrom: from,

@@ -4,6 +4,7 @@ import {
   convergenceSvg,
   type EntryRun,
   markdownTable,
+  median,
   type RoundPoint,
   roundsToTarget,
   summarize,
@@ -50,6 +51,12 @@ describe("convergence results", () => {
         },
       ),
     );
+  });
+
+  it("takes the median of an odd or even count of rounds, whatever their order", () => {
+    expect(median([5, 1, 3])).toBe(3);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    expect(median([])).toBeNaN();
   });
 
   it("writes issue 6's schema with FedKSeed's final loss as the target", () => {
