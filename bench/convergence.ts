@@ -9,8 +9,9 @@
 // - Data: 4 clients, one president's State of the Union text each (20,000 characters, packed into 128-token
 //   rows): a non-IID split. The judge is one global held-out set: the 16 rows of text that follow each
 //   client's share, evaluated by this process on every committed checkpoint, identically for every entry.
-// - 12 rounds, all clients every round: enough rounds for roundsToTarget to tell methods apart, while the
-//   five entries finish in about 13 minutes on this 2-core machine when it is quiet (the limit is 20).
+// - 10 rounds, all clients every round: enough for roundsToTarget to tell methods apart, while the five
+//   entries finish in about 15 minutes on this 2-core machine even at a load average of 8 from other work (the
+//   limit is 20); --rounds runs longer.
 // - Local work (Ferret, FedAvg): 10 SGD steps of 8 rows at learning rate 0.05 (the demo's tuned choice;
 //   20 steps helped FedAvg per round but not Ferret, whose error grows with ‖Δ‖²).
 // - Ferret K = 640: uplink per client-round is the 2,560-byte body plus ~620 bytes of HTTP envelope (sync
@@ -152,7 +153,7 @@ async function main(s: Settings): Promise<void> {
 
 const program = new Command("bench:convergence")
   .description("Ferret vs FedAvg vs FedKSeed on the local stack: eval loss, rounds, bytes and seconds")
-  .option("--rounds <n>", "federated rounds per strategy", positiveInt, 12)
+  .option("--rounds <n>", "federated rounds per strategy", positiveInt, 10)
   .option("--clients <n>", "clients, one president's speeches each", positiveInt, 4)
   .addOption(
     new Option("--strategies <list>", "comma-separated entries to run")

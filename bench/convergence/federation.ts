@@ -98,8 +98,10 @@ export async function runEntry(
   await operator.start(runId);
   const lock = new ComputeLock();
   const roundEvents = fed.clients.map(() => new Map<number, Extract<ClientEvent, { event: "round" }>>());
-  // Fetching the base model (checkpoint 0) is a one-time cost every strategy pays alike, not a round's.
-  const baseDownload = fed.clients.map(() => 0);
+  // Bytes down of each client's sync to each checkpoint. A round's "round" event counts the sync to the
+  // checkpoint it trains from; the round is charged instead with the sync to the checkpoint it produces, so
+  // fetching the base model (checkpoint 0), which every strategy pays alike once, is no round's cost.
+  const syncedDown = fed.clients.map(() => new Map<number, number>());
   const trainers: TimedTrainer[] = [];
   const rounds: RoundCost[] = [];
   const report = () => {
@@ -107,16 +109,23 @@ export async function runEntry(
       const aggregateSeconds = fed.aggregation.get(`${runId}/${r}`);
       const events = roundEvents.map((m) => m.get(r));
       const seconds = trainers.map((t) => t.trainingSeconds.get(r));
-      if (aggregateSeconds === undefined || events.some((e) => !e) || seconds.some((s) => s === undefined))
+      const down = events.map((e, i) => {
+        const [from, to] = [syncedDown[i]?.get(r), syncedDown[i]?.get(r + 1)];
+        return e && from !== undefined && to !== undefined ? e.bytesDown - from + to : undefined;
+      });
+      if (
+        aggregateSeconds === undefined ||
+        events.some((e) => !e) ||
+        seconds.some((s) => s === undefined) ||
+        down.some((d) => d === undefined)
+      )
         return;
       const cost: RoundCost = {
         round: r + 1,
         localSeconds: mean(seconds as number[]),
         aggregateSeconds,
         bytesUp: mean(events.map((e) => e?.bytesUp as number)),
-        bytesDown: mean(
-          events.map((e, i) => (e?.bytesDown as number) - (r === 0 ? (baseDownload[i] as number) : 0)),
-        ),
+        bytesDown: mean(down as number[]),
         trainLoss: mean(events.map((e) => e?.trainLoss as number)),
       };
       rounds.push(cost);
@@ -149,7 +158,7 @@ export async function runEntry(
           },
           emit: (event) => {
             if (event.event === "round") roundEvents[i]?.set(event.round, event);
-            if (event.event === "synced" && event.checkpoint === 0) baseDownload[i] = event.bytesDown;
+            if (event.event === "synced") syncedDown[i]?.set(event.checkpoint, event.bytesDown);
           },
         });
       }),

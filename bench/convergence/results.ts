@@ -13,8 +13,9 @@ export interface RoundPoint {
   /** From the round closing (quorum reached) to its checkpoint committed. */
   aggregateSeconds: number;
   /**
-   * Mean over clients of the bytes each client's counters saw for the round (sync, upload: request lines,
-   * headers and bodies), less the one-time download of the base model (checkpoint 0) in round 1.
+   * Mean over clients of the bytes each client's counters saw for the round (request lines, headers, bodies):
+   * up, its sync requests and its upload; down, the replies to those and its sync to the checkpoint the round
+   * produced (so the base model's one-time download is no round's).
    */
   bytesUp: number;
   bytesDown: number;
