@@ -11,6 +11,7 @@ import {
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
+import { logger } from "../observability.ts";
 
 export const objectKeys = {
   checkpointPrefix: (runId: string, checkpoint: number) => `runs/${runId}/rounds/${checkpoint}/`,
@@ -184,7 +185,13 @@ export class CheckpointBucket {
       await beforeComplete();
       await this.completeMultipart(key, UploadId as string, parts);
     } catch (error) {
-      await this.s3.send(new AbortMultipartUploadCommand({ Bucket: this.bucketName, Key: key, UploadId }));
+      // The parts stay invisible either way. The caller must learn why the write stopped, so an abort that fails
+      // too (s3rver has no AbortMultipartUpload) is logged and left to the bucket's lifecycle rule.
+      await this.s3
+        .send(new AbortMultipartUploadCommand({ Bucket: this.bucketName, Key: key, UploadId }))
+        .catch((abortError: Error) =>
+          logger.warn("multipart upload not aborted", { key, uploadId: UploadId, error: abortError }),
+        );
       throw error;
     }
   }
