@@ -16,6 +16,7 @@ import {
   type Run,
   snapshot,
   tinyModel,
+  wireLogEntry,
 } from "./harness.ts";
 
 const model = tinyModel(
@@ -112,14 +113,7 @@ describe("a full fedavg round", () => {
   });
 
   it("logs the updates with their weights and hashes, and no coefficients", async () => {
-    const reply = await api.call<{ entries: Record<string, unknown>[] }>(
-      "GET",
-      `/runs/${run.runId}/log?from=0`,
-      {
-        token: run.clients[0]?.token,
-      },
-    );
-    const [entry] = reply.body.entries;
+    const entry = await wireLogEntry(api, run, 0);
     const total = uploads.reduce((n, u) => n + u.examples, 0);
     expect(entry).toMatchObject({ strategy: "fedavg", scale: LEARNING_RATE, uploads: 3, examples: total });
     expect(entry?.coefficients).toBe("");
