@@ -1,7 +1,14 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { compileKernels, Kernels } from "../../core/kernels/runtime.mjs";
-import { FAMILIES, referenceProject, referenceReconstruct, type StreamKey } from "../../core/reference.ts";
+import {
+  FAMILIES,
+  gaussianEntry,
+  referenceEstimate,
+  referenceProject,
+  referenceReconstruct,
+  type StreamKey,
+} from "../../core/reference.ts";
 
 // The WebAssembly kernels against the scalar specification, byte for byte, on random shapes and values.
 const kernels = new Kernels(compileKernels());
@@ -64,6 +71,61 @@ describe.each(FAMILIES)("%s kernels", (family) => {
         expect(bytes(actual)).toBe(bytes(expected));
       }),
       { numRuns: 60 },
+    );
+  });
+});
+
+// Sparse coefficients (mostly +0 and −0, the shape of a FedKSeed step or round): zeros are skipped, not summed.
+const sparseGamma = (kb: number) =>
+  fc
+    .array(
+      fc.oneof(
+        { arbitrary: fc.constantFrom(0, -0), weight: 4 },
+        { arbitrary: fc.float({ noNaN: true, noDefaultInfinity: true, min: -8, max: 8 }), weight: 1 },
+      ),
+      { minLength: kb, maxLength: kb },
+    )
+    .map((values) => Float32Array.from(values));
+const sparseCase = blockCase.chain((c) => sparseGamma(c.kb).map((gamma) => ({ ...c, gamma })));
+
+describe("gaussian reconstruction with sparse coefficients", () => {
+  it("matches the reference byte for byte", () => {
+    fc.assert(
+      fc.property(sparseCase, ({ key, block, gamma, weights, sliceStart, scale }) => {
+        const expected = weights.slice(sliceStart);
+        referenceReconstruct("gaussian", { key, block }, gamma, expected, sliceStart, scale);
+        const actual = weights.slice(sliceStart);
+        kernels.reconstructBlock(
+          "gaussian",
+          { key0: key[0], key1: key[1], block },
+          gamma,
+          actual,
+          sliceStart,
+          scale,
+        );
+        expect(bytes(actual)).toBe(bytes(expected));
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it("skipping zero coefficients gives the same bits as summing every term", () => {
+    // Includes sums that cancel to exactly 0 before a zero term (x + (−x) = +0, then +0 + (−0) = +0).
+    const cancelling = fc
+      .float({ noNaN: true, noDefaultInfinity: true, min: -8, max: 8 })
+      .map((x) => Float32Array.of(x, -0, -x, -0, 0));
+    const gammas = fc.oneof(
+      sparseCase.map((c) => c.gamma),
+      cancelling,
+    );
+    fc.assert(
+      fc.property(gammas, fc.integer({ min: 0, max: 200 }), (gamma, j) => {
+        const stream: StreamKey = { key: [7, 11], block: 3 };
+        let full = 0;
+        for (let k = 0; k < gamma.length; k++) full += (gamma[k] as number) * gaussianEntry(stream, k, j);
+        expect(Object.is(referenceEstimate("gaussian", stream, gamma, j), full)).toBe(true);
+      }),
+      { numRuns: 300 },
     );
   });
 });
