@@ -49,6 +49,7 @@ export async function aggregateRound(svc: Services, { runId, round }: RoundRef):
   const entry: LogEntry = {
     runId,
     round,
+    strategy: "ferret",
     seed: record.seed,
     basis: run.config.basis,
     scale: run.config.learningRate,

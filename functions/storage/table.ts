@@ -122,8 +122,10 @@ export class RoundTable {
     await this.put({ ...keys.run(run.runId), ...run });
   }
 
-  getRun(runId: string): Promise<RunRecord | undefined> {
-    return this.get<RunRecord>(keys.run(runId));
+  /** Runs created before strategies existed have none stored: they are ferret runs. */
+  async getRun(runId: string): Promise<RunRecord | undefined> {
+    const run = await this.get<RunRecord>(keys.run(runId));
+    return run && { ...run, config: { ...run.config, strategy: run.config.strategy ?? "ferret" } };
   }
 
   /** Moves the run from one of `from` to `to`; false when it was in another status. */
@@ -376,7 +378,11 @@ export class RoundTable {
       const entry = strip<LogEntry & { coefficients: Uint8Array }>(item) as LogEntry & {
         coefficients: Uint8Array;
       };
-      return { ...entry, coefficients: floatsOf(entry.coefficients) };
+      return {
+        ...entry,
+        strategy: entry.strategy ?? "ferret",
+        coefficients: floatsOf(entry.coefficients),
+      };
     });
   }
 }

@@ -95,6 +95,7 @@ export class FakeServer {
     this.entries.push({
       runId: "run",
       round,
+      strategy: "ferret",
       seed: seedToHex(seed),
       basis: this.family,
       scale: 0.5,
