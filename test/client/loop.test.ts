@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ApiError } from "../../client/api/http.ts";
-import type { Assignment } from "../../client/api/routes.ts";
+import type { Assignment, Strategy } from "../../client/api/routes.ts";
 import {
   type ClientEvent,
   type LoopOptions,
@@ -11,9 +11,11 @@ import {
   type Trainer,
 } from "../../client/participant/loop.ts";
 import { StateDir } from "../../client/participant/state.ts";
+import { clientStepRandom } from "../../client/train/zeroth-order.ts";
 import { project } from "../../core/projection.ts";
 import { deriveRoundSeed, seedToHex } from "../../core/seed.ts";
-import { FakeServer } from "./fake-server.ts";
+import { decodeSeedPairs } from "../../core/seed-pool.ts";
+import { FakeServer, POOL } from "./fake-server.ts";
 
 let dir: string;
 beforeEach(async () => {
@@ -21,8 +23,17 @@ beforeEach(async () => {
 });
 afterEach(() => rm(dir, { recursive: true, force: true }));
 
-function assignment(server: FakeServer, round: number, state: Assignment["state"]): Assignment {
+function assignment(
+  server: FakeServer,
+  round: number,
+  state: Assignment["state"],
+  strategy: Strategy = "ferret",
+): Assignment {
   return {
+    strategy,
+    ...(strategy === "fedkseed"
+      ? { seedPool: { seed: seedToHex(POOL.seed), size: POOL.size, perturbation: POOL.perturbation } }
+      : {}),
     runId: "run",
     runStatus: "ACTIVE",
     round,
@@ -38,8 +49,11 @@ function assignment(server: FakeServer, round: number, state: Assignment["state"
   };
 }
 
-/** Moves every weight by −0.01 per step: Δ = w_round − w_local = 0.01·steps everywhere. */
-function fakeTrainer(calls: { train: number }): Trainer {
+/**
+ * SGD moves every weight by −0.01 per step: Δ = w_round − w_local = 0.01·steps everywhere. Zeroth-order steps
+ * draw their index as the real trainer does and report g = step + 0.5; `zo` keeps the options they got.
+ */
+function fakeTrainer(calls: { train: number; zo?: Parameters<Trainer["zerothOrderSteps"]>[2] }): Trainer {
   return {
     examples: 5,
     evalLoss: async (values) => values.reduce((a, b) => a + b, 0),
@@ -48,14 +62,26 @@ function fakeTrainer(calls: { train: number }): Trainer {
       for (let i = 0; i < values.length; i++) values[i] = (values[i] as number) - 0.01 * steps;
       return { trainLoss: 1.5 };
     },
+    zerothOrderSteps: async (_values, _round, options) => {
+      calls.train++;
+      calls.zo = options;
+      const pairs = Array.from({ length: options.steps }, (_, t) => ({
+        index: options.random.nextInt(options.pool.plan.totalK),
+        gradient: t + 0.5,
+      }));
+      return { trainLoss: 2.5, pairs };
+    },
   };
 }
+
+const floats = (bytes: Uint8Array | undefined) =>
+  new Float32Array(new Uint8Array(bytes ?? []).buffer.slice(0));
 
 /** Runs the loop through one round: round 0 OPEN, then DONE (checkpoint 1 committed), then it exits. */
 async function run(
   server: FakeServer,
   state: StateDir,
-  calls = { train: 0 },
+  calls: Parameters<typeof fakeTrainer>[0] = { train: 0 },
   api = server.api([assignment(server, 0, "OPEN"), assignment(server, 0, "DONE")]),
 ) {
   const events: ClientEvent[] = [];
@@ -63,6 +89,7 @@ async function run(
     api: api as unknown as LoopOptions["api"],
     state,
     trainer: async () => fakeTrainer(calls),
+    clientKey: "client-a",
     sync: "replay",
     pollMs: 1,
     untilCheckpoint: 1,
@@ -84,7 +111,7 @@ describe("the client loop", () => {
     const base = server.checkpoints[0] as Float32Array;
     const local = base.map((w) => w - 0.01 * 3);
     const delta = base.map((w, i) => w - (local[i] as number));
-    expect(server.uploads[0]?.coefficients).toEqual(
+    expect(floats(server.uploads[0]?.body)).toEqual(
       project(delta, deriveRoundSeed("salt", 0), server.plan, "gaussian"),
     );
     expect(events.map((e) => e.event)).toEqual([
@@ -111,7 +138,7 @@ describe("the client loop", () => {
     const restarted = await StateDir.open(dir, "run");
     const events = await run(server, restarted, calls);
     expect(calls.train).toBe(0);
-    expect(server.uploads.map((u) => u.coefficients)).toEqual([saved]);
+    expect(server.uploads.map((u) => floats(u.body))).toEqual([saved]);
     expect(events.find((e) => e.event === "uploaded")).toMatchObject({ resent: true, duplicate: false });
   });
 
@@ -119,7 +146,7 @@ describe("the client loop", () => {
     const server = new FakeServer();
     server.runRound(0);
     const saved = Float32Array.from({ length: server.plan.totalK }, () => 0.25);
-    server.uploads.push({ round: 0, coefficients: saved });
+    server.uploads.push({ round: 0, body: new Uint8Array(saved.buffer) });
     const state = await StateDir.open(dir, "run");
     await state.savePending(0, saved, 5, {});
     const events = await run(server, state);
