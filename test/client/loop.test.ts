@@ -171,3 +171,103 @@ describe("the client loop", () => {
     expect(state.hasUploaded(0)).toBe(false);
   });
 });
+
+describe("the client loop, per strategy", () => {
+  const strategyRun = (server: FakeServer, state: StateDir, strategy: Strategy, calls = { train: 0 }) =>
+    run(
+      server,
+      state,
+      calls,
+      server.api([assignment(server, 0, "OPEN", strategy), assignment(server, 0, "DONE", strategy)]),
+    );
+
+  it("fedkseed: trains on the assignment's pool and uploads one (index, g) pair per step, 8 bytes each", async () => {
+    const server = new FakeServer();
+    server.runRound(0, 2, false, "fedkseed");
+    const state = await StateDir.open(dir, "run");
+    const calls: Parameters<typeof fakeTrainer>[0] = { train: 0 };
+    const events = await strategyRun(server, state, "fedkseed", calls);
+    expect(calls.zo).toMatchObject({ steps: 3, learningRate: 0.1, perturbation: POOL.perturbation });
+    expect(calls.zo?.pool.seed).toBe(POOL.seed);
+    expect(calls.zo?.pool.plan.blocks).toEqual([
+      {
+        start: 0,
+        size: server.plan.totalParams,
+        k: POOL.size,
+        tensors: server.plan.tensors.map((t) => t.name),
+      },
+    ]);
+    // Indices come from the client's own generator: seeded by the round seed and this client's key.
+    const random = clientStepRandom(seedToHex(deriveRoundSeed("salt", 0)), "client-a");
+    const indices = [0, 1, 2].map(() => random.nextInt(POOL.size));
+    const body = server.uploads[0]?.body as Uint8Array;
+    expect(body.byteLength).toBe(24);
+    expect(decodeSeedPairs(body, POOL.size)).toEqual(
+      indices.map((index, t) => ({ index, gradient: t + 0.5 })),
+    );
+    expect(events.find((e) => e.event === "uploaded")).toMatchObject({
+      strategy: "fedkseed",
+      coefficients: 3,
+      bodyBytes: 24,
+    });
+    // The next checkpoint came from replaying the fedkseed entry on the pool plan, checked against the manifest.
+    expect(events.filter((e) => e.event === "synced").at(-1)).toMatchObject({
+      method: "replay",
+      replayed: 1,
+    });
+  });
+
+  it("fedavg: PUTs Δ = w_round − w_local as 4P bytes, commits its SHA-256, and counts the PUT as uplink", async () => {
+    const server = new FakeServer();
+    server.runRound(0, 2, false, "fedavg");
+    const state = await StateDir.open(dir, "run");
+    const events = await strategyRun(server, state, "fedavg");
+    const base = server.checkpoints[0] as Float32Array;
+    const delta = base.map((w) => w - Math.fround(w - 0.03));
+    expect(floats(server.uploads[0]?.body)).toEqual(delta);
+    const P = server.plan.totalParams;
+    expect(events.find((e) => e.event === "uploaded")).toMatchObject({
+      strategy: "fedavg",
+      bodyBytes: 4 * P,
+    });
+    expect(events.find((e) => e.event === "round")).toMatchObject({ round: 0 });
+    const round = events.find((e) => e.event === "round") as { bytesUp: number };
+    expect(round.bytesUp).toBeGreaterThanOrEqual(4 * P);
+    // A fedavg entry is not replayable: the client downloads checkpoint 1.
+    expect(events.filter((e) => e.event === "synced").at(-1)).toMatchObject({
+      method: "download",
+      replayed: 0,
+    });
+    expect(state.current.pending).toBeNull();
+  });
+
+  it.each(["fedavg", "fedkseed"] as const)(
+    "%s: after a restart, sends the saved body again without training, once",
+    async (strategy) => {
+      const server = new FakeServer();
+      server.runRound(0, 2, false, strategy);
+      const size = strategy === "fedavg" ? 4 * server.plan.totalParams : 24;
+      const saved = Uint8Array.from({ length: size }, (_, i) => (strategy === "fedavg" ? i % 7 : i % 2));
+      await (await StateDir.open(dir, "run")).savePending(0, saved, 5, { trainLoss: 2 });
+      const calls = { train: 0 };
+      const restarted = await StateDir.open(dir, "run");
+      const events = await strategyRun(server, restarted, strategy, calls);
+      expect(calls.train).toBe(0);
+      expect(server.uploads.map((u) => [...u.body])).toEqual([[...saved]]);
+      expect(events.find((e) => e.event === "uploaded")).toMatchObject({ resent: true, duplicate: false });
+    },
+  );
+
+  it("fedavg: a resend after the commit already landed counts as done (duplicate_upload)", async () => {
+    const server = new FakeServer();
+    server.runRound(0, 2, false, "fedavg");
+    const saved = new Uint8Array(4 * server.plan.totalParams);
+    server.uploads.push({ round: 0, body: saved });
+    const state = await StateDir.open(dir, "run");
+    await state.savePending(0, saved, 5, {});
+    const events = await strategyRun(server, state, "fedavg");
+    expect(server.uploads).toHaveLength(1);
+    expect(events.find((e) => e.event === "uploaded")).toMatchObject({ resent: true, duplicate: true });
+    expect(state.hasUploaded(0)).toBe(true);
+  });
+});
