@@ -3,7 +3,9 @@
 // nobody without the salt knows the pool before the run starts, and the salt itself never leaves the server.
 import { createHash } from "node:crypto";
 import { seedToHex } from "../../core/seed.ts";
+import { BadRequest, PayloadTooLarge } from "../errors.ts";
 import type { RunRecord } from "../storage/records.ts";
+import { MAX_SEED_PAIRS } from "./run-config.ts";
 
 /**
  * First 8 bytes (big-endian) of SHA-256("ferret/seed-pool/v1" ‖ 0 ‖ salt), as 16 hex. The domain string differs
@@ -19,4 +21,51 @@ export function seedPoolOf(run: RunRecord) {
   const { zerothOrder } = run.config;
   if (run.config.strategy !== "fedkseed" || !zerothOrder) return undefined;
   return { seed: poolSeedOf(run.salt), size: zerothOrder.seedPool, perturbation: zerothOrder.perturbation };
+}
+
+/** Bytes per (uint32 LE seed index, float32 LE scalar gradient) pair of a fedkseed upload. */
+export const SEED_PAIR_BYTES = 8;
+
+/**
+ * A fedkseed upload body → the client's dense length-K coefficients: each index's gradients summed in float64 in
+ * pair order, then rounded once to float32, so core's `aggregate` and `reconstruct` work on it unchanged.
+ */
+export function denseFromSeedPairs(body: Uint8Array, poolSize: number): Float32Array {
+  if (body.byteLength > MAX_SEED_PAIRS * SEED_PAIR_BYTES) {
+    throw new PayloadTooLarge(
+      `body is ${body.byteLength} bytes; at most ${MAX_SEED_PAIRS} pairs (${MAX_SEED_PAIRS * SEED_PAIR_BYTES} bytes)`,
+    );
+  }
+  if (body.byteLength === 0 || body.byteLength % SEED_PAIR_BYTES !== 0) {
+    throw new BadRequest(
+      "wrong_length",
+      `body is ${body.byteLength} bytes; expected 1 to ${MAX_SEED_PAIRS} pairs of 8 bytes (uint32 LE seed index, float32 LE gradient)`,
+    );
+  }
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  const sums = new Float64Array(poolSize);
+  for (let at = 0; at < body.byteLength; at += SEED_PAIR_BYTES) {
+    const index = view.getUint32(at, true);
+    const gradient = view.getFloat32(at + 4, true);
+    const pair = at / SEED_PAIR_BYTES;
+    if (index >= poolSize) {
+      throw new BadRequest(
+        "seed_index_out_of_range",
+        `pair ${pair} has seed index ${index}; expected < ${poolSize}`,
+      );
+    }
+    if (!Number.isFinite(gradient)) {
+      throw new BadRequest("non_finite", `pair ${pair} has gradient ${gradient}; all must be finite`);
+    }
+    sums[index] = (sums[index] as number) + gradient;
+  }
+  const dense = Float32Array.from(sums);
+  const overflow = dense.findIndex((v) => !Number.isFinite(v));
+  if (overflow >= 0) {
+    throw new BadRequest(
+      "non_finite",
+      `the gradients for seed index ${overflow} sum to ${sums[overflow]}, beyond float32; all must be finite`,
+    );
+  }
+  return dense;
 }

@@ -29,6 +29,10 @@ export const keys = {
     pk: `RUN#${runId}#ROUND#${pad(round)}`,
     sk: `UPLOAD#${clientId}`,
   }),
+  updateClaim: (runId: string, round: number, clientId: string) => ({
+    pk: `RUN#${runId}#ROUND#${pad(round)}`,
+    sk: `UPDATE#${clientId}`,
+  }),
   log: (runId: string, round: number) => ({ pk: `RUN#${runId}`, sk: `LOG#${pad(round)}` }),
 };
 
@@ -360,6 +364,21 @@ export class RoundTable {
       };
       return { ...record, coefficients: floatsOf(record.coefficients) };
     });
+  }
+
+  async hasUpload(runId: string, round: number, clientId: string): Promise<boolean> {
+    return (await this.get(keys.upload(runId, round, clientId))) !== undefined;
+  }
+
+  /**
+   * fedavg: claims the right to write this client's committed update object for `sha256`. Returns the SHA-256
+   * that holds the claim: ours, or an earlier commit's (then only that content may be written). S3 emulators
+   * ignore If-None-Match, so this conditional write, not the object store, decides which bytes become the update.
+   */
+  async claimUpdate(runId: string, round: number, clientId: string, sha256: string): Promise<string> {
+    const key = keys.updateClaim(runId, round, clientId);
+    if (await conditional(this.put({ ...key, sha256 }))) return sha256;
+    return ((await this.get<{ sha256: string }>(key)) as { sha256: string }).sha256;
   }
 
   /** Writes the round's update-log entry once; a re-run finds the same entry already there. */
