@@ -4,7 +4,7 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { type Command, Option } from "commander";
 import { Http } from "../api/http.ts";
-import { ClientApi } from "../api/routes.ts";
+import { ClientApi, type Strategy } from "../api/routes.ts";
 import type { ClientEvent } from "../participant/loop.ts";
 import {
   announcedBackoff,
@@ -35,7 +35,7 @@ interface ClientFlags {
 }
 
 /** What the numbers a strategy uploads are called. */
-const UPLOADED: Record<string, string> = {
+const UPLOADED: Record<Strategy, string> = {
   ferret: "coefficients",
   fedkseed: "(seed, gradient) pairs",
   fedavg: "update values",
@@ -56,7 +56,7 @@ function describe(event: ClientEvent): string {
     case "uploading":
       return `round ${event.round}: uploading the update, ${Math.round((100 * event.bytes) / event.total)}% of ${event.total} bytes`;
     case "uploaded":
-      return `round ${event.round}: uploaded ${event.coefficients} ${UPLOADED[event.strategy] ?? "values"} (${event.requestBytes} bytes)${event.resent ? ", resent after restart" : ""}${event.duplicate ? ", the server already had it" : ""}`;
+      return `round ${event.round}: uploaded ${event.coefficients} ${UPLOADED[event.strategy]} (${event.requestBytes} bytes)${event.resent ? ", resent after restart" : ""}${event.duplicate ? ", the server already had it" : ""}`;
     case "skipped":
       return `round ${event.round}: skipped (${event.reason})`;
     case "round":

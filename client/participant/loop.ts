@@ -3,7 +3,7 @@
 // unacknowledged upload instead of training again, and never uploads twice.
 import { sleep } from "../api/backoff.ts";
 import { ApiError, type ByteCounter } from "../api/http.ts";
-import { type Assignment, type ClientApi, strategyOf } from "../api/routes.ts";
+import { type Assignment, type ClientApi, type Strategy, strategyOf } from "../api/routes.ts";
 import { type SyncMode, syncTo } from "../sync/sync.ts";
 import type { StateDir } from "./state.ts";
 import { bodyBytes, bodyValues, type SendApi, sendBody, type Trainer, trainRound } from "./strategies.ts";
@@ -21,7 +21,7 @@ export type ClientEvent =
   | {
       event: "uploaded";
       round: number;
-      strategy: string;
+      strategy: Strategy;
       /** Values sent: coefficients (ferret), seed pairs (fedkseed) or update entries (fedavg). */
       coefficients: number;
       requestBytes: number;

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { compileKernels, Kernels } from "../../core/kernels/runtime.mjs";
 import {
   FAMILIES,
+  type Family,
   gaussianEntry,
   referenceEstimate,
   referenceProject,
@@ -56,24 +57,22 @@ describe.each(FAMILIES)("%s kernels", (family) => {
 
   it("reconstruct any slice exactly as the reference does", () => {
     fc.assert(
-      fc.property(blockCase, ({ key, block, gamma, weights, sliceStart, scale }) => {
-        const expected = weights.slice(sliceStart);
-        referenceReconstruct(family, { key, block }, gamma, expected, sliceStart, scale);
-        const actual = weights.slice(sliceStart);
-        kernels.reconstructBlock(
-          family,
-          { key0: key[0], key1: key[1], block },
-          gamma,
-          actual,
-          sliceStart,
-          scale,
-        );
-        expect(bytes(actual)).toBe(bytes(expected));
-      }),
+      fc.property(blockCase, (c) => expectReconstructionLikeReference(family, c)),
       { numRuns: 60 },
     );
   });
 });
+
+type BlockCase = typeof blockCase extends fc.Arbitrary<infer T> ? T : never;
+
+function expectReconstructionLikeReference(family: Family, c: BlockCase): void {
+  const { key, block, gamma, weights, sliceStart, scale } = c;
+  const expected = weights.slice(sliceStart);
+  referenceReconstruct(family, { key, block }, gamma, expected, sliceStart, scale);
+  const actual = weights.slice(sliceStart);
+  kernels.reconstructBlock(family, { key0: key[0], key1: key[1], block }, gamma, actual, sliceStart, scale);
+  expect(bytes(actual)).toBe(bytes(expected));
+}
 
 // Sparse coefficients (mostly +0 and −0, the shape of a FedKSeed step or round): zeros are skipped, not summed.
 const sparseGamma = (kb: number) =>
@@ -91,20 +90,7 @@ const sparseCase = blockCase.chain((c) => sparseGamma(c.kb).map((gamma) => ({ ..
 describe("gaussian reconstruction with sparse coefficients", () => {
   it("matches the reference byte for byte", () => {
     fc.assert(
-      fc.property(sparseCase, ({ key, block, gamma, weights, sliceStart, scale }) => {
-        const expected = weights.slice(sliceStart);
-        referenceReconstruct("gaussian", { key, block }, gamma, expected, sliceStart, scale);
-        const actual = weights.slice(sliceStart);
-        kernels.reconstructBlock(
-          "gaussian",
-          { key0: key[0], key1: key[1], block },
-          gamma,
-          actual,
-          sliceStart,
-          scale,
-        );
-        expect(bytes(actual)).toBe(bytes(expected));
-      }),
+      fc.property(sparseCase, (c) => expectReconstructionLikeReference("gaussian", c)),
       { numRuns: 60 },
     );
   });
