@@ -8,7 +8,7 @@ import { seedFromHex } from "../../core/seed.ts";
 import { encodeSeedPairs, SEED_PAIR_BYTES, seedPoolPlan } from "../../core/seed-pool.ts";
 import { type Assignment, type ClientApi, strategyOf } from "../api/routes.ts";
 import { clientStepRandom, type ZerothOrderOptions } from "../train/zeroth-order.ts";
-import type { StateDir } from "./state.ts";
+import { type StateDir, StateError } from "./state.ts";
 
 /** The part of the trainer the loop uses (a fake in unit tests). */
 export interface Trainer {
@@ -126,7 +126,7 @@ export async function sendBody(
   if (strategyOf(assignment) === "fedavg") {
     const path = await state.pendingFile(expected);
     if (path === undefined)
-      throw new Error(`round ${round}: the saved update is missing or not ${expected} bytes`);
+      throw new StateError(`round ${round}: the saved update is missing or not ${expected} bytes`);
     const { url } = await api.updateUrl(round);
     const { sha256 } = await api.http.putFile(url, path, onProgress);
     await api.commitUpdate(round, sha256, examples, metrics);
@@ -134,6 +134,6 @@ export async function sendBody(
   }
   const body = await state.pendingBody(expected);
   if (body === undefined)
-    throw new Error(`round ${round}: the saved upload is missing or not ${expected} bytes`);
+    throw new StateError(`round ${round}: the saved upload is missing or not ${expected} bytes`);
   await api.upload(round, body, examples, metrics);
 }
