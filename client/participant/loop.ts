@@ -122,8 +122,8 @@ export async function runClient(options: LoopOptions): Promise<number> {
   return -1;
 }
 
-/** Emits an "uploading" event at every tenth of a large body (and none for small ones). */
-function progressReporter(emit: LoopOptions["emit"], round: number) {
+/** Emits an "uploading" event at every tenth of a body of 1 MiB or more, and at its end (none for small ones). */
+export function progressReporter(emit: LoopOptions["emit"], round: number) {
   let reported = 0;
   return (done: number, total: number) => {
     if (total < 1 << 20 || (done < total && done < reported + total / 10)) return;

@@ -7,6 +7,7 @@ import type { Assignment, Strategy } from "../../client/api/routes.ts";
 import {
   type ClientEvent,
   type LoopOptions,
+  progressReporter,
   runClient,
   type Trainer,
 } from "../../client/participant/loop.ts";
@@ -269,5 +270,23 @@ describe("the client loop, per strategy", () => {
     expect(server.uploads).toHaveLength(1);
     expect(events.find((e) => e.event === "uploaded")).toMatchObject({ resent: true, duplicate: true });
     expect(state.hasUploaded(0)).toBe(true);
+  });
+});
+
+describe("upload progress", () => {
+  const reported = (total: number, chunk: number) => {
+    const events: ClientEvent[] = [];
+    const report = progressReporter((e) => events.push(e), 4);
+    for (let done = chunk; done < total + chunk; done += chunk) report(Math.min(done, total), total);
+    return events.map((e) => (e as { bytes: number }).bytes);
+  };
+
+  it("reports a large body about every tenth and at its end, a small one not at all", () => {
+    const total = 10 * 2 ** 20;
+    const marks = reported(total, 65536);
+    expect(marks.length).toBeGreaterThanOrEqual(10);
+    expect(marks.length).toBeLessThanOrEqual(11);
+    expect(marks.at(-1)).toBe(total);
+    expect(reported(4096, 1024)).toEqual([]);
   });
 });
