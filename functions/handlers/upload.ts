@@ -14,7 +14,7 @@ import { explainRefusal, requireAdmitted, roundRefusal } from "../rounds/admissi
 import { commitStagedUpdate, SHA256_HEX } from "../rounds/fedavg.ts";
 import { requireRound, requireRun } from "../rounds/lifecycle.ts";
 import { MAX_UPLOAD_BYTES } from "../rounds/run-config.ts";
-import { denseFromSeedPairs } from "../rounds/seed-pool.ts";
+import { denseFromSeedPairs, zerothOrderOf } from "../rounds/seed-pool.ts";
 import type { RunRecord } from "../storage/records.ts";
 import { UploadRefused } from "../storage/table.ts";
 
@@ -59,9 +59,8 @@ function requireContentType(event: HttpEvent, run: RunRecord): void {
 /** ferret and fedkseed: the body's numbers, checked whole before anything is stored. */
 function coefficientsOf(event: HttpEvent, run: RunRecord): Float32Array {
   const body = Buffer.from(event.body ?? "", event.isBase64Encoded ? "base64" : "utf8");
-  const { strategy, zerothOrder, plan } = run.config;
-  if (strategy === "fedkseed" && zerothOrder) return denseFromSeedPairs(body, zerothOrder.seedPool);
-  return decodeCoefficients(body, plan.totalK);
+  if (run.config.strategy === "fedkseed") return denseFromSeedPairs(body, zerothOrderOf(run.config).seedPool);
+  return decodeCoefficients(body, run.config.plan.totalK);
 }
 
 export const handler = httpHandler(async (event, svc) => {

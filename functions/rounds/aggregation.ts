@@ -7,7 +7,7 @@ import { seedFromHex } from "../../core/seed.ts";
 import { seedPoolPlan } from "../../core/seed-pool.ts";
 import type { Services } from "../services.ts";
 import { objectKeys } from "../storage/objects.ts";
-import type { LogEntry, RoundRecord, RunRecord, UploadRecord, ZerothOrder } from "../storage/records.ts";
+import type { LogEntry, RoundRecord, RunRecord, UploadRecord } from "../storage/records.ts";
 import { applyMeanUpdate, weightedUpdates } from "./fedavg.ts";
 import { advance, requireRound, requireRun } from "./lifecycle.ts";
 import {
@@ -19,7 +19,7 @@ import {
   type ShardSpec,
   shardSpecsOf,
 } from "./manifest.ts";
-import { poolSeedOf } from "./seed-pool.ts";
+import { poolSeedOf, zerothOrderOf } from "./seed-pool.ts";
 
 export interface RoundRef {
   runId: string;
@@ -42,7 +42,7 @@ async function logEntry(svc: Services, runId: string, round: number): Promise<Lo
 
 /** The strategy's part of a round's update-log entry. */
 function aggregateOf(run: RunRecord, record: RoundRecord, uploads: UploadRecord[]) {
-  const { strategy, basis, learningRate, weighting, zerothOrder, localSteps } = run.config;
+  const { strategy, basis, learningRate, weighting, localSteps } = run.config;
   if (strategy === "fedavg") {
     const updates = weightedUpdates(uploads, weighting);
     return {
@@ -63,7 +63,7 @@ function aggregateOf(run: RunRecord, record: RoundRecord, uploads: UploadRecord[
     // Clients stepped w ← w − η·g·z_s, so their Δ is η·Σ g z_s: the global step carries η.
     scale: learningRate * localSteps.learningRate,
     coefficients,
-    seedPool: (zerothOrder as ZerothOrder).seedPool,
+    seedPool: zerothOrderOf(run.config).seedPool,
   };
 }
 

@@ -12,8 +12,14 @@ import type { ShardSpec } from "./manifest.ts";
 
 export const SHA256_HEX = /^[0-9a-f]{64}$/;
 
-/** Passes the chunks on while checking them; throws (so the write is aborted) unless the whole object is right. */
-async function* checked(
+const EXPONENT = 0x7f800000;
+
+/**
+ * Passes the chunks on while checking them: exactly `expectedBytes`, every little-endian float32 finite (its
+ * exponent bits not all ones), SHA-256 `sha256`. Throws a BadRequest at the first problem, so a write fed from
+ * this stream is aborted. Chunks may split a float anywhere.
+ */
+export async function* checkedUpdate(
   chunks: AsyncIterable<Uint8Array>,
   expectedBytes: number,
   sha256: string,
@@ -21,25 +27,32 @@ async function* checked(
 ): AsyncIterable<Uint8Array> {
   const hash = createHash("sha256");
   const carry = new Uint8Array(4);
+  const carryView = new DataView(carry.buffer);
   let carried = 0;
   let seen = 0;
+  const check = (bits: number, index: number) => {
+    if ((bits & EXPONENT) === EXPONENT) {
+      carryView.setUint32(0, bits, true);
+      const value = carryView.getFloat32(0, true);
+      throw new BadRequest("non_finite", `update value ${index} is ${value}; all must be finite`);
+    }
+  };
   for await (const chunk of chunks) {
     if (seen + chunk.byteLength > expectedBytes) {
       throw new BadRequest("wrong_length", `${key} is longer than the ${expectedBytes} bytes expected`);
     }
     hash.update(chunk);
-    // A float's exponent bits sit in its last two bytes (little-endian): all ones means Inf or NaN.
-    for (let i = 0; i < chunk.byteLength; i++) {
-      carry[carried++] = chunk[i] as number;
+    const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    let i = 0;
+    if (carried > 0) {
+      while (carried < 4 && i < chunk.byteLength) carry[carried++] = chunk[i++] as number;
       if (carried === 4) {
-        if (((carry[3] as number) & 0x7f) === 0x7f && ((carry[2] as number) & 0x80) !== 0) {
-          const index = (seen + i - 3) / 4;
-          const value = new DataView(carry.buffer).getFloat32(0, true);
-          throw new BadRequest("non_finite", `update value ${index} is ${value}; all must be finite`);
-        }
+        check(carryView.getUint32(0, true), (seen + i - 4) / 4);
         carried = 0;
       }
     }
+    for (; i + 4 <= chunk.byteLength; i += 4) check(view.getUint32(i, true), (seen + i) / 4);
+    while (i < chunk.byteLength) carry[carried++] = chunk[i++] as number;
     seen += chunk.byteLength;
     yield chunk;
   }
@@ -89,7 +102,7 @@ export async function commitStagedUpdate(
       `${staged} has ${size} bytes; expected ${params} float32 (${params * 4} bytes)`,
     );
   }
-  const chunks = checked(svc.bucket.readChunks(staged), params * 4, sha256, staged);
+  const chunks = checkedUpdate(svc.bucket.readChunks(staged), params * 4, sha256, staged);
   try {
     await svc.bucket.putNewFromChunks(committed, chunks, claim);
   } catch (error) {

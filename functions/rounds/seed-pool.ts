@@ -4,7 +4,7 @@
 import { createHash } from "node:crypto";
 import { seedToHex } from "../../core/seed.ts";
 import { BadRequest, PayloadTooLarge } from "../errors.ts";
-import type { RunRecord } from "../storage/records.ts";
+import type { RunConfig, RunRecord, ZerothOrder } from "../storage/records.ts";
 import { MAX_SEED_PAIRS } from "./run-config.ts";
 
 /**
@@ -16,11 +16,17 @@ export function poolSeedOf(salt: string): string {
   return seedToHex(digest.readBigUInt64BE(0));
 }
 
+/** A fedkseed run's zeroth-order settings (resolveRunConfig always stores them for fedkseed). */
+export function zerothOrderOf(config: RunConfig): ZerothOrder {
+  if (!config.zerothOrder) throw new Error(`a ${config.strategy} run has no zerothOrder settings`);
+  return config.zerothOrder;
+}
+
 /** What a selected fedkseed client needs to draw directions: the pool's seed, size K and perturbation ε. */
 export function seedPoolOf(run: RunRecord) {
-  const { zerothOrder } = run.config;
-  if (run.config.strategy !== "fedkseed" || !zerothOrder) return undefined;
-  return { seed: poolSeedOf(run.salt), size: zerothOrder.seedPool, perturbation: zerothOrder.perturbation };
+  if (run.config.strategy !== "fedkseed") return undefined;
+  const { seedPool, perturbation } = zerothOrderOf(run.config);
+  return { seed: poolSeedOf(run.salt), size: seedPool, perturbation };
 }
 
 /** Bytes per (uint32 LE seed index, float32 LE scalar gradient) pair of a fedkseed upload. */

@@ -190,7 +190,11 @@ export class CheckpointBucket {
       await this.s3
         .send(new AbortMultipartUploadCommand({ Bucket: this.bucketName, Key: key, UploadId }))
         .catch((abortError: Error) =>
-          logger.warn("multipart upload not aborted", { key, uploadId: UploadId, error: abortError }),
+          logger.warn("multipart upload not aborted", {
+            key,
+            uploadId: UploadId,
+            reason: abortError.message,
+          }),
         );
       throw error;
     }

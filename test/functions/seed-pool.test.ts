@@ -9,6 +9,7 @@ import { seedPoolPlan } from "../../core/seed-pool.ts";
 import { BadRequest, PayloadTooLarge } from "../../functions/errors.ts";
 import { MAX_SEED_PAIRS } from "../../functions/rounds/run-config.ts";
 import { denseFromSeedPairs, poolSeedOf } from "../../functions/rounds/seed-pool.ts";
+import { seedPairsBody as pairs } from "../support/seed-pairs.ts";
 
 const plan = buildPlan(
   [
@@ -18,16 +19,6 @@ const plan = buildPlan(
   ],
   { totalK: 9 },
 );
-
-function pairs(list: [number, number][]): Uint8Array {
-  const bytes = new Uint8Array(list.length * 8);
-  const view = new DataView(bytes.buffer);
-  for (const [i, [index, gradient]] of list.entries()) {
-    view.setUint32(i * 8, index, true);
-    view.setFloat32(i * 8 + 4, gradient, true);
-  }
-  return bytes;
-}
 
 const refusal = (run: () => unknown) => {
   try {

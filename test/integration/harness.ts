@@ -271,3 +271,13 @@ export async function committedCheckpoint(api: Api, run: Run, round = 0) {
   if (mismatches.length > 0) throw new Error(`manifest does not verify: ${mismatches.join(", ")}`);
   return download;
 }
+
+/** Round `round`'s update-log entry as a client receives it from GET /runs/{runId}/log. */
+export async function wireLogEntry(api: Api, run: Run, round: number) {
+  const reply = await api.call<{ entries: Record<string, unknown>[] }>(
+    "GET",
+    `/runs/${run.runId}/log?from=${round}&to=${round}`,
+    { token: run.clients[0]?.token },
+  );
+  return reply.body.entries[0];
+}
