@@ -7,6 +7,7 @@ import {
   InvalidArgumentError,
   LengthMismatchError,
   NonFiniteError,
+  PlanError,
   parsePlan,
   reconstruct,
   seedPoolPlan,
@@ -50,6 +51,16 @@ describe("seedPoolPlan", () => {
       expect(() => seedPoolPlan(runPlan, bad)).toThrow(InvalidArgumentError);
     }
     expect(() => seedPoolPlan(runPlan, runPlan.totalParams + 1)).toThrow(/at most one seed per parameter/);
+  });
+
+  it("refuses a model too large for one block (element indices are 32-bit counter words)", () => {
+    const huge = {
+      ...runPlan,
+      totalParams: 2 ** 32,
+      tensors: [{ name: "w", shape: [2 ** 16, 2 ** 16], offset: 0 }],
+    };
+    expect(() => seedPoolPlan(huge, 1024)).toThrow(PlanError);
+    expect(() => seedPoolPlan(huge, 1024)).toThrow(/would hold 4294967296 parameters; expected ≤ 4294967280/);
   });
 
   it("makes direction z_s basis s of block 0: entry j is gaussianEntry(poolSeed, s, j)", () => {
