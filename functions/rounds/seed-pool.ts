@@ -2,7 +2,9 @@
 // generated (core's gaussian basis on the pool plan). Like round seeds it derives from the run's secret salt, so
 // nobody without the salt knows the pool before the run starts, and the salt itself never leaves the server.
 import { createHash } from "node:crypto";
+import { InvalidArgumentError, LengthMismatchError, NonFiniteError } from "../../core/errors.ts";
 import { seedToHex } from "../../core/seed.ts";
+import { decodeSeedPairs, SEED_PAIR_BYTES, type SeedPair } from "../../core/seed-pool.ts";
 import { BadRequest, PayloadTooLarge } from "../errors.ts";
 import type { RunConfig, RunRecord, ZerothOrder } from "../storage/records.ts";
 import { MAX_SEED_PAIRS } from "./run-config.ts";
@@ -29,8 +31,13 @@ export function seedPoolOf(run: RunRecord) {
   return { seed: poolSeedOf(run.salt), size: seedPool, perturbation };
 }
 
-/** Bytes per (uint32 LE seed index, float32 LE scalar gradient) pair of a fedkseed upload. */
-export const SEED_PAIR_BYTES = 8;
+/** Core's decoding refusals, as the 400 codes the upload route answers with. */
+function asBadRequest(error: unknown): never {
+  if (error instanceof InvalidArgumentError) throw new BadRequest("seed_index_out_of_range", error.message);
+  if (error instanceof NonFiniteError) throw new BadRequest("non_finite", error.message);
+  if (error instanceof LengthMismatchError) throw new BadRequest("wrong_length", error.message);
+  throw error;
+}
 
 /**
  * A fedkseed upload body → the client's dense length-K coefficients: each index's gradients summed in float64 in
@@ -42,29 +49,17 @@ export function denseFromSeedPairs(body: Uint8Array, poolSize: number): Float32A
       `body is ${body.byteLength} bytes; at most ${MAX_SEED_PAIRS} pairs (${MAX_SEED_PAIRS * SEED_PAIR_BYTES} bytes)`,
     );
   }
-  if (body.byteLength === 0 || body.byteLength % SEED_PAIR_BYTES !== 0) {
-    throw new BadRequest(
-      "wrong_length",
-      `body is ${body.byteLength} bytes; expected 1 to ${MAX_SEED_PAIRS} pairs of 8 bytes (uint32 LE seed index, float32 LE gradient)`,
-    );
+  if (body.byteLength === 0) {
+    throw new BadRequest("wrong_length", `body is 0 bytes; expected 1 to ${MAX_SEED_PAIRS} seed pairs`);
   }
-  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  let pairs: SeedPair[];
+  try {
+    pairs = decodeSeedPairs(body, poolSize);
+  } catch (error) {
+    asBadRequest(error);
+  }
   const sums = new Float64Array(poolSize);
-  for (let at = 0; at < body.byteLength; at += SEED_PAIR_BYTES) {
-    const index = view.getUint32(at, true);
-    const gradient = view.getFloat32(at + 4, true);
-    const pair = at / SEED_PAIR_BYTES;
-    if (index >= poolSize) {
-      throw new BadRequest(
-        "seed_index_out_of_range",
-        `pair ${pair} has seed index ${index}; expected < ${poolSize}`,
-      );
-    }
-    if (!Number.isFinite(gradient)) {
-      throw new BadRequest("non_finite", `pair ${pair} has gradient ${gradient}; all must be finite`);
-    }
-    sums[index] = (sums[index] as number) + gradient;
-  }
+  for (const { index, gradient } of pairs) sums[index] = (sums[index] as number) + gradient;
   const dense = Float32Array.from(sums);
   const overflow = dense.findIndex((v) => !Number.isFinite(v));
   if (overflow >= 0) {
