@@ -14,3 +14,10 @@ export { CorePool, sharedFloat32Array } from "./pool.ts";
 export { assertFamily, type Family, project, reconstruct, reconstructRange } from "./projection.ts";
 export { FAMILIES } from "./reference.ts";
 export { deriveRoundSeed, seedFromHex, seedToHex } from "./seed.ts";
+export {
+  decodeSeedPairs,
+  encodeSeedPairs,
+  SEED_PAIR_BYTES,
+  type SeedPair,
+  seedPoolPlan,
+} from "./seed-pool.ts";

@@ -4,7 +4,7 @@
  * Layout of the random streams: see philox.ts. Summation orders (all sums start from +0, in float64):
  *
  * gaussian    γ_k = f32(((s0 + s1) + (s2 + s3)) / k_b), s_l = Σ Δ_j·v_kj over j ≡ l (mod 4) ascending, with Δ
- *             padded by zeros to a multiple of 16 elements;  Δ̃_j = Σ_k γ_k·v_kj, k ascending.
+ *             padded by zeros to a multiple of 16 elements;  Δ̃_j = Σ_k γ_k·v_kj, k ascending over γ_k ≠ 0.
  * rademacher  H_g[m] = Σ Δ_j over j ascending with sign byte g of element j equal to m;
  *             γ_{8g+i} = f32(Σ_{m=0..255} s_i(m)·H_g[m] / k_b);  Δ̃_j = Σ_g T_g[byte_g(j)], g ascending, where
  *             T_g[m] = Σ_{i=0..7} s_i(m)·γ_{8g+i}, i ascending, and s_i(m) = −1 if bit i of m is set, else +1.
@@ -109,7 +109,9 @@ export function referenceEstimate(family: Family, stream: StreamKey, gamma: Floa
   const kb = gamma.length;
   let acc = 0;
   if (family === "gaussian") {
-    for (let k = 0; k < kb; k++) acc += (gamma[k] as number) * gaussianEntry(stream, k, j);
+    // A zero coefficient adds ±0, which never changes a sum that starts at +0: skipping it is exact.
+    for (let k = 0; k < kb; k++)
+      if (gamma[k] !== 0) acc += (gamma[k] as number) * gaussianEntry(stream, k, j);
   } else if (family === "rademacher") {
     for (let g = 0; g < Math.ceil(kb / 8); g++) {
       const m = rademacherByte(stream, g, j);

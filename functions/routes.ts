@@ -46,6 +46,12 @@ export const ROUTES: readonly Route[] = [
   },
   // Client
   { method: "GET", path: "/runs/{runId}/assignment", handler: "assignment.ts", auth: "client" },
+  {
+    method: "POST",
+    path: "/runs/{runId}/rounds/{round}/update-url",
+    handler: "update-url.ts",
+    auth: "client",
+  },
   { method: "POST", path: "/runs/{runId}/rounds/{round}/uploads", handler: "upload.ts", auth: "client" },
   { method: "GET", path: "/runs/{runId}/log", handler: "update-log.ts", auth: "client" },
   {

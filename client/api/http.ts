@@ -1,7 +1,10 @@
 // HTTP to the Ferret API and to presigned S3 URLs: typed errors, retries when the server is unreachable or busy,
 // and a count of the bytes that went each way (what the demo and the end-to-end test report per round).
-import { createWriteStream } from "node:fs";
-import { rename, rm } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { createReadStream, createWriteStream } from "node:fs";
+import { rename, rm, stat } from "node:fs/promises";
+import { request as httpRequest, type IncomingMessage } from "node:http";
+import { request as httpsRequest } from "node:https";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { type BackoffOptions, DEFAULT_BACKOFF, withBackoff } from "./backoff.ts";
@@ -169,6 +172,70 @@ export class Http {
         const text = await this.readText(response);
         if (!response.ok) throw new ApiError(response.status, "storage", text);
         return response.headers.get("etag") ?? "";
+      },
+      retryable,
+      this.backoff,
+    );
+  }
+
+  /**
+   * Streams a file to a presigned PUT URL (S3 needs a Content-Length, so this is node:http, not fetch's chunked
+   * upload), reporting progress and hashing the bytes as they go. Every byte sent counts as uplink. Returns the
+   * bytes sent and their SHA-256 (hex): what was actually stored, not what the file held before.
+   */
+  putFile(
+    url: string,
+    path: string,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<{ bytes: number; sha256: string }> {
+    return withBackoff(
+      async () => {
+        const total = (await stat(path)).size;
+        const target = new URL(url);
+        const headers = { "content-type": "application/octet-stream", "content-length": String(total) };
+        this.bytes.up +=
+          `PUT ${target.pathname}${target.search} HTTP/1.1\r\n`.length +
+          headerBytes(Object.entries({ host: target.host, ...headers })) +
+          2;
+        const hash = createHash("sha256");
+        let done = 0;
+        const response = await new Promise<IncomingMessage>((resolve, reject) => {
+          const send = target.protocol === "https:" ? httpsRequest : httpRequest;
+          const request = send(target, { method: "PUT", headers, timeout: 120_000 }, resolve);
+          const fail = (error: Error) => {
+            request.destroy();
+            reject(
+              new UnreachableError(`PUT ${target.origin}${target.pathname}: ${describe(error)}`, {
+                cause: error,
+              }),
+            );
+          };
+          request.on("error", fail);
+          request.on("timeout", () => fail(new Error("timed out")));
+          const file = createReadStream(path);
+          file.on("error", (error) => {
+            request.destroy();
+            reject(error);
+          });
+          file.on("data", (chunk) => {
+            const piece = chunk as Buffer;
+            hash.update(piece);
+            done += piece.byteLength;
+            this.bytes.up += piece.byteLength;
+            onProgress?.(done, total);
+          });
+          file.pipe(request);
+        });
+        let text = "";
+        for await (const chunk of response) text += String(chunk);
+        const status = response.statusCode ?? 0;
+        this.bytes.down +=
+          `HTTP/1.1 ${status}\r\n`.length +
+          headerBytes(Object.entries(response.headers).map(([k, v]) => [k, String(v)])) +
+          2 +
+          Buffer.byteLength(text);
+        if (status < 200 || status >= 300) throw new ApiError(status, "storage", text);
+        return { bytes: done, sha256: hash.digest("hex") };
       },
       retryable,
       this.backoff,

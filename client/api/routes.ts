@@ -4,11 +4,17 @@ import type { Plan } from "../../core/plan.ts";
 import type { Family } from "../../core/projection.ts";
 import type { Manifest } from "../../functions/rounds/manifest.ts";
 import type { RunConfigInput } from "../../functions/rounds/run-config.ts";
-import type { LogEntry, RoundRecord, RunConfig, RunRecord } from "../../functions/storage/records.ts";
+import type {
+  LogEntry,
+  RoundRecord,
+  RunConfig,
+  RunRecord,
+  Strategy,
+} from "../../functions/storage/records.ts";
 import type { Http } from "./http.ts";
 import type { Signer } from "./sigv4.ts";
 
-export type { Manifest, RunConfig, RunConfigInput };
+export type { Manifest, RunConfig, RunConfigInput, Strategy };
 
 export interface Assignment {
   runId: string;
@@ -23,10 +29,30 @@ export interface Assignment {
   deadline: string;
   coefficients: number;
   localSteps: RunConfig["localSteps"];
+  /** Absent from servers that predate strategies: read as "ferret". */
+  strategy?: Strategy;
+  /** fedkseed: the run's pool of `size` gaussian directions and the two-point perturbation ε. */
+  seedPool?: { seed: string; size: number; perturbation: number };
 }
 
-/** One update-log entry as it travels: coefficients are base64 little-endian float32. */
-export type WireLogEntry = Omit<LogEntry, "coefficients"> & { coefficients: string };
+/** The strategy an assignment or log entry names; those written before strategies existed are ferret's. */
+export const strategyOf = (x: { strategy?: Strategy }): Strategy => x.strategy ?? "ferret";
+
+/**
+ * One update-log entry as it travels: coefficients are base64 little-endian float32. `strategy` is optional
+ * on the wire because entries written before strategies existed have none.
+ */
+export type WireLogEntry = Omit<LogEntry, "coefficients" | "strategy"> & {
+  coefficients: string;
+  strategy?: Strategy;
+};
+
+/** A presigned PUT for a fedavg client's full update, staged until the commit checks it. */
+export interface UpdateUrl {
+  url: string;
+  key: string;
+  expiresAt: string;
+}
 
 export interface CheckpointLocation {
   manifest: Manifest;
@@ -69,17 +95,41 @@ export class ClientApi {
     return this.http.json("GET", `/runs/${this.runId}/checkpoints/${checkpoint}`, { token: this.token });
   }
 
+  /** A binary upload: ferret's float32 coefficients, or fedkseed's (seed index, gradient) pairs. */
   upload(
     round: number,
-    coefficients: Float32Array,
+    body: Float32Array | Uint8Array,
     examples: number,
     metrics: Record<string, number>,
   ): Promise<UploadReceipt> {
-    return this.http.json("POST", `/runs/${this.runId}/rounds/${round}/uploads?examples=${examples}`, {
+    return this.http.json("POST", this.uploadsPath(round, examples), {
       token: this.token,
-      bytes: new Uint8Array(coefficients.buffer, coefficients.byteOffset, coefficients.byteLength),
+      bytes: new Uint8Array(body.buffer, body.byteOffset, body.byteLength),
       headers: { "x-ferret-metrics": JSON.stringify(metrics) },
     });
+  }
+
+  /** fedavg: where to PUT this client's update for `round` (refused as an upload would be). */
+  updateUrl(round: number): Promise<UpdateUrl> {
+    return this.http.json("POST", `/runs/${this.runId}/rounds/${round}/update-url`, { token: this.token });
+  }
+
+  /** fedavg: commits the staged update; the server checks its length, values and this SHA-256. */
+  commitUpdate(
+    round: number,
+    sha256: string,
+    examples: number,
+    metrics: Record<string, number>,
+  ): Promise<UploadReceipt> {
+    return this.http.json("POST", this.uploadsPath(round, examples), {
+      token: this.token,
+      json: { sha256 },
+      headers: { "x-ferret-metrics": JSON.stringify(metrics) },
+    });
+  }
+
+  private uploadsPath(round: number, examples: number): string {
+    return `/runs/${this.runId}/rounds/${round}/uploads?examples=${examples}`;
   }
 }
 

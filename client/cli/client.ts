@@ -4,7 +4,7 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { type Command, Option } from "commander";
 import { Http } from "../api/http.ts";
-import { ClientApi } from "../api/routes.ts";
+import { ClientApi, type Strategy } from "../api/routes.ts";
 import type { ClientEvent } from "../participant/loop.ts";
 import {
   announcedBackoff,
@@ -34,6 +34,13 @@ interface ClientFlags {
   json?: boolean;
 }
 
+/** What the numbers a strategy uploads are called. */
+const UPLOADED: Record<Strategy, string> = {
+  ferret: "coefficients",
+  fedkseed: "(seed, gradient) pairs",
+  fedavg: "update values",
+};
+
 function describe(event: ClientEvent): string {
   switch (event.event) {
     case "waiting":
@@ -46,8 +53,10 @@ function describe(event: ClientEvent): string {
       return `round ${event.round}: training ${event.steps} local steps`;
     case "step":
       return `round ${event.round}: step ${event.step + 1} loss ${event.loss.toFixed(4)}`;
+    case "uploading":
+      return `round ${event.round}: uploading the update, ${Math.round((100 * event.bytes) / event.total)}% of ${event.total} bytes`;
     case "uploaded":
-      return `round ${event.round}: uploaded ${event.coefficients} coefficients (${event.requestBytes} bytes)${event.resent ? ", resent after restart" : ""}${event.duplicate ? ", the server already had it" : ""}`;
+      return `round ${event.round}: uploaded ${event.coefficients} ${UPLOADED[event.strategy]} (${event.requestBytes} bytes)${event.resent ? ", resent after restart" : ""}${event.duplicate ? ", the server already had it" : ""}`;
     case "skipped":
       return `round ${event.round}: skipped (${event.reason})`;
     case "round":
@@ -60,7 +69,10 @@ function describe(event: ClientEvent): string {
 export function registerClientCommand(program: Command): void {
   program
     .command("client")
-    .description("take part in a run: wait for a round, sync, train locally, upload K coefficients; repeat")
+    .description(
+      "take part in a run: wait for a round, sync, train locally, upload what the run's strategy sends " +
+        "(ferret: K coefficients; fedkseed: one (seed, gradient) pair per step; fedavg: the full update); repeat",
+    )
     .addOption(endpointOption())
     .addOption(runOption())
     .addOption(
@@ -115,9 +127,10 @@ export function registerClientCommand(program: Command): void {
       const model = await loadModelDir(flags.model);
       const seqLen = flags.seqLen ?? Math.min(128, model.config.maxPositions);
       const data = await loadLocalData(flags.data, model.tokenizer, seqLen);
-      const tokenHash = createHash("sha256").update(token).digest("hex").slice(0, 12);
+      // The token is per client, so its hash names this client's state and seeds its fedkseed step draws.
+      const tokenHash = createHash("sha256").update(token).digest("hex");
       const state = await StateDir.open(
-        flags.state ?? join(".ferret", `client-${runId}-${tokenHash}`),
+        flags.state ?? join(".ferret", `client-${runId}-${tokenHash.slice(0, 12)}`),
         runId,
       );
       const stop = new AbortController();
@@ -130,6 +143,7 @@ export function registerClientCommand(program: Command): void {
       const reached = await runClient({
         api,
         state,
+        clientKey: tokenHash,
         sync: flags.sync,
         pollMs: flags.poll,
         ...(flags.untilCheckpoint === undefined ? {} : { untilCheckpoint: flags.untilCheckpoint }),

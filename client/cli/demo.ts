@@ -60,6 +60,7 @@ export function registerDemoCommand(program: Command): void {
           out: flags.out,
           charsPerClient: flags.chars,
           run: {
+            strategy: "ferret",
             basis: flags.basis,
             k: flags.k,
             clientsPerRound: flags.clients,

@@ -1,17 +1,24 @@
 // `ferret run create|status|start|pause|export`: the operator's side of a run.
 import { type Command, Option } from "commander";
 import { FAMILIES } from "../../core/reference.ts";
-import type { OperatorApi, RunConfig } from "../api/routes.ts";
+import { DEFAULT_ZEROTH_ORDER } from "../../functions/rounds/run-config.ts";
+import type { OperatorApi, RunConfig, RunConfigInput } from "../api/routes.ts";
 import { type OperatorFlags, operator, required, runOption, withOperatorOptions } from "./connection.ts";
 import { nonNegativeInt, positiveInt, positiveNumber, seconds } from "./options.ts";
-import type { Output } from "./output.ts";
+import { InputError, type Output } from "./output.ts";
+
+export const STRATEGIES = ["ferret", "fedavg", "fedkseed"] as const;
 
 /** S3's smallest multipart part (except the last). */
 const PART_BYTES = 5 * 1024 * 1024;
 
 export interface RunOptions {
+  strategy: RunConfig["strategy"];
   basis: RunConfig["basis"];
   k: number;
+  /** fedkseed only: pool size K and perturbation ε (the server's defaults when absent). */
+  seedPool?: number;
+  perturbation?: number;
   blockSize?: number;
   clientsPerRound: number;
   quorum: number;
@@ -34,9 +41,8 @@ export async function createRun(api: OperatorApi, out: Output, modelDir: string,
   const { tensors, ignored } = await loadModelWeights(model);
   if (ignored.length > 0) out.info(`ignoring tensors the model does not use: ${ignored.join(", ")}`);
   const created = await api.createRun({
-    basis: options.basis,
+    ...strategyConfig(options),
     tensors: tensors.map(({ name, shape }) => ({ name, shape })),
-    totalK: options.k,
     ...(options.blockSize ? { targetBlockSize: options.blockSize } : {}),
     learningRate: options.globalLr,
     clientsPerRound: options.clientsPerRound,
@@ -60,10 +66,41 @@ export async function createRun(api: OperatorApi, out: Output, modelDir: string,
   return { runId: created.runId, config: created.config, checkpoint: imported };
 }
 
+/**
+ * The strategy's part of the run config. Only ferret uses K coefficients (fedavg and fedkseed runs get a plan
+ * without one: its blocks still define shards and hashes); only fedkseed takes a seed pool and a perturbation.
+ */
+export function strategyConfig(
+  options: RunOptions,
+): Pick<RunConfigInput, "strategy" | "basis" | "totalK" | "zerothOrder"> {
+  const { strategy, basis, k, seedPool, perturbation } = options;
+  if (strategy !== "fedkseed" && (seedPool !== undefined || perturbation !== undefined)) {
+    throw new InputError(`--seed-pool and --perturbation apply to --strategy fedkseed only, not ${strategy}`);
+  }
+  if (strategy === "ferret") return { strategy, basis, totalK: k };
+  if (strategy === "fedavg") return { strategy, basis };
+  if (seedPool === undefined && perturbation === undefined) return { strategy, basis };
+  const zerothOrder = {
+    seedPool: seedPool ?? DEFAULT_ZEROTH_ORDER.seedPool,
+    perturbation: perturbation ?? DEFAULT_ZEROTH_ORDER.perturbation,
+  };
+  return { strategy, basis, zerothOrder };
+}
+
+function describeStrategy(config: RunConfig): string {
+  const strategy = config.strategy ?? "ferret";
+  if (strategy === "fedavg") return "strategy fedavg (full updates)";
+  if (strategy === "fedkseed") {
+    const pool = config.zerothOrder;
+    return `strategy fedkseed, seed pool K ${pool?.seedPool}, perturbation ${pool?.perturbation}`;
+  }
+  return `strategy ferret, basis ${config.basis}, K ${config.plan.totalK}`;
+}
+
 function describeStatus(status: Awaited<ReturnType<OperatorApi["status"]>>): string {
   const round = status.round;
   const lines = [
-    `run ${status.runId}: ${status.status}, ${status.config.plan.totalParams} parameters, basis ${status.config.basis}, K ${status.config.plan.totalK} in ${status.config.plan.blocks.length} blocks`,
+    `run ${status.runId}: ${status.status}, ${status.config.plan.totalParams} parameters, ${describeStrategy(status.config)}, ${status.config.plan.blocks.length} blocks`,
     `clients: ${status.clients.filter((c) => !c.revoked).length} active, ${status.clients.filter((c) => c.revoked).length} revoked`,
   ];
   if (round) {
@@ -83,8 +120,31 @@ export function registerRunCommands(program: Command): void {
       .command("create")
       .description("create a run from a model directory and upload its weights as checkpoint 0")
       .requiredOption("--model <dir>", "model directory: config.json, model.safetensors, tokenizer")
-      .addOption(new Option("--basis <family>", "projection family").choices(FAMILIES).default("gaussian"))
-      .option("--k <n>", "total coefficients K per upload (Σ k_b)", positiveInt, 4096)
+      .addOption(
+        new Option(
+          "--strategy <name>",
+          "ferret: K projected coefficients per upload; fedavg: full updates (accuracy reference, " +
+            "4 bytes per parameter up); fedkseed: zeroth-order steps over a seed pool, 8 bytes per step up",
+        )
+          .choices(STRATEGIES)
+          .default("ferret"),
+      )
+      .addOption(
+        new Option("--basis <family>", "ferret's projection family (fedkseed: gaussian only)")
+          .choices(FAMILIES)
+          .default("gaussian"),
+      )
+      .option("--k <n>", "ferret: total coefficients K per upload (Σ k_b)", positiveInt, 4096)
+      .option(
+        "--seed-pool <n>",
+        `fedkseed: directions K in the seed pool (default ${DEFAULT_ZEROTH_ORDER.seedPool})`,
+        positiveInt,
+      )
+      .option(
+        "--perturbation <x>",
+        `fedkseed: two-point perturbation ε (default ${DEFAULT_ZEROTH_ORDER.perturbation})`,
+        positiveNumber,
+      )
       .option("--block-size <n>", "pack tensors smaller than this into one block", positiveInt)
       .option("--clients-per-round <n>", "clients selected each round", positiveInt, 3)
       .option("--quorum <n>", "uploads that close a round early", positiveInt, 3)
@@ -95,8 +155,13 @@ export function registerRunCommands(program: Command): void {
           .default(600, "10m"),
       )
       .option("--global-lr <x>", "server learning rate η_g", positiveNumber, 1)
-      .option("--local-steps <n>", "local SGD steps T per round", positiveInt, 10)
-      .option("--local-lr <x>", "local SGD learning rate", positiveNumber, 0.05)
+      .option("--local-steps <n>", "local steps T per round (fedkseed: zeroth-order steps)", positiveInt, 10)
+      .option(
+        "--local-lr <x>",
+        "local learning rate (fedkseed: η of each zeroth-order step)",
+        positiveNumber,
+        0.05,
+      )
       .option("--batch-size <n>", "local batch size", positiveInt, 8)
       .addOption(
         new Option("--weighting <w>", "aggregate weights").choices(["examples", "equal"]).default("examples"),
@@ -107,7 +172,7 @@ export function registerRunCommands(program: Command): void {
     const plan = created.config.plan;
     out.result(
       created,
-      `created run ${created.runId}: ${plan.totalParams} parameters in ${plan.blocks.length} blocks, K = ${plan.totalK}\n` +
+      `created run ${created.runId}: ${plan.totalParams} parameters in ${plan.blocks.length} blocks, ${describeStrategy(created.config)}\n` +
         `next: ferret clients add --run ${created.runId} --name NAME, then ferret run start --run ${created.runId}`,
     );
   });

@@ -1,13 +1,14 @@
-// The client's loop: wait for an assignment → sync to the round's checkpoint → train T steps → Δ = w_round −
-// w_local → project onto the round's bases → upload the coefficients. State lives on disk (see state.ts), so a
-// restarted client resends an unacknowledged upload instead of training again, and never uploads twice.
-import { project } from "../../core/projection.ts";
-import { seedFromHex } from "../../core/seed.ts";
+// The client's loop: wait for an assignment → sync to the round's checkpoint → train T steps → upload what the
+// run's strategy sends (strategies.ts). State lives on disk (see state.ts), so a restarted client resends an
+// unacknowledged upload instead of training again, and never uploads twice.
 import { sleep } from "../api/backoff.ts";
 import { ApiError, type ByteCounter } from "../api/http.ts";
-import type { Assignment, ClientApi } from "../api/routes.ts";
+import { type Assignment, type ClientApi, type Strategy, strategyOf } from "../api/routes.ts";
 import { type SyncMode, syncTo } from "../sync/sync.ts";
 import type { StateDir } from "./state.ts";
+import { bodyBytes, bodyValues, type SendApi, sendBody, type Trainer, trainRound } from "./strategies.ts";
+
+export type { Trainer };
 
 /** What the loop reports; the CLI prints these as lines (or JSON lines with --json). */
 export type ClientEvent =
@@ -16,9 +17,12 @@ export type ClientEvent =
   | { event: "eval"; checkpoint: number; evalLoss: number }
   | { event: "training"; round: number; steps: number }
   | { event: "step"; round: number; step: number; loss: number }
+  | { event: "uploading"; round: number; bytes: number; total: number }
   | {
       event: "uploaded";
       round: number;
+      strategy: Strategy;
+      /** Values sent: coefficients (ferret), seed pairs (fedkseed) or update entries (fedavg). */
       coefficients: number;
       requestBytes: number;
       bodyBytes: number;
@@ -36,23 +40,11 @@ export type ClientEvent =
     }
   | { event: "done"; checkpoint: number };
 
-/** The part of the trainer the loop uses (a fake in unit tests). */
-export interface Trainer {
-  readonly examples: number;
-  evalLoss(values: Float32Array): Promise<number>;
-  trainSteps(
-    values: Float32Array,
-    round: number,
-    steps: number,
-    learningRate: number,
-    onStep?: (step: number, loss: number) => void,
-  ): Promise<{ trainLoss: number }>;
-}
-
 export interface LoopOptions {
-  api: Pick<ClientApi, "assignment" | "upload" | "log" | "checkpoint" | "runId"> & {
-    http: Pick<ClientApi["http"], "download"> & { bytes: ByteCounter };
-  };
+  api: Pick<ClientApi, "assignment" | "log" | "checkpoint" | "runId"> &
+    SendApi & { http: Pick<ClientApi["http"], "download"> & { bytes: ByteCounter } };
+  /** Who this client is, for its fedkseed step draws (the CLI passes a hash of its token). */
+  clientKey: string;
   state: StateDir;
   /** Built once, from the first assignment (plan, local batch size). */
   trainer: (assignment: Assignment) => Promise<Trainer>;
@@ -130,6 +122,16 @@ export async function runClient(options: LoopOptions): Promise<number> {
   return -1;
 }
 
+/** Emits an "uploading" event at every tenth of a body of 1 MiB or more, and at its end (none for small ones). */
+export function progressReporter(emit: LoopOptions["emit"], round: number) {
+  let reported = 0;
+  return (done: number, total: number) => {
+    if (total < 1 << 20 || (done < total && done < reported + total / 10)) return;
+    reported = done;
+    emit({ event: "uploading", round, bytes: done, total });
+  };
+}
+
 async function takePart(
   options: LoopOptions,
   assignment: Assignment,
@@ -137,32 +139,26 @@ async function takePart(
   currentTrainer: () => Trainer | undefined,
 ): Promise<void> {
   const { api, state, emit } = options;
-  const { plan, round } = assignment;
+  const { round } = assignment;
   const started = performance.now();
   const bytesBefore = api.http.bytes.snapshot();
-  let coefficients =
-    state.current.pending?.round === round ? await state.pendingCoefficients(plan.totalK) : undefined;
-  const resent = coefficients !== undefined;
+  const size = bodyBytes(assignment);
+  const resent = state.current.pending?.round === round && (await state.pendingFile(size)) !== undefined;
   let trainLoss = state.current.pending?.metrics.trainLoss ?? Number.NaN;
-  if (!coefficients) {
+  if (!resent) {
     const base = await syncWeights(assignment, assignment.baseCheckpoint);
     const trainer = currentTrainer() as Trainer;
-    const local = base.slice();
-    const { steps, learningRate } = assignment.localSteps;
-    emit({ event: "training", round, steps });
-    ({ trainLoss } = await trainer.trainSteps(local, round, steps, learningRate, (step, loss) =>
+    emit({ event: "training", round, steps: assignment.localSteps.steps });
+    const trained = await trainRound(assignment, trainer, base, options.clientKey, (step, loss) =>
       emit({ event: "step", round, step, loss }),
-    ));
-    const delta = new Float32Array(base.length);
-    for (let i = 0; i < delta.length; i++) delta[i] = (base[i] as number) - (local[i] as number);
-    coefficients = project(delta, seedFromHex(assignment.seed), plan, assignment.basis);
-    await state.savePending(round, coefficients, trainer.examples, { trainLoss });
+    );
+    trainLoss = trained.trainLoss;
+    await state.savePending(round, trained.body, trainer.examples, { trainLoss });
   }
-  const examples = state.current.pending?.examples ?? 1;
   const upBefore = api.http.bytes.up;
   let duplicate = false;
   try {
-    await api.upload(round, coefficients, examples, state.current.pending?.metrics ?? {});
+    await sendBody(api, state, assignment, progressReporter(emit, round));
   } catch (error) {
     if (!(error instanceof ApiError)) throw error;
     if (error.code === "duplicate_upload") duplicate = true;
@@ -176,9 +172,10 @@ async function takePart(
   emit({
     event: "uploaded",
     round,
-    coefficients: coefficients.length,
+    strategy: strategyOf(assignment),
+    coefficients: bodyValues(assignment, size),
     requestBytes: api.http.bytes.up - upBefore,
-    bodyBytes: coefficients.byteLength,
+    bodyBytes: size,
     resent,
     duplicate,
   });

@@ -1,11 +1,12 @@
 // What a client keeps on disk so that a kill at any moment loses at most the training in progress:
 //   state.json           — run, the checkpoint held, rounds already uploaded, an upload not yet acknowledged;
 //   weights-<c>.f32      — the flat float32 weights of checkpoint c (never the locally trained weights);
-//   pending-<r>.f32      — round r's coefficients, written before the upload is sent.
+//   pending-<r>.bin      — round r's upload body, written before it is sent: ferret's coefficients, fedkseed's
+//                          (seed index, gradient) pairs, or fedavg's full update Δ (then PUT, then committed).
 // Every file is written to a temporary name, flushed and renamed, and state.json is renamed last, so it only
 // ever names complete files. A pending upload found at start is sent again, never recomputed: the server
 // accepts it once and answers "duplicate_upload" to a repeat, which counts as done.
-import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
+import { mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 
 export interface PendingUpload {
@@ -43,7 +44,8 @@ async function writeAtomically(path: string, data: Uint8Array | string): Promise
   await rename(temporary, path);
 }
 
-const asBytes = (values: Float32Array) => new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+const asBytes = (values: Float32Array | Uint8Array) =>
+  new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
 
 async function readFloats(path: string, expected: number): Promise<Float32Array | undefined> {
   const bytes = await readFile(path).catch(() => undefined);
@@ -117,21 +119,34 @@ export class StateDir {
     return this.state.uploaded.includes(round);
   }
 
-  /** Records the coefficients of round `round` before they are sent. */
+  /** Records the upload body of round `round` before it is sent. */
   async savePending(
     round: number,
-    coefficients: Float32Array,
+    body: Float32Array | Uint8Array,
     examples: number,
     metrics: Record<string, number>,
   ) {
-    const file = `pending-${round}.f32`;
-    await writeAtomically(join(this.dir, file), asBytes(coefficients));
+    const file = `pending-${round}.bin`;
+    await writeAtomically(join(this.dir, file), asBytes(body));
     await this.commit({ ...this.state, pending: { round, examples, metrics, file } });
   }
 
-  async pendingCoefficients(totalK: number): Promise<Float32Array | undefined> {
+  /** Path of the pending body when it holds exactly `bytes` bytes (else undefined: train again). */
+  async pendingFile(bytes: number): Promise<string | undefined> {
     const pending = this.state.pending;
-    return pending ? readFloats(join(this.dir, pending.file), totalK) : undefined;
+    if (!pending) return undefined;
+    const path = join(this.dir, pending.file);
+    const size = await stat(path).then(
+      (s) => s.size,
+      () => -1,
+    );
+    return size === bytes ? path : undefined;
+  }
+
+  /** The pending body when it holds exactly `bytes` bytes. */
+  async pendingBody(bytes: number): Promise<Uint8Array | undefined> {
+    const path = await this.pendingFile(bytes);
+    return path === undefined ? undefined : new Uint8Array(await readFile(path));
   }
 
   /** The server has round `round`'s upload (accepted now or earlier): forget the pending copy. */

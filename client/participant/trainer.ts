@@ -1,6 +1,6 @@
 // Local training for one round: the engine's ONNX training session behind the trainer's GradientSource, the
-// client's JSONL data packed into rows, T steps of SGD on a copy of the round's weights, and eval loss on rows
-// held out from training.
+// client's JSONL data packed into rows, T steps of SGD (ferret, fedavg) or of FedKSeed's zeroth-order method
+// (forward passes only) on a copy of the round's weights, and eval loss on rows held out from training.
 import type { Plan } from "../../core/plan.ts";
 import { batches, epochBatches } from "../data/batches.ts";
 import { readJsonl } from "../data/jsonl.ts";
@@ -14,6 +14,7 @@ import { evaluateLoss, trainLocal } from "../train/loop.ts";
 import { Sgd } from "../train/optimizers.ts";
 import type { ParamRecord } from "../train/params.ts";
 import { makeSchedule } from "../train/schedule.ts";
+import { type ZerothOrderOptions, zerothOrderSteps } from "../train/zeroth-order.ts";
 
 /** Rows held out for evaluation: this fraction of the client's rows, at least one and at most MAX_EVAL_ROWS. */
 const EVAL_FRACTION = 0.1;
@@ -104,5 +105,23 @@ export class LocalTrainer {
     const tokens = reports.reduce((sum, r) => sum + r.tokens, 0);
     const trainLoss = reports.reduce((sum, r) => sum + r.loss * r.tokens, 0) / Math.max(tokens, 1);
     return { trainLoss, steps: reports.length, tokens };
+  }
+
+  /** T zeroth-order steps on `values`, in place (same data order as trainSteps); returns the (s, g) pairs. */
+  async zerothOrderSteps(
+    values: Float32Array,
+    round: number,
+    options: Omit<ZerothOrderOptions, "onStep">,
+    onStep?: (step: number, loss: number) => void,
+  ) {
+    const steps = await zerothOrderSteps(
+      values,
+      this.plan,
+      this.engine,
+      epochBatches(this.data.train, { batchSize: this.batchSize, seed: round + 1 }),
+      { ...options, onStep: (r) => onStep?.(r.step, r.loss) },
+    );
+    const trainLoss = steps.reduce((sum, s) => sum + s.loss, 0) / Math.max(steps.length, 1);
+    return { trainLoss, pairs: steps.map(({ index, gradient }) => ({ index, gradient })) };
   }
 }

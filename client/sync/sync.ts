@@ -1,6 +1,6 @@
 // Bringing local weights to a committed checkpoint: replay the update log when the client holds an earlier
-// checkpoint (a few KB per round), download the shards when it holds nothing, is too far behind, or when the
-// replayed bytes fail the manifest's SHA-256 per block. Either way every block is checked before use.
+// checkpoint (a few KB per round), download the shards when it holds nothing, is too far behind, when a fedavg
+// round is on the way, or when the replayed bytes fail the manifest's SHA-256 per block. Either way every block is checked before use.
 import { createHash } from "node:crypto";
 import type { Plan } from "../../core/plan.ts";
 import type { CheckpointLocation, ClientApi } from "../api/routes.ts";
@@ -55,7 +55,7 @@ export async function syncTo(
   if (held && options.mode === "replay" && behind > 0 && behind <= (options.maxReplayRounds ?? 100)) {
     const entries = await api.log(held.checkpoint, target - 1);
     const values = held.values;
-    const { reached, applied: replayed } = replay(values, plan, held.checkpoint, target, entries);
+    const { reached, applied: replayed, stoppedBy } = replay(values, plan, held.checkpoint, target, entries);
     if (reached === target) {
       const mismatched = mismatchedBlocks(plan, values, location.manifest);
       if (mismatched.length === 0) {
@@ -71,7 +71,11 @@ export async function syncTo(
       say(`replay to checkpoint ${target} left ${mismatched.length} blocks unlike the manifest; downloading`);
       return download(api, plan, location, { method: "download", replayed, mismatched }, say);
     }
-    say(`update log reaches only checkpoint ${reached} of ${target}; downloading`);
+    say(
+      stoppedBy === undefined
+        ? `update log reaches only checkpoint ${reached} of ${target}; downloading`
+        : `round ${stoppedBy} averaged full updates (fedavg), which the log does not carry; downloading`,
+    );
   }
   return download(api, plan, location, { method: "download", replayed: 0, mismatched: [] }, say);
 }

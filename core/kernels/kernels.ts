@@ -163,9 +163,13 @@ function gaussian16(group: u32, k: i32, block: i32): void {
   boxMuller4(x2, x3, SCRATCH + 96);
 }
 
-/** w[i] ← f32(w[i] − scale·Σ_k γ_k v_k[j0+i]) for i < n. */
+/**
+ * w[i] ← f32(w[i] − scale·Σ_t γ_t v_{k_t}[j0+i]) for i < n, over the `count` non-zero coefficients γ_t (f32 at
+ * gamma) of bases k_t (ascending i32 at bases). The caller drops zero coefficients: their terms are ±0, which
+ * never change a sum that starts at +0, so the bytes equal those of the full sum at a cost ∝ non-zeros.
+ */
 export function gaussianReconstruct(
-  w: usize, n: u32, j0: u32, gamma: usize, kb: i32, key0: i32, key1: i32, block: i32, scale: f64,
+  w: usize, n: u32, j0: u32, gamma: usize, bases: usize, count: i32, key0: i32, key1: i32, block: i32, scale: f64,
 ): void {
   setKey(key0, key1);
   const end = j0 + n;
@@ -179,9 +183,9 @@ export function gaussianReconstruct(
     let a5 = f64x2.splat(0);
     let a6 = f64x2.splat(0);
     let a7 = f64x2.splat(0);
-    for (let k = 0; k < kb; k++) {
-      gaussian16(group, k, block);
-      const g = f64x2.splat(<f64>load<f32>(gamma + (<usize>k << 2)));
+    for (let t = 0; t < count; t++) {
+      gaussian16(group, load<i32>(bases + (<usize>t << 2)), block);
+      const g = f64x2.splat(<f64>load<f32>(gamma + (<usize>t << 2)));
       const v0 = v128.load(SCRATCH, 64);
       const v1 = v128.load(SCRATCH, 80);
       const v2 = v128.load(SCRATCH, 96);

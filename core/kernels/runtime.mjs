@@ -9,6 +9,7 @@ import { setFlagsFromString } from "node:v8";
 const CHUNK = 16384;
 const BYTES_F32 = 4;
 const BYTES_F64 = 8;
+const BYTES_I32 = 4;
 const WASM_PAGE = 65536;
 // TypeScript's ES2022 lib has no WebAssembly declarations (they live in the DOM lib), so the API is typed loosely.
 /** @type {any} */
@@ -73,11 +74,21 @@ export class Kernels {
    */
   reconstructBlock(family, stream, gamma, weights, j0, scale) {
     const kb = gamma.length;
-    const coefficientBytes = family === "rademacher" ? Math.ceil(kb / 8) * 256 * BYTES_F64 : kb * BYTES_F32;
+    // Gaussian: the non-zero coefficients and their basis indices (a one-hot γ costs one basis, not kb).
+    const coefficientBytes = family === "rademacher" ? Math.ceil(kb / 8) * 256 * BYTES_F64 : kb * BYTES_I32;
     const gammaAt = this.reserve(kb * BYTES_F32 + coefficientBytes + CHUNK * BYTES_F32);
     const coefficientsAt = gammaAt + kb * BYTES_F32;
     const chunkAt = coefficientsAt + coefficientBytes;
-    this.f32(gammaAt, kb).set(gamma);
+    let nonZero = 0;
+    if (family === "gaussian") {
+      const values = this.f32(gammaAt, kb);
+      const bases = new Int32Array(this.memory.buffer, coefficientsAt, kb);
+      for (let k = 0; k < kb; k++) {
+        if (gamma[k] === 0) continue;
+        values[nonZero] = /** @type {number} */ (gamma[k]);
+        bases[nonZero++] = k;
+      }
+    } else this.f32(gammaAt, kb).set(gamma);
     const { key0, key1, block } = stream;
     const e = this.exports;
     if (family === "rademacher") e.rademacherTables(gammaAt, kb, coefficientsAt);
@@ -85,7 +96,8 @@ export class Kernels {
       const piece = weights.subarray(i, i + CHUNK);
       this.f32(chunkAt, piece.length).set(piece);
       const args = [chunkAt, piece.length, j0 + i];
-      if (family === "gaussian") e.gaussianReconstruct(...args, gammaAt, kb, key0, key1, block, scale);
+      if (family === "gaussian")
+        e.gaussianReconstruct(...args, gammaAt, coefficientsAt, nonZero, key0, key1, block, scale);
       else if (family === "rademacher")
         e.rademacherReconstruct(...args, coefficientsAt, kb, key0, key1, block, scale);
       else e.sketchReconstruct(...args, gammaAt, kb, key0, key1, block, scale);

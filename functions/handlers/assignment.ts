@@ -1,8 +1,9 @@
 // What the calling client should do now: the current round, its seed and plan, the checkpoint to start from,
-// and whether it is selected (and has already uploaded).
+// and whether it is selected (and has already uploaded). fedkseed runs add the seed pool the client draws from.
 import { Conflict } from "../errors.ts";
 import { clientOf, httpHandler } from "../http.ts";
 import { requireRound, requireRun } from "../rounds/lifecycle.ts";
+import { seedPoolOf } from "../rounds/seed-pool.ts";
 
 export const handler = httpHandler(async (event, svc) => {
   const { runId, clientId } = clientOf(event);
@@ -17,6 +18,7 @@ export const handler = httpHandler(async (event, svc) => {
       round: round.round,
       state: round.state,
       seed: round.seed,
+      strategy: run.config.strategy,
       basis: run.config.basis,
       plan: run.config.plan,
       baseCheckpoint: round.baseCheckpoint,
@@ -24,6 +26,7 @@ export const handler = httpHandler(async (event, svc) => {
       deadline: new Date(round.deadline).toISOString(),
       coefficients: run.config.plan.totalK,
       localSteps: run.config.localSteps,
+      seedPool: seedPoolOf(run),
     },
   };
 });

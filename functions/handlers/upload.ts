@@ -1,15 +1,22 @@
-// A client's coefficients for one round: application/octet-stream body of totalK little-endian float32, example
-// count in ?examples=N, optional metrics as JSON in the x-ferret-metrics header. Accepted once, only while the round
-// is open and the client is selected; the upload that meets the quorum closes the round and starts aggregation.
+// A client's update for one round, on one route for every strategy; example count in ?examples=N, optional metrics
+// as JSON in the x-ferret-metrics header. The body depends on the run's strategy:
+// - ferret: application/octet-stream, totalK little-endian float32 coefficients;
+// - fedkseed: application/octet-stream, (uint32 LE seed index < K, float32 LE gradient) pairs, stored dense;
+// - fedavg: application/json {"sha256"} committing the update the client PUT through its update-url.
+// Accepted once, only while the round is open and the client is selected; the upload that meets the quorum closes
+// the round and starts aggregation.
 import { MetricUnit } from "@aws-lambda-powertools/metrics";
 import { z } from "zod";
-import { BadRequest, Conflict, Forbidden, PayloadTooLarge } from "../errors.ts";
-import { clientOf, httpHandler, numberParam, parse } from "../http.ts";
+import { BadRequest, PayloadTooLarge } from "../errors.ts";
+import { clientOf, type HttpEvent, httpHandler, jsonBody, numberParam, parse } from "../http.ts";
 import { metrics as observedMetrics } from "../observability.ts";
+import { explainRefusal, requireAdmitted, roundRefusal } from "../rounds/admission.ts";
+import { commitStagedUpdate, SHA256_HEX } from "../rounds/fedavg.ts";
 import { requireRound, requireRun } from "../rounds/lifecycle.ts";
 import { MAX_UPLOAD_BYTES } from "../rounds/run-config.ts";
-import type { RoundRecord } from "../storage/records.ts";
-import { type UploadRefusal, UploadRefused } from "../storage/table.ts";
+import { denseFromSeedPairs, zerothOrderOf } from "../rounds/seed-pool.ts";
+import type { RunRecord } from "../storage/records.ts";
+import { UploadRefused } from "../storage/table.ts";
 
 const examplesSchema = z.coerce.number().int().positive().max(1e12);
 const metricsSchema = z
@@ -17,6 +24,7 @@ const metricsSchema = z
   .refine((m) => Object.keys(m).length <= 32, {
     message: "at most 32 metrics",
   });
+const commitSchema = z.object({ sha256: z.string().regex(SHA256_HEX, "expected 64 lowercase hex") }).strict();
 
 function decodeCoefficients(body: Buffer, expected: number): Float32Array {
   if (body.byteLength > MAX_UPLOAD_BYTES) {
@@ -37,41 +45,32 @@ function decodeCoefficients(body: Buffer, expected: number): Float32Array {
   return values;
 }
 
-/** The reason a round refuses this client, or undefined if it would accept. */
-function roundRefusal(round: RoundRecord, clientId: string, now: number): Conflict | Forbidden | undefined {
-  if (round.state !== "OPEN")
-    return new Conflict("round_closed", `round ${round.round} is ${round.state}, not OPEN`);
-  if (now >= round.deadline)
-    return new Conflict("deadline_passed", `round ${round.round}'s deadline has passed`);
-  if (!round.selected.includes(clientId)) {
-    return new Forbidden("not_selected", `client ${clientId} is not selected for round ${round.round}`);
+function requireContentType(event: HttpEvent, run: RunRecord): void {
+  const expected = run.config.strategy === "fedavg" ? "application/json" : "application/octet-stream";
+  const contentType = event.headers["content-type"] ?? "";
+  if (!contentType.startsWith(expected)) {
+    throw new BadRequest(
+      "wrong_content_type",
+      `content-type is "${contentType}"; a ${run.config.strategy} run takes ${expected}`,
+    );
   }
-  return undefined;
 }
 
-function explain(refusal: UploadRefusal, round: RoundRecord, clientId: string, now: number) {
-  if (refusal.duplicate)
-    return new Conflict("duplicate_upload", `client ${clientId} already uploaded for round ${round.round}`);
-  if (refusal.clientRefused) return new Forbidden("client_revoked", `client ${clientId} is revoked`);
-  return (
-    roundRefusal(round, clientId, now) ??
-    new Conflict("round_busy", `round ${round.round} is busy with concurrent uploads; retry`)
-  );
+/** ferret and fedkseed: the body's numbers, checked whole before anything is stored. */
+function coefficientsOf(event: HttpEvent, run: RunRecord): Float32Array {
+  const body = Buffer.from(event.body ?? "", event.isBase64Encoded ? "base64" : "utf8");
+  if (run.config.strategy === "fedkseed") return denseFromSeedPairs(body, zerothOrderOf(run.config).seedPool);
+  return decodeCoefficients(body, run.config.plan.totalK);
 }
 
 export const handler = httpHandler(async (event, svc) => {
   const { runId, clientId } = clientOf(event);
   const roundNumber = numberParam(event.pathParameters?.round, "round");
-  const contentType = event.headers["content-type"] ?? "";
-  if (!contentType.startsWith("application/octet-stream")) {
-    throw new BadRequest(
-      "wrong_content_type",
-      `content-type is "${contentType}"; send application/octet-stream`,
-    );
-  }
-  const body = Buffer.from(event.body ?? "", event.isBase64Encoded ? "base64" : "utf8");
   const run = await requireRun(svc, runId);
-  const coefficients = decodeCoefficients(body, run.config.plan.totalK);
+  requireContentType(event, run);
+  const commit =
+    run.config.strategy === "fedavg" ? parse(commitSchema, jsonBody(event), "commit") : undefined;
+  const coefficients = commit ? new Float32Array(0) : coefficientsOf(event, run);
   const examples = parse(examplesSchema, event.queryStringParameters?.examples, "examples");
   let metricsJson: unknown = {};
   try {
@@ -80,6 +79,11 @@ export const handler = httpHandler(async (event, svc) => {
     throw new BadRequest("invalid_metrics", "x-ferret-metrics header is not JSON");
   }
   const metrics = parse(metricsSchema, metricsJson, "metrics");
+  if (commit) {
+    await requireAdmitted(svc, runId, roundNumber, clientId);
+    const ref = { runId, round: roundNumber, clientId };
+    await commitStagedUpdate(svc, ref, run.config.plan.totalParams, commit.sha256);
+  }
   const round = await requireRound(svc, runId, roundNumber);
   const now = svc.now();
   const refusal = roundRefusal(round, clientId, now);
@@ -87,12 +91,21 @@ export const handler = httpHandler(async (event, svc) => {
   const receivedAt = new Date(now).toISOString();
   try {
     await svc.table.recordUpload(
-      { runId, round: roundNumber, clientId, coefficients, examples, metrics, receivedAt },
+      {
+        runId,
+        round: roundNumber,
+        clientId,
+        coefficients,
+        ...(commit ? { updateSha256: commit.sha256 } : {}),
+        examples,
+        metrics,
+        receivedAt,
+      },
       now,
     );
   } catch (error) {
     if (!(error instanceof UploadRefused)) throw error;
-    throw explain(error.refusal, await requireRound(svc, runId, roundNumber), clientId, now);
+    throw explainRefusal(error.refusal, await requireRound(svc, runId, roundNumber), clientId, now);
   }
   observedMetrics.addMetric("upload_accepted", MetricUnit.Count, 1);
   const closed = await svc.table.closeOnQuorum(runId, roundNumber);

@@ -4,9 +4,11 @@ import { aggregate } from "../../core/aggregate.ts";
 import { parsePlan } from "../../core/plan.ts";
 import { reconstructRange } from "../../core/projection.ts";
 import { seedFromHex } from "../../core/seed.ts";
+import { seedPoolPlan } from "../../core/seed-pool.ts";
 import type { Services } from "../services.ts";
 import { objectKeys } from "../storage/objects.ts";
-import type { LogEntry } from "../storage/records.ts";
+import type { LogEntry, RoundRecord, RunRecord, UploadRecord } from "../storage/records.ts";
+import { applyMeanUpdate, weightedUpdates } from "./fedavg.ts";
 import { advance, requireRound, requireRun } from "./lifecycle.ts";
 import {
   buildManifest,
@@ -17,6 +19,7 @@ import {
   type ShardSpec,
   shardSpecsOf,
 } from "./manifest.ts";
+import { poolSeedOf, zerothOrderOf } from "./seed-pool.ts";
 
 export interface RoundRef {
   runId: string;
@@ -37,7 +40,38 @@ async function logEntry(svc: Services, runId: string, round: number): Promise<Lo
   return entry;
 }
 
-/** Step 1: aggregate the uploads into the round's update-log entry and list the shards to rebuild. */
+/** The strategy's part of a round's update-log entry. */
+function aggregateOf(run: RunRecord, record: RoundRecord, uploads: UploadRecord[]) {
+  const { strategy, basis, learningRate, weighting, localSteps } = run.config;
+  if (strategy === "fedavg") {
+    const updates = weightedUpdates(uploads, weighting);
+    return {
+      strategy,
+      seed: record.seed,
+      basis,
+      scale: learningRate,
+      coefficients: new Float32Array(0),
+      updates,
+    };
+  }
+  const coefficients = aggregate(uploads, weighting);
+  if (strategy === "ferret") return { strategy, seed: record.seed, basis, scale: learningRate, coefficients };
+  return {
+    strategy,
+    seed: poolSeedOf(run.salt),
+    basis: "gaussian" as const,
+    // Clients stepped w ← w − η·g·z_s, so their Δ is η·Σ g z_s: the global step carries η.
+    scale: learningRate * localSteps.learningRate,
+    coefficients,
+    seedPool: zerothOrderOf(run.config).seedPool,
+  };
+}
+
+/**
+ * Step 1: aggregate the uploads into the round's update-log entry and list the shards to rebuild. ferret and
+ * fedkseed entries hold the mean coefficients (fedkseed's over the run's seed pool); fedavg entries name the
+ * committed updates and their weights, which the shard tasks average.
+ */
 export async function aggregateRound(svc: Services, { runId, round }: RoundRef): Promise<ShardTask[]> {
   const run = await requireRun(svc, runId);
   const record = await requireRound(svc, runId, round);
@@ -49,14 +83,11 @@ export async function aggregateRound(svc: Services, { runId, round }: RoundRef):
   const entry: LogEntry = {
     runId,
     round,
-    seed: record.seed,
-    basis: run.config.basis,
-    scale: run.config.learningRate,
     baseCheckpoint: record.baseCheckpoint,
     resultCheckpoint: round + 1,
-    coefficients: aggregate(uploads, run.config.weighting),
     uploads: uploads.length,
     examples: uploads.reduce((sum, u) => sum + u.examples, 0),
+    ...aggregateOf(run, record, uploads),
   };
   await svc.table.putLogEntry(entry); // false on a re-run: the same entry is already there
   const plan = parsePlan(run.config.plan);
@@ -85,15 +116,13 @@ export async function reconstructShard(
   const values = new Float32Array(shard.length);
   const bytes = new Uint8Array(values.buffer);
   await svc.bucket.readInto(objectKeys.shard(runId, entry.baseCheckpoint, shard.index), bytes);
-  reconstructRange(
-    values,
-    shard.start,
-    entry.coefficients,
-    seedFromHex(entry.seed),
-    plan,
-    entry.basis,
-    entry.scale,
-  );
+  let alsoHeld = 0;
+  if (entry.strategy === "fedavg") alsoHeld = await applyMeanUpdate(svc, entry, shard, values);
+  else {
+    const basisPlan = entry.strategy === "fedkseed" ? seedPoolPlan(plan, entry.seedPool as number) : plan;
+    const seed = seedFromHex(entry.seed);
+    reconstructRange(values, shard.start, entry.coefficients, seed, basisPlan, entry.basis, entry.scale);
+  }
   const key = objectKeys.shard(runId, entry.resultCheckpoint, shard.index);
   const digest = digestShard(plan, shard, values, key);
   if (await svc.bucket.exists(key)) {
@@ -115,7 +144,7 @@ export async function reconstructShard(
     length: shard.length,
     key,
     sha256: digest.sha256,
-    heldBytes: bytes.byteLength,
+    heldBytes: bytes.byteLength + alsoHeld,
   };
 }
 

@@ -1,6 +1,6 @@
 // The run config schema: what an operator may ask for, checked whole before anything is stored.
 import { z } from "zod";
-import { buildPlan, parsePlan } from "../../core/plan.ts";
+import { buildPlan, type Plan, parsePlan, type TensorSpec } from "../../core/plan.ts";
 import { BadRequest } from "../errors.ts";
 import type { RunConfig } from "../storage/records.ts";
 
@@ -8,12 +8,23 @@ import type { RunConfig } from "../storage/records.ts";
 export const MAX_TOTAL_K = 65_536;
 /** Bodies larger than this are refused before they are read as numbers. */
 export const MAX_UPLOAD_BYTES = MAX_TOTAL_K * 4;
+/** FedKSeed: most (seed index, gradient) pairs one upload may carry, i.e. most zeroth-order steps per round. */
+export const MAX_SEED_PAIRS = 8192;
+export const DEFAULT_ZEROTH_ORDER = { seedPool: 1024, perturbation: 1e-3 };
 
 const tensor = z.object({ name: z.string().min(1), shape: z.array(z.number().int().positive()).min(1) });
 
 export const runConfigSchema = z
   .object({
+    strategy: z.enum(["ferret", "fedavg", "fedkseed"]).default("ferret"),
     basis: z.enum(["gaussian", "rademacher", "sketch"]).default("gaussian"),
+    zerothOrder: z
+      .object({
+        seedPool: z.number().int().positive().max(MAX_TOTAL_K),
+        perturbation: z.number().positive().finite(),
+      })
+      .strict()
+      .optional(),
     plan: z.unknown().optional(),
     tensors: z.array(tensor).min(1).optional(),
     totalK: z.number().int().positive().max(MAX_TOTAL_K).optional(),
@@ -46,20 +57,54 @@ export const runConfigSchema = z
     path: ["quorum"],
   })
   .refine((c) => (c.plan === undefined) !== (c.tensors === undefined), {
-    message: "give either a block plan or tensors + totalK, not both or neither",
+    message: "give either a block plan or tensors (+ totalK for ferret), not both or neither",
     path: ["plan"],
+  })
+  .refine((c) => c.zerothOrder === undefined || c.strategy === "fedkseed", {
+    message: "zerothOrder applies only to strategy fedkseed",
+    path: ["zerothOrder"],
+  })
+  .refine((c) => c.strategy !== "fedkseed" || c.basis === "gaussian", {
+    message: "fedkseed always uses gaussian directions; leave basis out or set it to gaussian",
+    path: ["basis"],
+  })
+  .refine((c) => c.strategy !== "fedkseed" || c.localSteps.steps <= MAX_SEED_PAIRS, {
+    message: `fedkseed uploads one pair per zeroth-order step; at most ${MAX_SEED_PAIRS} steps`,
+    path: ["localSteps", "steps"],
   });
 
 export type RunConfigInput = z.input<typeof runConfigSchema>;
 
+/**
+ * The block plan defines shards and manifest hashes for every strategy, but only ferret uses its k_b. For fedavg
+ * and fedkseed, tensors alone are enough: each block then gets one coefficient (buildPlan is called once to learn
+ * the block count, then again with exactly that many).
+ */
+function planOf(tensors: TensorSpec[], totalK: number | undefined, targetBlockSize: number | undefined) {
+  const options = targetBlockSize ? { targetBlockSize } : {};
+  if (totalK !== undefined) return buildPlan(tensors, { totalK, ...options });
+  const blocks = buildPlan(tensors, { totalK: tensors.length, ...options }).blocks.length;
+  return buildPlan(tensors, { totalK: blocks, ...options });
+}
+
+function checkPoolFits(plan: Plan, seedPool: number): void {
+  if (seedPool > plan.totalParams) {
+    throw new BadRequest(
+      "invalid_run_config",
+      `zerothOrder.seedPool is ${seedPool}; the pool cannot hold more directions than the ${plan.totalParams} parameters`,
+    );
+  }
+}
+
 /** Resolves the plan (given, or built by core from tensors + totalK) and returns the stored config. */
 export function resolveRunConfig(input: z.output<typeof runConfigSchema>): RunConfig {
-  const { plan: givenPlan, tensors, totalK, targetBlockSize, ...rest } = input;
-  let plan: RunConfig["plan"];
+  const { plan: givenPlan, tensors, totalK, targetBlockSize, zerothOrder, ...rest } = input;
+  let plan: Plan;
   try {
     if (givenPlan !== undefined) plan = parsePlan(givenPlan);
-    else if (totalK === undefined) throw new Error("totalK is required with tensors");
-    else plan = buildPlan(tensors ?? [], { totalK, ...(targetBlockSize ? { targetBlockSize } : {}) });
+    else if (totalK === undefined && rest.strategy === "ferret")
+      throw new Error("totalK is required with tensors for strategy ferret");
+    else plan = planOf(tensors ?? [], totalK, targetBlockSize);
   } catch (error) {
     throw new BadRequest("invalid_plan", `invalid block plan: ${(error as Error).message}`);
   }
@@ -69,5 +114,8 @@ export function resolveRunConfig(input: z.output<typeof runConfigSchema>): RunCo
       `plan has ${plan.totalK} coefficients; at most ${MAX_TOTAL_K} are supported`,
     );
   }
-  return { ...rest, plan };
+  if (rest.strategy !== "fedkseed") return { ...rest, plan };
+  const settings = zerothOrder ?? DEFAULT_ZEROTH_ORDER;
+  checkPoolFits(plan, settings.seedPool);
+  return { ...rest, plan, zerothOrder: { ...settings } };
 }

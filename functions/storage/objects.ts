@@ -11,6 +11,7 @@ import {
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
+import { logger } from "../observability.ts";
 
 export const objectKeys = {
   checkpointPrefix: (runId: string, checkpoint: number) => `runs/${runId}/rounds/${checkpoint}/`,
@@ -19,6 +20,12 @@ export const objectKeys = {
   shardDigest: (runId: string, checkpoint: number, index: number) =>
     `runs/${runId}/rounds/${checkpoint}/shards/${String(index).padStart(5, "0")}.json`,
   manifest: (runId: string, checkpoint: number) => `runs/${runId}/rounds/${checkpoint}/manifest.json`,
+  /** fedavg: where a client PUTs its update through a presigned URL; the server only reads it. */
+  stagedUpdate: (runId: string, round: number, clientId: string) =>
+    `runs/${runId}/rounds/${round}/staging/${clientId}.f32`,
+  /** fedavg: the update as the server checked and committed it; only the server writes here. */
+  update: (runId: string, round: number, clientId: string) =>
+    `runs/${runId}/rounds/${round}/updates/${clientId}.f32`,
   importUpload: (runId: string) => `runs/${runId}/import/initial.safetensors`,
   export: (runId: string, checkpoint: number) => `runs/${runId}/exports/${checkpoint}.safetensors`,
 };
@@ -103,6 +110,11 @@ export class CheckpointBucket {
     });
   }
 
+  /** A URL that lets its holder PUT one object at `key` (any bytes, any number of times) until it expires. */
+  presignPut(key: string, expiresIn: number): Promise<string> {
+    return getSignedUrl(this.s3, new PutObjectCommand({ Bucket: this.bucketName, Key: key }), { expiresIn });
+  }
+
   async startMultipart(key: string, parts: number): Promise<{ uploadId: string; partUrls: string[] }> {
     const created = await this.s3.send(
       new CreateMultipartUploadCommand({
@@ -129,8 +141,15 @@ export class CheckpointBucket {
     yield* out.Body as AsyncIterable<Uint8Array>;
   }
 
-  /** Writes a new object from a stream of chunks in parts of PART_BYTES: memory is one part, not the object. */
-  async putNewFromChunks(key: string, chunks: AsyncIterable<Uint8Array>): Promise<void> {
+  /**
+   * Writes a new object from a stream of chunks in parts of PART_BYTES: memory is one part, not the object. If the
+   * stream or `beforeComplete` throws, the upload is aborted and no object appears.
+   */
+  async putNewFromChunks(
+    key: string,
+    chunks: AsyncIterable<Uint8Array>,
+    beforeComplete: () => Promise<void> = async () => {},
+  ): Promise<void> {
     if (await this.exists(key)) throw new ObjectExists(`s3://${this.bucketName}/${key} already exists`);
     const { UploadId } = await this.s3.send(
       new CreateMultipartUploadCommand({ Bucket: this.bucketName, Key: key }),
@@ -163,9 +182,20 @@ export class CheckpointBucket {
         }
       }
       if (filled > 0 || parts.length === 0) await flush();
+      await beforeComplete();
       await this.completeMultipart(key, UploadId as string, parts);
     } catch (error) {
-      await this.s3.send(new AbortMultipartUploadCommand({ Bucket: this.bucketName, Key: key, UploadId }));
+      // The parts stay invisible either way. The caller must learn why the write stopped, so an abort that fails
+      // too (s3rver has no AbortMultipartUpload) is logged and left to the bucket's lifecycle rule.
+      await this.s3
+        .send(new AbortMultipartUploadCommand({ Bucket: this.bucketName, Key: key, UploadId }))
+        .catch((abortError: Error) =>
+          logger.warn("multipart upload not aborted", {
+            key,
+            uploadId: UploadId,
+            reason: abortError.message,
+          }),
+        );
       throw error;
     }
   }

@@ -2,8 +2,22 @@
 import type { Plan } from "../../core/plan.ts";
 import type { Family } from "../../core/projection.ts";
 
+/** How clients train and what they upload (issue 6): Ferret's projected coefficients, FedAvg's full update, or
+ * FedKSeed's (seed index, scalar gradient) pairs over a fixed pool of K gaussian directions. */
+export type Strategy = "ferret" | "fedavg" | "fedkseed";
+
+/** FedKSeed's zeroth-order settings: K directions in the pool and the two-point perturbation ε. */
+export interface ZerothOrder {
+  seedPool: number;
+  perturbation: number;
+}
+
 export interface RunConfig {
+  strategy: Strategy;
+  /** Ferret's basis family; fedkseed always uses gaussian directions, fedavg none. */
   basis: Family;
+  /** fedkseed only. */
+  zerothOrder?: ZerothOrder;
   plan: Plan;
   learningRate: number;
   clientsPerRound: number;
@@ -63,22 +77,42 @@ export interface UploadRecord {
   runId: string;
   round: number;
   clientId: string;
+  /** ferret: plan.totalK values; fedkseed: the dense length-K sum of the client's pairs; fedavg: empty. */
   coefficients: Float32Array;
+  /** fedavg: SHA-256 (hex) of the committed update object `runs/{run}/rounds/{r}/updates/{clientId}.f32`. */
+  updateSha256?: string;
   examples: number;
   metrics: Record<string, number>;
   receivedAt: string;
 }
 
-/** One round's aggregate: what a client needs to replay w_{r+1} = w_r - scale * R(coefficients; seed). */
+/** One fedavg client's committed update and its normalised weight in the round's mean. */
+export interface WeightedUpdate {
+  clientId: string;
+  weight: number;
+  sha256: string;
+}
+
+/**
+ * One round's aggregate: what a client needs to replay w_{r+1} = w_r - scale * R(coefficients; seed). Entries
+ * written before strategies existed have no `strategy` in the table and are read as "ferret".
+ */
 export interface LogEntry {
   runId: string;
   round: number;
+  strategy: Strategy;
+  /** ferret: the round seed; fedkseed: the run's pool seed. */
   seed: string;
   basis: Family;
   scale: number;
   baseCheckpoint: number;
   resultCheckpoint: number;
+  /** ferret: plan.totalK; fedkseed: K; fedavg: empty (not replayable). */
   coefficients: Float32Array;
+  /** fedkseed: K, so a replayer builds seedPoolPlan(plan, K). */
+  seedPool?: number;
+  /** fedavg: the averaged updates, in client order. */
+  updates?: WeightedUpdate[];
   uploads: number;
   examples: number;
 }

@@ -29,6 +29,10 @@ export const keys = {
     pk: `RUN#${runId}#ROUND#${pad(round)}`,
     sk: `UPLOAD#${clientId}`,
   }),
+  updateClaim: (runId: string, round: number, clientId: string) => ({
+    pk: `RUN#${runId}#ROUND#${pad(round)}`,
+    sk: `UPDATE#${clientId}`,
+  }),
   log: (runId: string, round: number) => ({ pk: `RUN#${runId}`, sk: `LOG#${pad(round)}` }),
 };
 
@@ -122,8 +126,10 @@ export class RoundTable {
     await this.put({ ...keys.run(run.runId), ...run });
   }
 
-  getRun(runId: string): Promise<RunRecord | undefined> {
-    return this.get<RunRecord>(keys.run(runId));
+  /** Runs created before strategies existed have none stored: they are ferret runs. */
+  async getRun(runId: string): Promise<RunRecord | undefined> {
+    const run = await this.get<RunRecord>(keys.run(runId));
+    return run && { ...run, config: { ...run.config, strategy: run.config.strategy ?? "ferret" } };
   }
 
   /** Moves the run from one of `from` to `to`; false when it was in another status. */
@@ -360,6 +366,21 @@ export class RoundTable {
     });
   }
 
+  async hasUpload(runId: string, round: number, clientId: string): Promise<boolean> {
+    return (await this.get(keys.upload(runId, round, clientId))) !== undefined;
+  }
+
+  /**
+   * fedavg: claims the right to write this client's committed update object for `sha256`. Returns the SHA-256
+   * that holds the claim: ours, or an earlier commit's (then only that content may be written). S3 emulators
+   * ignore If-None-Match, so this conditional write, not the object store, decides which bytes become the update.
+   */
+  async claimUpdate(runId: string, round: number, clientId: string, sha256: string): Promise<string> {
+    const key = keys.updateClaim(runId, round, clientId);
+    if (await conditional(this.put({ ...key, sha256 }))) return sha256;
+    return ((await this.get<{ sha256: string }>(key)) as { sha256: string }).sha256;
+  }
+
   /** Writes the round's update-log entry once; a re-run finds the same entry already there. */
   async putLogEntry(entry: LogEntry): Promise<boolean> {
     const item = {
@@ -376,7 +397,11 @@ export class RoundTable {
       const entry = strip<LogEntry & { coefficients: Uint8Array }>(item) as LogEntry & {
         coefficients: Uint8Array;
       };
-      return { ...entry, coefficients: floatsOf(entry.coefficients) };
+      return {
+        ...entry,
+        strategy: entry.strategy ?? "ferret",
+        coefficients: floatsOf(entry.coefficients),
+      };
     });
   }
 }

@@ -18,6 +18,8 @@ interface HandlerAccess {
   bucket?: Access;
   /** Starts the aggregation state machine (quorum reached, deadline passed). */
   startsAggregation?: true;
+  /** fedavg: presigns PUTs to clients' staging keys, so its role may put objects there and nowhere else. */
+  presignsStaging?: true;
   /** Opens rounds, so creates their deadline schedules. */
   schedulesDeadlines?: true;
   memorySize?: number;
@@ -68,9 +70,16 @@ const HANDLERS: Record<string, HandlerAccess> = {
     timeout: LONG,
   },
   "assignment.ts": { description: "Client: current round, seed, plan and selection", table: "read" },
+  "update-url.ts": {
+    description: "Client (fedavg): presigned PUT of a full update to its staging key",
+    table: "read",
+    presignsStaging: true,
+  },
   "upload.ts": {
-    description: "Client: upload projected coefficients",
+    description: "Client: upload coefficients or seed pairs, or commit a staged fedavg update",
     table: "write",
+    // fedavg commits read the staging object and write the committed update once.
+    bucket: "write",
     startsAggregation: true,
   },
   "update-log.ts": { description: "Client: update-log entries for a range of rounds", table: "read" },
@@ -195,6 +204,7 @@ export class Handlers extends Construct {
 
     if (access.table) props.table.grant(fn.executionRole, ...TABLE_ACTIONS[access.table]);
     if (access.bucket) grantObjects(fn, props.bucket, access.bucket);
+    if (access.presignsStaging) grantStagingPut(fn, props.bucket);
     if (access.startsAggregation) {
       fn.addToRolePolicy(
         new PolicyStatement({ actions: ["states:StartExecution"], resources: [props.stateMachineArn] }),
@@ -223,6 +233,18 @@ function grantObjects(fn: FerretFunction, bucket: Bucket, access: Access): void 
     fn.executionRole,
     objects,
     "Checkpoint, update-log and export keys are created per run and round at run time, all under runs/.",
+  );
+}
+
+// A presigned URL carries its signer's permissions, so this role is what a client's URL may do: PutObject on
+// staging keys, nothing else (not even read them back).
+function grantStagingPut(fn: FerretFunction, bucket: Bucket): void {
+  const staging = bucket.arnForObjects("runs/*/rounds/*/staging/*");
+  fn.addToRolePolicy(new PolicyStatement({ actions: ["s3:PutObject"], resources: [staging] }));
+  acknowledgeWildcard(
+    fn.executionRole,
+    staging,
+    "fedavg clients PUT their update to runs/{run}/rounds/{round}/staging/{client}.f32, named at run time.",
   );
 }
 

@@ -1,19 +1,26 @@
 // An in-memory stand-in for the client routes, computing checkpoints with core exactly as the backend's shard tasks
 // do (one reconstructRange per shard), so client-side sync can be tested against the server's bytes.
 import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import { ApiError, ByteCounter } from "../../client/api/http.ts";
 import type {
   Assignment,
   CheckpointLocation,
   Manifest,
+  Strategy,
+  UpdateUrl,
   UploadReceipt,
   WireLogEntry,
 } from "../../client/api/routes.ts";
 import { blockDigests, bytesOf } from "../../client/sync/weights.ts";
 import { aggregate } from "../../core/aggregate.ts";
 import { buildPlan, type Plan } from "../../core/plan.ts";
-import { project, reconstructRange } from "../../core/projection.ts";
+import { type Family, project, reconstructRange } from "../../core/projection.ts";
 import { deriveRoundSeed, seedToHex } from "../../core/seed.ts";
+import { seedPoolPlan } from "../../core/seed-pool.ts";
+
+/** fedkseed rounds of the fake server: the run's pool seed and size. */
+export const POOL = { seed: 0xabcdef0123456789n, size: 32, perturbation: 1e-3 };
 
 const SHARD_BLOCKS = 2;
 
@@ -31,6 +38,16 @@ export function tinyPlan(): Plan {
   );
 }
 
+/** One fedkseed client's dense pool coefficients: three steps' gradients summed per seed index. */
+function poolCoefficients(round: number, client: number): Float32Array {
+  const dense = new Float32Array(POOL.size);
+  for (let t = 0; t < 3; t++) {
+    const index = (7 * round + 5 * client + 11 * t) % POOL.size;
+    dense[index] = (dense[index] as number) + Math.fround(0.1 * (t - 1) + 0.05 * client);
+  }
+  return dense;
+}
+
 function seeded(length: number, seed: number, scale: number): Float32Array {
   const out = new Float32Array(length);
   let s = seed >>> 0;
@@ -46,7 +63,10 @@ export class FakeServer {
   readonly checkpoints: Float32Array[];
   private latest = 0;
   readonly entries: WireLogEntry[] = [];
-  readonly uploads: { round: number; coefficients: Float32Array }[] = [];
+  /** Accepted upload bodies: coefficients, seed pairs, or (fedavg) the committed update's bytes. */
+  readonly uploads: { round: number; body: Uint8Array }[] = [];
+  /** fedavg: the last bytes PUT to each round's staging URL. */
+  readonly staging = new Map<number, Uint8Array>();
   readonly bytes = new ByteCounter();
   /** Rounds that FAILED (no log entry; the next round starts from the same checkpoint). */
   readonly failed = new Set<number>();
@@ -54,56 +74,83 @@ export class FakeServer {
 
   constructor(
     readonly plan: Plan = tinyPlan(),
-    readonly family: "gaussian" | "rademacher" | "sketch" = "gaussian",
+    readonly family: Family = "gaussian",
   ) {
     this.checkpoints = [seeded(plan.totalParams, 7, 0.2)];
   }
 
-  /** Round `round` runs on the latest checkpoint with `clients` seeded deltas (or FAILS when `fail`). */
-  runRound(round: number, clients = 2, fail = false): void {
+  /**
+   * Round `round` runs on the latest checkpoint with `clients` seeded updates (or FAILS when `fail`), as the
+   * backend aggregates them for `strategy`: ferret projects deltas on the round's bases; fedkseed sums seeded
+   * (index, g) pairs into dense pool coefficients; fedavg averages full deltas (then the log has no coefficients).
+   */
+  runRound(round: number, clients = 2, fail = false, strategy: Strategy = "ferret"): void {
     if (fail) {
       this.failed.add(round);
       return;
     }
     const base = this.latest;
-    const seed = deriveRoundSeed("salt", round);
-    const uploads = Array.from({ length: clients }, (_, i) => ({
-      clientId: `client-${i}`,
-      coefficients: project(
-        seeded(this.plan.totalParams, 100 * round + i, 0.01),
-        seed,
-        this.plan,
-        this.family,
-      ),
-      examples: 10 + i,
-    }));
-    const coefficients = aggregate(uploads, "examples");
+    const examples = Array.from({ length: clients }, (_, i) => 10 + i);
+    const deltas = examples.map((_, i) => seeded(this.plan.totalParams, 100 * round + i, 0.01));
     const next = (this.checkpoints[base] as Float32Array).slice();
-    for (const shard of this.shards()) {
-      reconstructRange(
-        next.subarray(shard.start, shard.start + shard.length),
-        shard.start,
-        coefficients,
-        seed,
-        this.plan,
-        this.family,
-        0.5,
-      );
-    }
-    this.checkpoints[round + 1] = next;
-    this.latest = round + 1;
-    this.entries.push({
+    const common = {
       runId: "run",
       round,
-      seed: seedToHex(seed),
-      basis: this.family,
       scale: 0.5,
       baseCheckpoint: base,
       resultCheckpoint: round + 1,
-      coefficients: Buffer.from(bytesOf(coefficients)).toString("base64"),
       uploads: clients,
-      examples: uploads.reduce((n, u) => n + u.examples, 0),
-    });
+      examples: examples.reduce((a, b) => a + b, 0),
+    };
+    if (strategy === "fedavg") {
+      const total = common.examples;
+      for (let j = 0; j < next.length; j++) {
+        let mean = 0;
+        for (const [i, delta] of deltas.entries())
+          mean += ((examples[i] as number) / total) * (delta[j] as number);
+        next[j] = (next[j] as number) - 0.5 * mean;
+      }
+      const updates = examples.map((n, i) => ({ clientId: `client-${i}`, weight: n / total, sha256: "" }));
+      this.entries.push({
+        ...common,
+        strategy,
+        seed: seedToHex(0n),
+        basis: "gaussian",
+        coefficients: "",
+        updates,
+      });
+    } else {
+      const pool = strategy === "fedkseed" ? seedPoolPlan(this.plan, POOL.size) : undefined;
+      const seed = pool ? POOL.seed : deriveRoundSeed("salt", round);
+      const family = pool ? "gaussian" : this.family;
+      const layout = pool ?? this.plan;
+      const uploads = deltas.map((delta, i) => ({
+        clientId: `client-${i}`,
+        coefficients: pool ? poolCoefficients(round, i) : project(delta, seed, this.plan, family),
+        examples: examples[i] as number,
+      }));
+      const coefficients = aggregate(uploads, "examples");
+      for (const shard of this.shards()) {
+        const range = next.subarray(shard.start, shard.start + shard.length);
+        reconstructRange(range, shard.start, coefficients, seed, layout, family, 0.5);
+      }
+      this.entries.push({
+        ...common,
+        strategy,
+        seed: seedToHex(seed),
+        basis: family,
+        coefficients: Buffer.from(bytesOf(coefficients)).toString("base64"),
+        ...(pool ? { seedPool: POOL.size } : {}),
+      });
+    }
+    this.checkpoints[round + 1] = next;
+    this.latest = round + 1;
+  }
+
+  private refuseRepeat(round: number): void {
+    if (this.uploads.some((u) => u.round === round)) {
+      throw new ApiError(409, "duplicate_upload", `already uploaded for round ${round}`);
+    }
   }
 
   private shards() {
@@ -148,6 +195,13 @@ export class FakeServer {
       runId: "run",
       http: {
         bytes: server.bytes,
+        async putFile(url: string, path: string, onProgress?: (done: number, total: number) => void) {
+          const bytes = new Uint8Array(await readFile(path));
+          server.bytes.up += bytes.byteLength;
+          onProgress?.(bytes.byteLength, bytes.byteLength);
+          server.staging.set(Number(url.replace("mem://staging/", "")), bytes);
+          return { bytes: bytes.byteLength, sha256: createHash("sha256").update(bytes).digest("hex") };
+        },
         async download(url: string) {
           const [checkpoint, shard] = url.replace("mem://", "").split("/").map(Number) as [number, number];
           const s = server.shards()[shard] as { start: number; length: number };
@@ -179,11 +233,29 @@ export class FakeServer {
         if (!next) throw new ApiError(409, "no_round", "no round yet");
         return next;
       },
-      async upload(round: number, coefficients: Float32Array): Promise<UploadReceipt> {
-        if (server.uploads.some((u) => u.round === round)) {
-          throw new ApiError(409, "duplicate_upload", `already uploaded for round ${round}`);
+      async upload(round: number, body: Float32Array | Uint8Array): Promise<UploadReceipt> {
+        server.refuseRepeat(round);
+        server.uploads.push({
+          round,
+          body: new Uint8Array(body.buffer.slice(0), body.byteOffset, body.byteLength),
+        });
+        return { round, accepted: true, closedRound: false };
+      },
+      async updateUrl(round: number): Promise<UpdateUrl> {
+        server.refuseRepeat(round);
+        return { url: `mem://staging/${round}`, key: `staging/${round}`, expiresAt: "" };
+      },
+      async commitUpdate(round: number, sha256: string): Promise<UploadReceipt> {
+        server.refuseRepeat(round);
+        const staged = server.staging.get(round);
+        if (!staged || createHash("sha256").update(staged).digest("hex") !== sha256) {
+          throw new ApiError(
+            400,
+            "update_mismatch",
+            `staged update of round ${round} does not match ${sha256}`,
+          );
         }
-        server.uploads.push({ round, coefficients });
+        server.uploads.push({ round, body: staged });
         return { round, accepted: true, closedRound: false };
       },
     };

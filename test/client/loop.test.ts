@@ -3,17 +3,20 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ApiError } from "../../client/api/http.ts";
-import type { Assignment } from "../../client/api/routes.ts";
+import type { Assignment, Strategy } from "../../client/api/routes.ts";
 import {
   type ClientEvent,
   type LoopOptions,
+  progressReporter,
   runClient,
   type Trainer,
 } from "../../client/participant/loop.ts";
 import { StateDir } from "../../client/participant/state.ts";
+import { clientStepRandom } from "../../client/train/zeroth-order.ts";
 import { project } from "../../core/projection.ts";
 import { deriveRoundSeed, seedToHex } from "../../core/seed.ts";
-import { FakeServer } from "./fake-server.ts";
+import { decodeSeedPairs } from "../../core/seed-pool.ts";
+import { FakeServer, POOL } from "./fake-server.ts";
 
 let dir: string;
 beforeEach(async () => {
@@ -21,8 +24,17 @@ beforeEach(async () => {
 });
 afterEach(() => rm(dir, { recursive: true, force: true }));
 
-function assignment(server: FakeServer, round: number, state: Assignment["state"]): Assignment {
+function assignment(
+  server: FakeServer,
+  round: number,
+  state: Assignment["state"],
+  strategy: Strategy = "ferret",
+): Assignment {
   return {
+    strategy,
+    ...(strategy === "fedkseed"
+      ? { seedPool: { seed: seedToHex(POOL.seed), size: POOL.size, perturbation: POOL.perturbation } }
+      : {}),
     runId: "run",
     runStatus: "ACTIVE",
     round,
@@ -38,8 +50,11 @@ function assignment(server: FakeServer, round: number, state: Assignment["state"
   };
 }
 
-/** Moves every weight by −0.01 per step: Δ = w_round − w_local = 0.01·steps everywhere. */
-function fakeTrainer(calls: { train: number }): Trainer {
+/**
+ * SGD moves every weight by −0.01 per step: Δ = w_round − w_local = 0.01·steps everywhere. Zeroth-order steps
+ * draw their index as the real trainer does and report g = step + 0.5; `zo` keeps the options they got.
+ */
+function fakeTrainer(calls: { train: number; zo?: Parameters<Trainer["zerothOrderSteps"]>[2] }): Trainer {
   return {
     examples: 5,
     evalLoss: async (values) => values.reduce((a, b) => a + b, 0),
@@ -48,14 +63,26 @@ function fakeTrainer(calls: { train: number }): Trainer {
       for (let i = 0; i < values.length; i++) values[i] = (values[i] as number) - 0.01 * steps;
       return { trainLoss: 1.5 };
     },
+    zerothOrderSteps: async (_values, _round, options) => {
+      calls.train++;
+      calls.zo = options;
+      const pairs = Array.from({ length: options.steps }, (_, t) => ({
+        index: options.random.nextInt(options.pool.plan.totalK),
+        gradient: t + 0.5,
+      }));
+      return { trainLoss: 2.5, pairs };
+    },
   };
 }
+
+const floats = (bytes: Uint8Array | undefined) =>
+  new Float32Array(new Uint8Array(bytes ?? []).buffer.slice(0));
 
 /** Runs the loop through one round: round 0 OPEN, then DONE (checkpoint 1 committed), then it exits. */
 async function run(
   server: FakeServer,
   state: StateDir,
-  calls = { train: 0 },
+  calls: Parameters<typeof fakeTrainer>[0] = { train: 0 },
   api = server.api([assignment(server, 0, "OPEN"), assignment(server, 0, "DONE")]),
 ) {
   const events: ClientEvent[] = [];
@@ -63,6 +90,7 @@ async function run(
     api: api as unknown as LoopOptions["api"],
     state,
     trainer: async () => fakeTrainer(calls),
+    clientKey: "client-a",
     sync: "replay",
     pollMs: 1,
     untilCheckpoint: 1,
@@ -84,7 +112,7 @@ describe("the client loop", () => {
     const base = server.checkpoints[0] as Float32Array;
     const local = base.map((w) => w - 0.01 * 3);
     const delta = base.map((w, i) => w - (local[i] as number));
-    expect(server.uploads[0]?.coefficients).toEqual(
+    expect(floats(server.uploads[0]?.body)).toEqual(
       project(delta, deriveRoundSeed("salt", 0), server.plan, "gaussian"),
     );
     expect(events.map((e) => e.event)).toEqual([
@@ -111,7 +139,7 @@ describe("the client loop", () => {
     const restarted = await StateDir.open(dir, "run");
     const events = await run(server, restarted, calls);
     expect(calls.train).toBe(0);
-    expect(server.uploads.map((u) => u.coefficients)).toEqual([saved]);
+    expect(server.uploads.map((u) => floats(u.body))).toEqual([saved]);
     expect(events.find((e) => e.event === "uploaded")).toMatchObject({ resent: true, duplicate: false });
   });
 
@@ -119,7 +147,7 @@ describe("the client loop", () => {
     const server = new FakeServer();
     server.runRound(0);
     const saved = Float32Array.from({ length: server.plan.totalK }, () => 0.25);
-    server.uploads.push({ round: 0, coefficients: saved });
+    server.uploads.push({ round: 0, body: new Uint8Array(saved.buffer) });
     const state = await StateDir.open(dir, "run");
     await state.savePending(0, saved, 5, {});
     const events = await run(server, state);
@@ -142,5 +170,123 @@ describe("the client loop", () => {
     expect(events.find((e) => e.event === "skipped")).toMatchObject({ round: 0 });
     expect(state.current.pending).toBeNull();
     expect(state.hasUploaded(0)).toBe(false);
+  });
+});
+
+describe("the client loop, per strategy", () => {
+  const strategyRun = (server: FakeServer, state: StateDir, strategy: Strategy, calls = { train: 0 }) =>
+    run(
+      server,
+      state,
+      calls,
+      server.api([assignment(server, 0, "OPEN", strategy), assignment(server, 0, "DONE", strategy)]),
+    );
+
+  it("fedkseed: trains on the assignment's pool and uploads one (index, g) pair per step, 8 bytes each", async () => {
+    const server = new FakeServer();
+    server.runRound(0, 2, false, "fedkseed");
+    const state = await StateDir.open(dir, "run");
+    const calls: Parameters<typeof fakeTrainer>[0] = { train: 0 };
+    const events = await strategyRun(server, state, "fedkseed", calls);
+    expect(calls.zo).toMatchObject({ steps: 3, learningRate: 0.1, perturbation: POOL.perturbation });
+    expect(calls.zo?.pool.seed).toBe(POOL.seed);
+    expect(calls.zo?.pool.plan.blocks).toEqual([
+      {
+        start: 0,
+        size: server.plan.totalParams,
+        k: POOL.size,
+        tensors: server.plan.tensors.map((t) => t.name),
+      },
+    ]);
+    // Indices come from the client's own generator: seeded by the round seed and this client's key.
+    const random = clientStepRandom(seedToHex(deriveRoundSeed("salt", 0)), "client-a");
+    const indices = [0, 1, 2].map(() => random.nextInt(POOL.size));
+    const body = server.uploads[0]?.body as Uint8Array;
+    expect(body.byteLength).toBe(24);
+    expect(decodeSeedPairs(body, POOL.size)).toEqual(
+      indices.map((index, t) => ({ index, gradient: t + 0.5 })),
+    );
+    expect(events.find((e) => e.event === "uploaded")).toMatchObject({
+      strategy: "fedkseed",
+      coefficients: 3,
+      bodyBytes: 24,
+    });
+    // The next checkpoint came from replaying the fedkseed entry on the pool plan, checked against the manifest.
+    expect(events.filter((e) => e.event === "synced").at(-1)).toMatchObject({
+      method: "replay",
+      replayed: 1,
+    });
+  });
+
+  it("fedavg: PUTs Δ = w_round − w_local as 4P bytes, commits its SHA-256, and counts the PUT as uplink", async () => {
+    const server = new FakeServer();
+    server.runRound(0, 2, false, "fedavg");
+    const state = await StateDir.open(dir, "run");
+    const events = await strategyRun(server, state, "fedavg");
+    const base = server.checkpoints[0] as Float32Array;
+    const delta = base.map((w) => w - Math.fround(w - 0.03));
+    expect(floats(server.uploads[0]?.body)).toEqual(delta);
+    const P = server.plan.totalParams;
+    expect(events.find((e) => e.event === "uploaded")).toMatchObject({
+      strategy: "fedavg",
+      bodyBytes: 4 * P,
+    });
+    expect(events.find((e) => e.event === "round")).toMatchObject({ round: 0 });
+    const round = events.find((e) => e.event === "round") as { bytesUp: number };
+    expect(round.bytesUp).toBeGreaterThanOrEqual(4 * P);
+    // A fedavg entry is not replayable: the client downloads checkpoint 1.
+    expect(events.filter((e) => e.event === "synced").at(-1)).toMatchObject({
+      method: "download",
+      replayed: 0,
+    });
+    expect(state.current.pending).toBeNull();
+  });
+
+  it.each(["fedavg", "fedkseed"] as const)(
+    "%s: after a restart, sends the saved body again without training, once",
+    async (strategy) => {
+      const server = new FakeServer();
+      server.runRound(0, 2, false, strategy);
+      const size = strategy === "fedavg" ? 4 * server.plan.totalParams : 24;
+      const saved = Uint8Array.from({ length: size }, (_, i) => (strategy === "fedavg" ? i % 7 : i % 2));
+      await (await StateDir.open(dir, "run")).savePending(0, saved, 5, { trainLoss: 2 });
+      const calls = { train: 0 };
+      const restarted = await StateDir.open(dir, "run");
+      const events = await strategyRun(server, restarted, strategy, calls);
+      expect(calls.train).toBe(0);
+      expect(server.uploads.map((u) => [...u.body])).toEqual([[...saved]]);
+      expect(events.find((e) => e.event === "uploaded")).toMatchObject({ resent: true, duplicate: false });
+    },
+  );
+
+  it("fedavg: a resend after the commit already landed counts as done (duplicate_upload)", async () => {
+    const server = new FakeServer();
+    server.runRound(0, 2, false, "fedavg");
+    const saved = new Uint8Array(4 * server.plan.totalParams);
+    server.uploads.push({ round: 0, body: saved });
+    const state = await StateDir.open(dir, "run");
+    await state.savePending(0, saved, 5, {});
+    const events = await strategyRun(server, state, "fedavg");
+    expect(server.uploads).toHaveLength(1);
+    expect(events.find((e) => e.event === "uploaded")).toMatchObject({ resent: true, duplicate: true });
+    expect(state.hasUploaded(0)).toBe(true);
+  });
+});
+
+describe("upload progress", () => {
+  const reported = (total: number, chunk: number) => {
+    const events: ClientEvent[] = [];
+    const report = progressReporter((e) => events.push(e), 4);
+    for (let done = chunk; done < total + chunk; done += chunk) report(Math.min(done, total), total);
+    return events.map((e) => (e as { bytes: number }).bytes);
+  };
+
+  it("reports a large body about every tenth and at its end, a small one not at all", () => {
+    const total = 10 * 2 ** 20;
+    const marks = reported(total, 65536);
+    expect(marks.length).toBeGreaterThanOrEqual(10);
+    expect(marks.length).toBeLessThanOrEqual(11);
+    expect(marks.at(-1)).toBe(total);
+    expect(reported(4096, 1024)).toEqual([]);
   });
 });

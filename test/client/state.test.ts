@@ -33,7 +33,8 @@ describe("client state directory", () => {
     await state.savePending(3, Float32Array.of(0.5, -1), 12, { trainLoss: 2.5 });
     const reopened = await StateDir.open(dir, "run-1");
     expect(reopened.current.pending).toMatchObject({ round: 3, examples: 12, metrics: { trainLoss: 2.5 } });
-    expect(await reopened.pendingCoefficients(2)).toEqual(Float32Array.of(0.5, -1));
+    expect(await reopened.pendingBody(8)).toEqual(new Uint8Array(Float32Array.of(0.5, -1).buffer));
+    expect(await reopened.pendingBody(9)).toBeUndefined(); // another strategy's size: not this body
     await reopened.markUploaded(3);
     const after = await StateDir.open(dir, "run-1");
     expect(after.current.pending).toBeNull();

@@ -94,3 +94,48 @@ describe("sync by replaying the update log", () => {
     ).rejects.toThrow(CheckpointCorruptError);
   });
 });
+
+describe("replay per strategy", () => {
+  const held0 = (s: FakeServer) => ({ checkpoint: 0, values: (s.checkpoints[0] as Float32Array).slice() });
+
+  it("fedkseed entries replay on the seed pool plan to the server's shard-by-shard bytes", async () => {
+    const s = new FakeServer();
+    s.runRound(0, 2, false, "fedkseed");
+    s.runRound(1, 3, false, "fedkseed");
+    s.runRound(2, 2, false, "ferret");
+    const synced = await syncTo(s.api() as unknown as ClientApi, s.plan, held0(s), 3, { mode: "replay" });
+    expect(synced.result).toMatchObject({ method: "replay", replayed: 3, mismatched: [] });
+    expect(same(synced.values, s.checkpoints[3] as Float32Array)).toBe(true);
+  });
+
+  it("stops at a fedavg entry (no coefficients to replay) and downloads the checkpoint", async () => {
+    const s = new FakeServer();
+    s.runRound(0, 2, false, "ferret");
+    s.runRound(1, 2, false, "fedavg");
+    const messages: string[] = [];
+    const synced = await syncTo(s.api() as unknown as ClientApi, s.plan, held0(s), 2, {
+      mode: "replay",
+      onProgress: (m) => messages.push(m),
+    });
+    expect(synced.result).toMatchObject({ method: "download", replayed: 0 });
+    expect(messages[0]).toMatch(/round 1 averaged full updates \(fedavg\)/);
+    expect(same(synced.values, s.checkpoints[2] as Float32Array)).toBe(true);
+  });
+
+  it("reads entries without a strategy (written before strategies existed) as ferret", async () => {
+    const s = server(2);
+    for (const entry of s.entries) delete entry.strategy;
+    const synced = await syncTo(s.api() as unknown as ClientApi, s.plan, held0(s), 2, { mode: "replay" });
+    expect(synced.result).toMatchObject({ method: "replay", replayed: 2 });
+    expect(same(synced.values, s.checkpoints[2] as Float32Array)).toBe(true);
+  });
+
+  it("refuses a fedkseed entry that does not say its pool size", async () => {
+    const s = new FakeServer();
+    s.runRound(0, 2, false, "fedkseed");
+    delete (s.entries[0] as { seedPool?: number }).seedPool;
+    await expect(
+      syncTo(s.api() as unknown as ClientApi, s.plan, held0(s), 1, { mode: "replay" }),
+    ).rejects.toThrow(/fedkseed round 0 has no seedPool; expected the pool size K/);
+  });
+});

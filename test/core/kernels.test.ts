@@ -1,7 +1,15 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { compileKernels, Kernels } from "../../core/kernels/runtime.mjs";
-import { FAMILIES, referenceProject, referenceReconstruct, type StreamKey } from "../../core/reference.ts";
+import {
+  FAMILIES,
+  type Family,
+  gaussianEntry,
+  referenceEstimate,
+  referenceProject,
+  referenceReconstruct,
+  type StreamKey,
+} from "../../core/reference.ts";
 
 // The WebAssembly kernels against the scalar specification, byte for byte, on random shapes and values.
 const kernels = new Kernels(compileKernels());
@@ -49,21 +57,61 @@ describe.each(FAMILIES)("%s kernels", (family) => {
 
   it("reconstruct any slice exactly as the reference does", () => {
     fc.assert(
-      fc.property(blockCase, ({ key, block, gamma, weights, sliceStart, scale }) => {
-        const expected = weights.slice(sliceStart);
-        referenceReconstruct(family, { key, block }, gamma, expected, sliceStart, scale);
-        const actual = weights.slice(sliceStart);
-        kernels.reconstructBlock(
-          family,
-          { key0: key[0], key1: key[1], block },
-          gamma,
-          actual,
-          sliceStart,
-          scale,
-        );
-        expect(bytes(actual)).toBe(bytes(expected));
-      }),
+      fc.property(blockCase, (c) => expectReconstructionLikeReference(family, c)),
       { numRuns: 60 },
+    );
+  });
+});
+
+type BlockCase = typeof blockCase extends fc.Arbitrary<infer T> ? T : never;
+
+function expectReconstructionLikeReference(family: Family, c: BlockCase): void {
+  const { key, block, gamma, weights, sliceStart, scale } = c;
+  const expected = weights.slice(sliceStart);
+  referenceReconstruct(family, { key, block }, gamma, expected, sliceStart, scale);
+  const actual = weights.slice(sliceStart);
+  kernels.reconstructBlock(family, { key0: key[0], key1: key[1], block }, gamma, actual, sliceStart, scale);
+  expect(bytes(actual)).toBe(bytes(expected));
+}
+
+// Sparse coefficients (mostly +0 and −0, the shape of a FedKSeed step or round): zeros are skipped, not summed.
+const sparseGamma = (kb: number) =>
+  fc
+    .array(
+      fc.oneof(
+        { arbitrary: fc.constantFrom(0, -0), weight: 4 },
+        { arbitrary: fc.float({ noNaN: true, noDefaultInfinity: true, min: -8, max: 8 }), weight: 1 },
+      ),
+      { minLength: kb, maxLength: kb },
+    )
+    .map((values) => Float32Array.from(values));
+const sparseCase = blockCase.chain((c) => sparseGamma(c.kb).map((gamma) => ({ ...c, gamma })));
+
+describe("gaussian reconstruction with sparse coefficients", () => {
+  it("matches the reference byte for byte", () => {
+    fc.assert(
+      fc.property(sparseCase, (c) => expectReconstructionLikeReference("gaussian", c)),
+      { numRuns: 60 },
+    );
+  });
+
+  it("skipping zero coefficients gives the same bits as summing every term", () => {
+    // Includes sums that cancel to exactly 0 before a zero term (x + (−x) = +0, then +0 + (−0) = +0).
+    const cancelling = fc
+      .float({ noNaN: true, noDefaultInfinity: true, min: -8, max: 8 })
+      .map((x) => Float32Array.of(x, -0, -x, -0, 0));
+    const gammas = fc.oneof(
+      sparseCase.map((c) => c.gamma),
+      cancelling,
+    );
+    fc.assert(
+      fc.property(gammas, fc.integer({ min: 0, max: 200 }), (gamma, j) => {
+        const stream: StreamKey = { key: [7, 11], block: 3 };
+        let full = 0;
+        for (let k = 0; k < gamma.length; k++) full += (gamma[k] as number) * gaussianEntry(stream, k, j);
+        expect(Object.is(referenceEstimate("gaussian", stream, gamma, j), full)).toBe(true);
+      }),
+      { numRuns: 300 },
     );
   });
 });

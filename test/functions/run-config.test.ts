@@ -2,7 +2,12 @@
 import { describe, expect, it } from "vitest";
 import { BadRequest } from "../../functions/errors.ts";
 import { parse } from "../../functions/http.ts";
-import { MAX_TOTAL_K, resolveRunConfig, runConfigSchema } from "../../functions/rounds/run-config.ts";
+import {
+  MAX_SEED_PAIRS,
+  MAX_TOTAL_K,
+  resolveRunConfig,
+  runConfigSchema,
+} from "../../functions/rounds/run-config.ts";
 
 const valid = {
   tensors: [
@@ -33,7 +38,8 @@ describe("run config", () => {
     const config = resolve(valid);
     expect(config.plan.totalK).toBe(32);
     expect(config.plan.totalParams).toBe(64 * 8 + 8);
-    expect(config).toMatchObject({ basis: "gaussian", weighting: "examples" });
+    expect(config).toMatchObject({ strategy: "ferret", basis: "gaussian", weighting: "examples" });
+    expect(config.zerothOrder).toBeUndefined();
   });
 
   it("accepts a plan it is given, validated by core", () => {
@@ -54,5 +60,56 @@ describe("run config", () => {
     [{ plan: {} }, "plan"],
   ])("refuses %j, naming %s", (change, field) => {
     expect(problem({ ...valid, ...change })).toContain(field);
+  });
+
+  it("refuses ferret tensors without totalK", () => {
+    const { totalK: _k, ...rest } = valid;
+    expect(problem(rest)).toMatch(/totalK is required/);
+  });
+});
+
+describe("run config strategies", () => {
+  const { totalK: _k, ...tensorsOnly } = valid;
+
+  it("fedavg accepts tensors alone and gives each block one coefficient", () => {
+    const config = resolve({ ...tensorsOnly, strategy: "fedavg" });
+    expect(config.strategy).toBe("fedavg");
+    expect(config.plan.blocks.length).toBeGreaterThan(0);
+    expect(config.plan.blocks.every((b) => b.k === 1)).toBe(true);
+    expect(config.plan.totalK).toBe(config.plan.blocks.length);
+    expect(config.zerothOrder).toBeUndefined();
+  });
+
+  it("fedkseed fills the zeroth-order defaults and keeps gaussian", () => {
+    const tensors = [{ name: "wte", shape: [256, 8] }];
+    const config = resolve({ ...tensorsOnly, tensors, strategy: "fedkseed" });
+    expect(config).toMatchObject({
+      strategy: "fedkseed",
+      basis: "gaussian",
+      zerothOrder: { seedPool: 1024, perturbation: 1e-3 },
+    });
+    expect(config.plan.totalParams).toBe(256 * 8);
+  });
+
+  it("fedkseed keeps the zeroth-order settings it is given", () => {
+    const zerothOrder = { seedPool: 16, perturbation: 0.01 };
+    expect(resolve({ ...valid, strategy: "fedkseed", zerothOrder }).zerothOrder).toEqual(zerothOrder);
+  });
+
+  it.each([
+    [{ strategy: "fedsgd" }, "strategy"],
+    [{ strategy: "ferret", zerothOrder: { seedPool: 8, perturbation: 1e-3 } }, "zerothOrder applies only"],
+    [{ strategy: "fedavg", zerothOrder: { seedPool: 8, perturbation: 1e-3 } }, "zerothOrder applies only"],
+    [{ strategy: "fedkseed", basis: "sketch" }, "gaussian"],
+    [{ strategy: "fedkseed", zerothOrder: { seedPool: 0, perturbation: 1e-3 } }, "zerothOrder.seedPool"],
+    [{ strategy: "fedkseed", zerothOrder: { seedPool: 8, perturbation: 0 } }, "zerothOrder.perturbation"],
+    [{ strategy: "fedkseed", zerothOrder: { seedPool: 8, perturbation: 1e-3, k: 1 } }, "k"],
+    [{ strategy: "fedkseed", zerothOrder: { seedPool: 1000, perturbation: 1e-3 } }, "520 parameters"],
+    [
+      { strategy: "fedkseed", localSteps: { steps: MAX_SEED_PAIRS + 1, learningRate: 1e-3, batchSize: 1 } },
+      "localSteps.steps",
+    ],
+  ])("refuses %j, naming %s", (change, words) => {
+    expect(problem({ ...valid, ...change })).toContain(words);
   });
 });

@@ -82,6 +82,15 @@ describe("Lambda handlers", () => {
     ]);
   });
 
+  it("lets update-url presign PUTs to fedavg staging keys only, and nothing else in the bucket", () => {
+    const reads = ["dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:Query"];
+    expect(dataActionsOf("update-url.ts").sort()).toEqual([...reads, "s3:PutObject"]);
+    const [put] = statementsOf(template, "update-url.ts").filter((s) => s.Action === "s3:PutObject");
+    expect(flatten(put?.Resource)).toMatch(
+      /^<StorageCheckpoints\w+\.Arn>\/runs\/\*\/rounds\/\*\/staging\/\*$/,
+    );
+  });
+
   it("lets exactly the upload and deadline handlers start the state machine it names", () => {
     const [[stateMachineId, stateMachine]] = resources("AWS::StepFunctions::StateMachine") as [
       [string, Resource],

@@ -1,4 +1,5 @@
 // Drives the local stack the way an operator and clients would: over HTTP, with presigned S3 URLs.
+import { createHash } from "node:crypto";
 import { DynamoDBClient, ScanCommand } from "@aws-sdk/client-dynamodb";
 import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { encodeRequest } from "../../client/api/http.ts";
@@ -244,4 +245,39 @@ export async function eventually<T>(probe: () => Promise<T | undefined>, what: s
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   throw new Error(`gave up waiting for ${what}`);
+}
+
+/** Checks every block's and shard's SHA-256 in `manifest` against the downloaded bytes; returns the mismatches. */
+export function manifestMismatches(bytes: Uint8Array, manifest: Manifest): string[] {
+  const sha = (start: number, length: number) =>
+    createHash("sha256")
+      .update(bytes.subarray(start * 4, (start + length) * 4))
+      .digest("hex");
+  return [
+    ...manifest.blocks.filter((b) => sha(b.start, b.size) !== b.sha256).map((b) => `block ${b.index}`),
+    ...manifest.shards.filter((s) => sha(s.start, s.length) !== s.sha256).map((s) => `shard ${s.index}`),
+  ];
+}
+
+/** Waits for the round's aggregation, then checks it committed cleanly and returns checkpoint round+1. */
+export async function committedCheckpoint(api: Api, run: Run, round = 0) {
+  await api.stack.orchestrator.idle();
+  const record = await api.stack.services.table.getRound(run.runId, round);
+  if (record?.state !== "DONE") {
+    throw new Error(`round ${round} is ${record?.state}: ${api.stack.orchestrator.crashes.join("; ")}`);
+  }
+  const download = await downloadCheckpoint(api, run, round + 1);
+  const mismatches = manifestMismatches(download.bytes, download.manifest);
+  if (mismatches.length > 0) throw new Error(`manifest does not verify: ${mismatches.join(", ")}`);
+  return download;
+}
+
+/** Round `round`'s update-log entry as a client receives it from GET /runs/{runId}/log. */
+export async function wireLogEntry(api: Api, run: Run, round: number) {
+  const reply = await api.call<{ entries: Record<string, unknown>[] }>(
+    "GET",
+    `/runs/${run.runId}/log?from=${round}&to=${round}`,
+    { token: run.clients[0]?.token },
+  );
+  return reply.body.entries[0];
 }

@@ -1,0 +1,150 @@
+// FedAvg: each client PUTs its full update Δ = w_round − w_local (P little-endian float32) to a staging key through
+// a presigned URL, then commits it on the upload route with its SHA-256. The server streams the staging object,
+// checks it, and copies it once to a key only the server writes; aggregation averages the committed updates shard
+// by shard, one update's byte range at a time, so memory follows the shard, never the model or the client count.
+import { createHash } from "node:crypto";
+import type { Weighting } from "../../core/aggregate.ts";
+import { BadRequest, Conflict } from "../errors.ts";
+import type { Services } from "../services.ts";
+import { ObjectExists, objectKeys } from "../storage/objects.ts";
+import type { LogEntry, UploadRecord, WeightedUpdate } from "../storage/records.ts";
+import type { ShardSpec } from "./manifest.ts";
+
+export const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+const EXPONENT = 0x7f800000;
+
+/**
+ * Passes the chunks on while checking them: exactly `expectedBytes`, every little-endian float32 finite (its
+ * exponent bits not all ones), SHA-256 `sha256`. Throws a BadRequest at the first problem, so a write fed from
+ * this stream is aborted. Chunks may split a float anywhere.
+ */
+export async function* checkedUpdate(
+  chunks: AsyncIterable<Uint8Array>,
+  expectedBytes: number,
+  sha256: string,
+  key: string,
+): AsyncIterable<Uint8Array> {
+  const hash = createHash("sha256");
+  const carry = new Uint8Array(4);
+  const carryView = new DataView(carry.buffer);
+  let carried = 0;
+  let seen = 0;
+  const check = (bits: number, index: number) => {
+    if ((bits & EXPONENT) === EXPONENT) {
+      carryView.setUint32(0, bits, true);
+      const value = carryView.getFloat32(0, true);
+      throw new BadRequest("non_finite", `update value ${index} is ${value}; all must be finite`);
+    }
+  };
+  for await (const chunk of chunks) {
+    if (seen + chunk.byteLength > expectedBytes) {
+      throw new BadRequest("wrong_length", `${key} is longer than the ${expectedBytes} bytes expected`);
+    }
+    hash.update(chunk);
+    const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    let i = 0;
+    if (carried > 0) {
+      while (carried < 4 && i < chunk.byteLength) carry[carried++] = chunk[i++] as number;
+      if (carried === 4) {
+        check(carryView.getUint32(0, true), (seen + i - 4) / 4);
+        carried = 0;
+      }
+    }
+    for (; i + 4 <= chunk.byteLength; i += 4) check(view.getUint32(i, true), (seen + i) / 4);
+    while (i < chunk.byteLength) carry[carried++] = chunk[i++] as number;
+    seen += chunk.byteLength;
+    yield chunk;
+  }
+  if (seen !== expectedBytes) {
+    throw new BadRequest(
+      "wrong_length",
+      `${key} has ${seen} bytes; expected ${expectedBytes / 4} float32 (${expectedBytes} bytes)`,
+    );
+  }
+  const actual = hash.digest("hex");
+  if (actual !== sha256) {
+    throw new BadRequest("sha256_mismatch", `${key} has SHA-256 ${actual}; the commit names ${sha256}`);
+  }
+}
+
+/**
+ * Copies the client's staged update to its committed key if it is exactly `params` finite float32 with SHA-256
+ * `sha256`; on any refusal nothing is written. A retry after a crash finds the committed object and the claim
+ * for the same SHA-256 and goes on; a commit of different bytes by the same client is refused.
+ */
+export async function commitStagedUpdate(
+  svc: Services,
+  ref: { runId: string; round: number; clientId: string },
+  params: number,
+  sha256: string,
+): Promise<void> {
+  const { runId, round, clientId } = ref;
+  const staged = objectKeys.stagedUpdate(runId, round, clientId);
+  const committed = objectKeys.update(runId, round, clientId);
+  const claim = async () => {
+    const holder = await svc.table.claimUpdate(runId, round, clientId, sha256);
+    if (holder !== sha256) {
+      throw new Conflict(
+        "update_committed",
+        `client ${clientId} already committed an update with SHA-256 ${holder} for round ${round}`,
+      );
+    }
+  };
+  if (await svc.bucket.exists(committed)) return claim();
+  if (!(await svc.bucket.exists(staged))) {
+    throw new BadRequest("update_missing", `no update at ${staged}; PUT it to the URL from update-url first`);
+  }
+  const size = await svc.bucket.size(staged);
+  if (size !== params * 4) {
+    throw new BadRequest(
+      "wrong_length",
+      `${staged} has ${size} bytes; expected ${params} float32 (${params * 4} bytes)`,
+    );
+  }
+  const chunks = checkedUpdate(svc.bucket.readChunks(staged), params * 4, sha256, staged);
+  try {
+    await svc.bucket.putNewFromChunks(committed, chunks, claim);
+  } catch (error) {
+    // A concurrent commit by the same client got there first: the claim says whether it was these bytes.
+    if (error instanceof ObjectExists) return claim();
+    throw error;
+  }
+}
+
+/** Each committed update in client order with the weight core's `aggregate` gives it, normalised to sum 1. */
+export function weightedUpdates(uploads: readonly UploadRecord[], weighting: Weighting): WeightedUpdate[] {
+  const sorted = [...uploads].sort((a, b) =>
+    a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0,
+  );
+  const raw = sorted.map((u) => (weighting === "examples" ? u.examples : 1));
+  const total = raw.reduce((a, b) => a + b, 0);
+  return sorted.map((u, i) => {
+    if (!u.updateSha256) throw new Error(`upload of client ${u.clientId} has no committed update`);
+    return { clientId: u.clientId, weight: (raw[i] as number) / total, sha256: u.updateSha256 };
+  });
+}
+
+/**
+ * values ← f32(values − scale · Σ_i weight_i Δ_i) over the shard, the sum in float64 in the entry's client order.
+ * Holds the shard's float32 values, one update's range of the same size and a float64 sum: 16 bytes per parameter
+ * of the shard. Returns the bytes held beside `values`.
+ */
+export async function applyMeanUpdate(
+  svc: Services,
+  entry: LogEntry,
+  shard: ShardSpec,
+  values: Float32Array,
+): Promise<number> {
+  const sums = new Float64Array(shard.length);
+  const update = new Float32Array(shard.length);
+  const bytes = new Uint8Array(update.buffer);
+  for (const { clientId, weight } of entry.updates ?? []) {
+    await svc.bucket.readInto(objectKeys.update(entry.runId, entry.round, clientId), bytes, shard.start * 4);
+    for (let j = 0; j < shard.length; j++) sums[j] = (sums[j] as number) + weight * (update[j] as number);
+  }
+  for (let j = 0; j < shard.length; j++) {
+    values[j] = (values[j] as number) - entry.scale * (sums[j] as number);
+  }
+  return sums.byteLength + bytes.byteLength;
+}

@@ -1,0 +1,74 @@
+import { describe, expect, it } from "vitest";
+import { InputError } from "../../client/cli/output.ts";
+import { type RunOptions, strategyConfig } from "../../client/cli/run.ts";
+import { resolveRunConfig, runConfigSchema } from "../../functions/rounds/run-config.ts";
+
+// `ferret run create` flags → the run config the backend's own schema accepts, for each strategy.
+const base: RunOptions = {
+  strategy: "ferret",
+  basis: "gaussian",
+  k: 64,
+  clientsPerRound: 2,
+  quorum: 2,
+  minUploads: 1,
+  deadline: 60,
+  globalLr: 1,
+  localSteps: 5,
+  localLr: 0.01,
+  batchSize: 2,
+  weighting: "examples",
+};
+
+function resolved(options: RunOptions) {
+  return resolveRunConfig(
+    runConfigSchema.parse({
+      ...strategyConfig(options),
+      tensors: [
+        { name: "w", shape: [64, 32] },
+        { name: "b", shape: [32] },
+      ],
+      learningRate: 1,
+      clientsPerRound: 2,
+      quorum: 2,
+      minUploads: 1,
+      deadlineSeconds: 60,
+      localSteps: { steps: 5, learningRate: 0.01, batchSize: 2 },
+    }),
+  );
+}
+
+describe("run create --strategy", () => {
+  it("ferret sends K; the plan carries it", () => {
+    expect(strategyConfig(base)).toEqual({ strategy: "ferret", basis: "gaussian", totalK: 64 });
+    expect(resolved(base).plan.totalK).toBe(64);
+  });
+
+  it("fedavg sends no K (the plan only shards the model)", () => {
+    expect(strategyConfig({ ...base, strategy: "fedavg" })).toEqual({
+      strategy: "fedavg",
+      basis: "gaussian",
+    });
+    expect(resolved({ ...base, strategy: "fedavg" }).strategy).toBe("fedavg");
+  });
+
+  it("fedkseed sends --seed-pool and --perturbation, filling the one left out with the server's default", () => {
+    const options: RunOptions = { ...base, strategy: "fedkseed", seedPool: 256 };
+    expect(strategyConfig(options)).toEqual({
+      strategy: "fedkseed",
+      basis: "gaussian",
+      zerothOrder: { seedPool: 256, perturbation: 1e-3 },
+    });
+    expect(resolved(options).zerothOrder).toEqual({ seedPool: 256, perturbation: 1e-3 });
+    expect(resolved({ ...base, strategy: "fedkseed" }).zerothOrder).toEqual({
+      seedPool: 1024,
+      perturbation: 1e-3,
+    });
+  });
+
+  it("refuses pool settings for a strategy that has no pool", () => {
+    expect(() => strategyConfig({ ...base, perturbation: 0.01 })).toThrow(InputError);
+    expect(() => strategyConfig({ ...base, strategy: "fedavg", seedPool: 8 })).toThrow(
+      /apply to --strategy fedkseed only, not fedavg/,
+    );
+  });
+});
