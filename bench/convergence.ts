@@ -10,15 +10,25 @@
 //   rows): a non-IID split. The judge is one global held-out set: the 16 rows of text that follow each
 //   client's share, evaluated by this process on every committed checkpoint, identically for every entry.
 // - 10 rounds, all clients every round: enough for roundsToTarget to tell methods apart, while the five
-//   entries finish in about 15 minutes on this 2-core machine even at a load average of 8 from other work (the
-//   limit is 20); --rounds runs longer.
+//   entries took 12 minutes on this 2-core machine at a load average of 8 from other work (the limit is 20);
+//   --rounds runs longer. Clients train in this process one at a time (see federation.ts), so each client's
+//   local seconds are its own.
 // - Local work (Ferret, FedAvg): 10 SGD steps of 8 rows at learning rate 0.05 (the demo's tuned choice;
 //   20 steps helped FedAvg per round but not Ferret, whose error grows with ‖Δ‖²).
 // - Ferret K = 640: uplink per client-round is the 2,560-byte body plus ~620 bytes of HTTP envelope (sync
 //   requests and the upload's headers), ~3.2 KB against FedAvg's 4P ≈ 3.37 MB: ≥ 1000× smaller (K = 700
 //   would fall just short, at ~990×). Server learning rate 0.3: with d/K ≈ 1300 the unbiased reconstruction
 //   carries ~36× ‖Δ‖ of noise, so η_g = 1 raised the loss; of 0.02, 0.1, 0.2, 0.3, 0.4, 1 (one to four
-//   simulated rounds), 0.2–0.4 descended fastest for all three families, and one η_g serves all of them.
+//   trial rounds of these clients run in-process without the stack), 0.2–0.4 descended fastest for all three families, and one η_g serves all of them.
+// - FedAvg: the same local work, server learning rate 1 (the plain weighted mean of the updates); its clients
+//   download each new checkpoint, as its log entries cannot be replayed.
+// - FedKSeed: 20 two-point zeroth-order steps a round, two forward passes each: about the compute of 10 SGD
+//   steps (a training step costs ~3.6 forwards on this engine, bench/results/engine.json), so every entry
+//   gets the same local budget. η = 3e-3, the best of 1e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2 over two
+//   in-process trial rounds (1e-2 diverged); ε = 1e-3, small beside weights of order 0.1 yet far above float32
+//   rounding of the loss; a pool of 4096 seeds, thousands as in the paper and more than the 800 steps a run
+//   draws, so the pool does not cap it here. Server learning rate 1.
+
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -30,16 +40,27 @@ import { Output } from "../client/cli/output.ts";
 import type { RunOptions } from "../client/cli/run.ts";
 import { ensurePretrained } from "../client/demo/run-demo.ts";
 import { writeSotuSplit } from "../client/demo/sotu.ts";
+import { modelTensors } from "../client/models/index.ts";
 import { loadModelDir } from "../client/participant/model-dir.ts";
 import { loadLocalData } from "../client/participant/trainer.ts";
 import { defaultBaseModelDir } from "../client/pretrain/main.ts";
+import { tensorSize } from "../core/plan.ts";
+import type { Family } from "../core/projection.ts";
 import { startLocalStack } from "../infra/local/stack.ts";
+import { type BasisCost, basisCost } from "./convergence/basis-cost.ts";
 import { GlobalEval } from "./convergence/evaluate.ts";
 import { type Entry, runEntry } from "./convergence/federation.ts";
-import { convergenceSvg, type EntryRun, markdownTable, summarize } from "./convergence/results.ts";
+import {
+  convergenceSvg,
+  type EntryRun,
+  goalLines,
+  markdownReport,
+  markdownTable,
+  summarize,
+} from "./convergence/results.ts";
 import { describeMachine } from "./machine.ts";
 
-const ENTRIES = ["ferret-gaussian", "ferret-rademacher", "ferret-sketch"] as const;
+const ENTRIES = ["ferret-gaussian", "ferret-rademacher", "ferret-sketch", "fedavg", "fedkseed"] as const;
 type EntryName = (typeof ENTRIES)[number];
 
 interface Settings {
@@ -54,25 +75,48 @@ interface Settings {
   localSteps: number;
   localLr: number;
   globalLr: number;
+  zoSteps: number;
+  zoLr: number;
+  seedPool: number;
+  perturbation: number;
   out: string;
 }
 
 function entryOf(name: EntryName, s: Settings): Entry {
-  const options: RunOptions = {
+  const shared: RunOptions = {
+    strategy: "ferret",
     basis: "gaussian",
     k: s.k,
     clientsPerRound: s.clients,
     quorum: s.clients,
     minUploads: s.clients,
     deadline: 3600,
-    globalLr: s.globalLr,
+    globalLr: 1,
     localSteps: s.localSteps,
     localLr: s.localLr,
     batchSize: s.batchSize,
     weighting: "examples",
   };
-  const basis = name.slice("ferret-".length) as RunOptions["basis"];
-  return { name, options: { ...options, basis } };
+  switch (name) {
+    case "fedavg":
+      return { name, options: { ...shared, strategy: "fedavg" } };
+    case "fedkseed":
+      return {
+        name,
+        options: {
+          ...shared,
+          strategy: "fedkseed",
+          localSteps: s.zoSteps,
+          localLr: s.zoLr,
+          seedPool: s.seedPool,
+          perturbation: s.perturbation,
+        },
+      };
+    default: {
+      const basis = name.slice("ferret-".length) as RunOptions["basis"];
+      return { name, options: { ...shared, basis, globalLr: s.globalLr } };
+    }
+  }
 }
 
 const log = (message: string) => process.stderr.write(`${message}\n`);
@@ -138,17 +182,29 @@ async function main(s: Settings): Promise<void> {
     await evaluator.release();
     await rm(work, { recursive: true, force: true });
   }
+  const basisCosts: Record<string, BasisCost> = {};
+  for (const name of s.strategies.filter((n) => n.startsWith("ferret-"))) {
+    const family = name.slice("ferret-".length) as Family;
+    basisCosts[family] = await basisCost(modelTensors(model.config), s.k, family);
+  }
   const { out, strategies, ...knobs } = s;
   const results = summarize(runs, "fedkseed", {
-    settings: { ...knobs, wallSeconds: (performance.now() - started) / 1000, baseModel: model.config },
+    basisCost: basisCosts,
+    settings: {
+      ...knobs,
+      baseModel: modelDir,
+      parameters: modelTensors(model.config).reduce((n, t) => n + tensorSize(t.shape), 0),
+      wallSeconds: Math.round((performance.now() - started) / 1000),
+    },
     machine: describeMachine(),
   });
   await mkdir(out, { recursive: true });
-  const table = markdownTable(results);
   await writeFile(join(out, "convergence.json"), `${JSON.stringify(results, null, 2)}\n`);
-  await writeFile(join(out, "convergence.md"), `# Convergence benchmark\n\n${table}`);
+  await writeFile(join(out, "convergence.md"), markdownReport(results));
   await writeFile(join(out, "convergence.svg"), `${convergenceSvg(results)}\n`);
-  process.stdout.write(`${table}\nwrote ${join(out, "convergence.{json,md,svg}")}\n`);
+  process.stdout.write(
+    `${markdownTable(results)}\n${goalLines(results).join("\n")}\nwrote ${join(out, "convergence.{json,md,svg}")}\n`,
+  );
 }
 
 const program = new Command("bench:convergence")
@@ -174,6 +230,10 @@ const program = new Command("bench:convergence")
   .option("--local-steps <n>", "local SGD steps per round (Ferret, FedAvg)", positiveInt, 10)
   .option("--local-lr <x>", "local SGD learning rate (Ferret, FedAvg)", positiveNumber, 0.05)
   .option("--global-lr <x>", "Ferret's server learning rate", positiveNumber, 0.3)
+  .option("--zo-steps <n>", "FedKSeed's zeroth-order steps per round", positiveInt, 20)
+  .option("--zo-lr <x>", "FedKSeed's zeroth-order learning rate η", positiveNumber, 3e-3)
+  .option("--seed-pool <n>", "FedKSeed's seed pool size K", positiveInt, 4096)
+  .option("--perturbation <x>", "FedKSeed's perturbation scale ε", positiveNumber, 1e-3)
   .option("--out <dir>", "results directory", "bench/results");
 
 program.parse();

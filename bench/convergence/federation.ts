@@ -74,13 +74,19 @@ class TimedTrainer implements Trainer {
   evalLoss(values: Float32Array) {
     return this.lock.hold(() => this.inner.evalLoss(values));
   }
-  trainSteps(...args: Parameters<Trainer["trainSteps"]>) {
+  private timed<T>(round: number, work: () => Promise<T>): Promise<T> {
     return this.lock.hold(async () => {
       const started = performance.now();
-      const result = await this.inner.trainSteps(...args);
-      this.trainingSeconds.set(args[1], (performance.now() - started) / 1000);
+      const result = await work();
+      this.trainingSeconds.set(round, (performance.now() - started) / 1000);
       return result;
     });
+  }
+  trainSteps(...args: Parameters<Trainer["trainSteps"]>) {
+    return this.timed(args[1], () => this.inner.trainSteps(...args));
+  }
+  zerothOrderSteps(...args: Parameters<Trainer["zerothOrderSteps"]>) {
+    return this.timed(args[1], () => this.inner.zerothOrderSteps(...args));
   }
 }
 
@@ -93,8 +99,8 @@ export async function runEntry(
   const operator = new OperatorApi(new Http(fed.endpoint), { adminToken: fed.adminToken });
   const created = await createRun(operator, new Output(false), fed.modelDir, entry.options);
   const { runId } = created;
-  const tokens: string[] = [];
-  for (const c of fed.clients) tokens.push((await operator.addClient(runId, c.name)).token);
+  const registered: { clientId: string; token: string }[] = [];
+  for (const c of fed.clients) registered.push(await operator.addClient(runId, c.name));
   await operator.start(runId);
   const lock = new ComputeLock();
   const roundEvents = fed.clients.map(() => new Map<number, Extract<ClientEvent, { event: "round" }>>());
@@ -140,9 +146,10 @@ export async function runEntry(
   try {
     await Promise.all(
       fed.clients.map(async (client, i) => {
-        const api = new ClientApi(new Http(fed.endpoint), runId, tokens[i] as string);
+        const { clientId, token } = registered[i] as { clientId: string; token: string };
         await runClient({
-          api,
+          api: new ClientApi(new Http(fed.endpoint), runId, token),
+          clientKey: clientId,
           state: await StateDir.open(join(fed.stateRoot, runId, String(i)), runId),
           sync: "replay",
           pollMs: 100,

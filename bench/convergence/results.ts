@@ -2,6 +2,7 @@
 // Pure functions: no I/O, no clocks, so the schema, the target rule and the table are unit-tested.
 import { lineChart } from "../../client/demo/report.ts";
 import type { Machine } from "../machine.ts";
+import type { BasisCost } from "./basis-cost.ts";
 
 /** One committed round of one entry. `round` counts rounds done: round r's result is checkpoint r. */
 export interface RoundPoint {
@@ -47,6 +48,8 @@ export interface ConvergenceResults {
   /** Beyond issue 6's schema: what produced the figures. */
   targetFrom: string;
   initialEvalLoss: number;
+  /** Per Ferret family run: its projection and reconstruction seconds at the run's K, on one thread. */
+  basisCost: Record<string, BasisCost>;
   settings: Record<string, unknown>;
   machine: Machine;
 }
@@ -86,7 +89,7 @@ export function chooseTarget(runs: readonly EntryRun[], reference: string): { ta
 export function summarize(
   runs: readonly EntryRun[],
   reference: string,
-  context: { settings: Record<string, unknown>; machine: Machine },
+  context: { settings: Record<string, unknown>; machine: Machine; basisCost?: Record<string, BasisCost> },
 ): ConvergenceResults {
   if (runs.length === 0) throw new RangeError("no entries were run; expected at least one");
   const { target, from } = chooseTarget(runs, reference);
@@ -104,6 +107,7 @@ export function summarize(
     })),
     targetFrom: from,
     initialEvalLoss: runs[0]?.initialEvalLoss as number,
+    basisCost: context.basisCost ?? {},
     settings: context.settings,
     machine: context.machine,
   };
@@ -170,4 +174,77 @@ export function convergenceSvg(results: ConvergenceResults): string {
     ],
     { width: 720, height: 360, fromZero: false },
   );
+}
+
+/**
+ * Issue 6's goals, per Ferret entry, as markdown lines: final eval loss within 3% of FedAvg's, the target in at
+ * least 3× fewer rounds than FedKSeed, and an uplink at least 1000× smaller than FedAvg's. A goal whose
+ * reference entry was not run is left out.
+ */
+export function goalLines(results: ConvergenceResults): string[] {
+  const find = (name: string) => results.strategies.find((s) => s.name === name);
+  const fedavg = find("fedavg");
+  const fedkseed = find("fedkseed");
+  const verdict = (met: boolean) => (met ? "met" : "**not met**");
+  return results.strategies
+    .filter((s) => s.name.startsWith("ferret"))
+    .flatMap((s) => {
+      const lines: string[] = [];
+      if (fedavg) {
+        const gap = (s.finalEvalLoss - fedavg.finalEvalLoss) / fedavg.finalEvalLoss;
+        const gained = results.initialEvalLoss - fedavg.finalEvalLoss;
+        const share = gained > 0 ? (results.initialEvalLoss - s.finalEvalLoss) / gained : Number.NaN;
+        lines.push(
+          `${s.name}: final eval loss ${(100 * gap).toFixed(2)}% from FedAvg's (goal ≤ 3%): ${verdict(gap <= 0.03)}; ` +
+            `it gains ${(100 * share).toFixed(0)}% of FedAvg's improvement over the base model`,
+        );
+        const ratio = fedavg.uplinkBytesPerClientRound / s.uplinkBytesPerClientRound;
+        lines.push(
+          `${s.name}: uplink ${ratio.toFixed(0)}× smaller than FedAvg's (goal ≥ 1000×): ${verdict(ratio >= 1000)}`,
+        );
+      }
+      if (fedkseed?.roundsToTarget) {
+        const ratio = s.roundsToTarget === null ? 0 : fedkseed.roundsToTarget / s.roundsToTarget;
+        lines.push(
+          `${s.name}: target in ${s.roundsToTarget ?? "no"} round(s) against FedKSeed's ${fedkseed.roundsToTarget}, ` +
+            `${ratio.toFixed(1)}× fewer (goal ≥ 3×): ${verdict(ratio >= 3)}`,
+        );
+      }
+      return lines.map((line) => `- ${line}`);
+    });
+}
+
+function costLines(results: ConvergenceResults): string[] {
+  const costs = Object.entries(results.basisCost);
+  if (costs.length === 0) return [];
+  const ms = (seconds: number) => `${(1000 * seconds).toFixed(1)} ms`;
+  return [
+    "## Basis cost at this K (core kernels, one thread)",
+    "",
+    ...costs.map(
+      ([family, c]) =>
+        `- ${family}: project Δ ${ms(c.projectSeconds)}, reconstruct ${ms(c.reconstructSeconds)}`,
+    ),
+    "",
+  ];
+}
+
+/** convergence.md: the table, the goals, the machine and the settings that produced them. */
+export function markdownReport(results: ConvergenceResults): string {
+  const m = results.machine;
+  const goals = goalLines(results);
+  return [
+    "# Convergence benchmark (`npm run bench:convergence`)",
+    "",
+    markdownTable(results),
+    ...(goals.length > 0 ? ["## Issue 6's goals", "", ...goals, ""] : []),
+    ...costLines(results),
+    "## Machine and settings",
+    "",
+    `${m.cpu}, ${m.cores} cores, ${(m.memoryBytes / 1024 ** 3).toFixed(0)} GiB, Node ${m.node} ${m.platform}/${m.arch}; ` +
+      `load average ${m.loadAverage.map((l) => l.toFixed(2)).join(" / ")} (1/5/15 min) at the end of the run.`,
+    "",
+    `\`${JSON.stringify(results.settings)}\``,
+    "",
+  ].join("\n");
 }

@@ -3,6 +3,8 @@ import { describe, expect, it } from "vitest";
 import {
   convergenceSvg,
   type EntryRun,
+  goalLines,
+  markdownReport,
   markdownTable,
   median,
   type RoundPoint,
@@ -117,6 +119,43 @@ describe("convergence results", () => {
     expect(rows[2]).toContain("1000× less");
     expect(rows[2]).toContain("(2.08%)");
     expect(rows[3]).toMatch(/\| fedkseed \| 2\.8000 \(16\.67%\) \| 2 \|/);
+  });
+
+  it("checks issue 6's three goals per Ferret entry and says which are not met", () => {
+    const results = summarize(
+      [
+        run("fedavg", [2.6, 2.4], 3_370_000),
+        run("ferret-sketch", [2.7, 2.45], 3370),
+        run("ferret-gaussian", [2.95, 2.85], 4000),
+        run("fedkseed", [2.9, 2.85]),
+      ],
+      "fedkseed",
+      context,
+    );
+    const [sketchLoss, sketchUplink, sketchRounds, gaussLoss, gaussUplink, gaussRounds] = goalLines(results);
+    expect(sketchLoss).toMatch(/ferret-sketch: final eval loss 2\.08% .*: met; it gains 92% of FedAvg/);
+    expect(sketchUplink).toMatch(/1000× smaller .*: met/);
+    expect(sketchRounds).toMatch(/1 round\(s\) against FedKSeed's 2, 2\.0× fewer .*\*\*not met\*\*/);
+    expect(gaussLoss).toMatch(/18\.75% .*\*\*not met\*\*/);
+    expect(gaussUplink).toMatch(/843× smaller .*\*\*not met\*\*/);
+    expect(gaussRounds).toMatch(/target in 2 round\(s\) against FedKSeed's 2, 1\.0× fewer/);
+    const report = markdownReport(results);
+    expect(report).toContain(markdownTable(results));
+    expect(report).toContain(sketchRounds as string);
+    expect(report).toContain(`${context.machine.cores} cores`);
+  });
+
+  it("reports each family's projection and reconstruction cost when measured", () => {
+    const results = summarize([run("ferret-sketch", [2.7])], "fedkseed", {
+      ...context,
+      basisCost: { sketch: { projectSeconds: 0.0012, reconstructSeconds: 0.0034 } },
+    });
+    expect(markdownReport(results)).toContain("- sketch: project Δ 1.2 ms, reconstruct 3.4 ms");
+    expect(markdownReport(summarize([run("a", [2.7])], "fedkseed", context))).not.toContain("Basis cost");
+  });
+
+  it("leaves out goals whose reference entry was not run", () => {
+    expect(goalLines(summarize([run("ferret-sketch", [2.7])], "fedkseed", context))).toEqual([]);
   });
 
   it("plots one line per strategy from the base model's loss, plus a dashed target", () => {
