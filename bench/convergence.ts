@@ -18,8 +18,9 @@
 // - Ferret K = 640: uplink per client-round is the 2,560-byte body plus ~620 bytes of HTTP envelope (sync
 //   requests and the upload's headers), ~3.2 KB against FedAvg's 4P ≈ 3.37 MB: ≥ 1000× smaller (K = 700
 //   would fall just short, at ~990×). Server learning rate 0.3: with d/K ≈ 1300 the unbiased reconstruction
-//   carries ~36× ‖Δ‖ of noise, so η_g = 1 raised the loss; of 0.02, 0.1, 0.2, 0.3, 0.4, 1 (one to four
-//   trial rounds of these clients run in-process without the stack), 0.2–0.4 descended fastest for all three families, and one η_g serves all of them.
+//   carries ~36× ‖Δ‖ of noise, so η_g = 1 raised the loss; of 0.02, 0.1, 0.2, 0.3, 0.4 and 1, tried over one
+//   to four trial rounds of these clients (in-process, without the stack), 0.2–0.4 descended fastest for all
+//   three families, and one η_g serves all of them.
 // - FedAvg: the same local work, server learning rate 1 (the plain weighted mean of the updates); its clients
 //   download each new checkpoint, as its log entries cannot be replayed.
 // - FedKSeed: 20 two-point zeroth-order steps a round, two forward passes each: about the compute of 10 SGD
