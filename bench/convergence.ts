@@ -10,9 +10,9 @@
 //   rows): a non-IID split. The judge is one global held-out set: the 16 rows of text that follow each
 //   client's share, evaluated by this process on every committed checkpoint, identically for every entry.
 // - 10 rounds, all clients every round: enough for roundsToTarget to tell methods apart, while the five
-//   entries took 12 minutes on this 2-core machine at a load average of 8 from other work (the limit is 20);
-//   --rounds runs longer. Clients train in this process one at a time (see federation.ts), so each client's
-//   local seconds are its own.
+//   entries took 6 minutes on this 2-core machine at a load average of 3, and 12 at a load average of 8 from
+//   other work (the limit is 20); --rounds runs longer. Clients train in this process one at a time (see
+//   federation.ts), so each client's local seconds are its own.
 // - Local work (Ferret, FedAvg): 10 SGD steps of 8 rows at learning rate 0.05 (the demo's tuned choice;
 //   20 steps helped FedAvg per round but not Ferret, whose error grows with ‖Δ‖²).
 // - Ferret K = 640: uplink per client-round is the 2,560-byte body plus ~620 bytes of HTTP envelope (sync
@@ -23,12 +23,13 @@
 //   three families, and one η_g serves all of them.
 // - FedAvg: the same local work, server learning rate 1 (the plain weighted mean of the updates); its clients
 //   download each new checkpoint, as its log entries cannot be replayed.
-// - FedKSeed: 20 two-point zeroth-order steps a round, two forward passes each: about the compute of 10 SGD
-//   steps (a training step costs ~3.6 forwards on this engine, bench/results/engine.json), so every entry
-//   gets the same local budget. η = 3e-3, the best of 1e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2 over two
-//   in-process trial rounds (1e-2 diverged); ε = 1e-3, small beside weights of order 0.1 yet far above float32
-//   rounding of the loss; a pool of 4096 seeds, thousands as in the paper and more than the 800 steps a run
-//   draws, so the pool does not cap it here. Server learning rate 1.
+// - FedKSeed: 20 two-point zeroth-order steps a round, two forward passes each, against 10 SGD steps (a
+//   training step costs ~3.6 forwards on this engine, bench/results/engine.json; measured here, the 20 steps
+//   take ~1.5× the seconds of the 10, so FedKSeed gets at least the others' local budget). η = 3e-3, the
+//   best of 1e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3 and 1e-2 over two in-process trial rounds (1e-2
+//   diverged); ε = 1e-3, small beside weights of order 0.1 yet far above float32 rounding of the loss; a pool
+//   of 4096 seeds, thousands as in the paper and more than the 800 steps a run draws, so the pool does not
+//   cap it here. Server learning rate 1.
 
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";

@@ -56,7 +56,8 @@ export interface ChartOptions {
 export function lineChart(title: string, series: Series[], options: ChartOptions = {}) {
   const { width = 460, height = 220, fromZero = true } = options;
   const perRow = Math.max(1, Math.floor((width - PAD.left) / LEGEND_ENTRY_WIDTH));
-  const top = PAD.top + 14 * (Math.ceil(series.length / perRow) - 1);
+  // Legend rows sit between the title and the plot.
+  const top = PAD.top + 14 * Math.ceil(series.length / perRow);
   const all = series.flatMap((s) => s.points);
   const xs = all.map((p) => p[0]);
   const ys = all.map((p) => p[1]);
@@ -82,7 +83,7 @@ export function lineChart(title: string, series: Series[], options: ChartOptions
   );
   const legend = series.map(
     (s, i) =>
-      `<text x="${PAD.left + 8 + (i % perRow) * LEGEND_ENTRY_WIDTH}" y="${PAD.top - 10 + 14 * Math.floor(i / perRow)}" fill="${s.color}" font-size="12">${s.dashed ? "- -" : "■"} ${escapeHtml(s.name)}</text>`,
+      `<text x="${PAD.left + 8 + (i % perRow) * LEGEND_ENTRY_WIDTH}" y="${PAD.top + 4 + 14 * Math.floor(i / perRow)}" fill="${s.color}" font-size="12">${s.dashed ? "- -" : "■"} ${escapeHtml(s.name)}</text>`,
   );
   const label = (y: number) =>
     Math.abs(y) >= 1000 ? y.toExponential(1) : y.toFixed(fromZero || y1 - y0 >= 1 ? 2 : 3);
