@@ -43,8 +43,11 @@ process.stderr.write(`GPT-2 style, ${paramCount} parameters, batch ${BATCH} × $
 const forward = await LossSession.create(config, options);
 const training = await TrainingSession.create(config, options);
 const runForward = () => forward.loss(weights, batch);
+// A trainer reuses its gradient arrays from step to step (as OnnxGradientSource does).
+let gradArrays: Map<string, Float32Array | Float64Array> | undefined;
 const runTrainStep = async () => {
-  const { grads } = await training.step(weights, batch);
+  const { grads } = await training.step(weights, batch, gradArrays);
+  gradArrays = grads;
   for (const [name, g] of grads) {
     const w = weights.get(name)?.data as Float32Array;
     for (let i = 0; i < w.length; i++) w[i] = (w[i] as number) - LEARNING_RATE * (g[i] as number);
