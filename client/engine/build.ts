@@ -1,9 +1,9 @@
 // Turns a model config into ONNX graphs: a training graph (loss and one gradient per parameter) and a forward
 // graph (logits). Shapes are static: one graph per (batch size, sequence length).
-import { type ModelConfig, modelLogits, modelTensors, type TensorSpec } from "../models/index.ts";
+import { type ModelConfig, modelOutput, modelTensors, type TensorSpec } from "../models/index.ts";
 import { gradients } from "./autodiff.ts";
 import { type FloatType, Graph, type Tensor } from "./graph.ts";
-import { maskedCrossEntropy } from "./nn.ts";
+import { linearOutIn, maskedCrossEntropy } from "./nn.ts";
 import { toOnnxModel } from "./onnx.ts";
 import { slice } from "./ops.ts";
 
@@ -14,7 +14,13 @@ export interface GraphShape {
   floatType?: FloatType;
   /** Largest gradient output in bytes (default MAX_OUTPUT_BYTES); larger gradients leave in row blocks. */
   maxOutputBytes?: number;
+  /** Bytes of one block of logits in the loss graphs (default HEAD_BLOCK_BYTES); see head.ts. */
+  headBlockBytes?: number;
 }
+
+/** A block of 64 MiB of logits: 4 blocks of 256 positions for GPT-2's vocabulary at 1024 positions. Peak memory
+ * falls with smaller blocks; each block adds a [vocab, d] sum to the head's weight gradient. */
+export const HEAD_BLOCK_BYTES = 64 * 2 ** 20;
 
 /** Bad arguments to the engine: wrong shapes, missing parameters, token ids out of range, and so on. */
 export class EngineInputError extends Error {
@@ -90,20 +96,23 @@ function forwardGraph(config: ModelConfig, shape: GraphShape) {
     return p;
   };
   const inputIds = graph.input("input_ids", [batchSize, seqLen], "int64");
-  return { graph, tensors, params, logits: modelLogits(config, lookup, inputIds) };
+  return { graph, tensors, params, output: modelOutput(config, lookup, inputIds) };
 }
 
 /** Inputs: parameters (HF names), input_ids int64 [B, T]. Output: logits [B, T, vocab]. */
 export function buildForwardGraph(config: ModelConfig, shape: GraphShape): BuiltGraph {
-  const { graph, tensors, logits } = forwardGraph(config, shape);
+  const { graph, tensors, output } = forwardGraph(config, shape);
+  const logits = linearOutIn(output.hidden, output.head);
   return { onnx: toOnnxModel(graph, [{ name: "logits", tensor: logits }]), tensors, gradients: [] };
 }
 
 function lossGraph(config: ModelConfig, shape: GraphShape, withGradients: boolean): BuiltGraph {
-  const { graph, tensors, params, logits } = forwardGraph(config, shape);
+  const { graph, tensors, params, output } = forwardGraph(config, shape);
   const targets = graph.input("targets", [shape.batchSize, shape.seqLen], "int64");
   const lossMask = graph.input("loss_mask", [shape.batchSize, shape.seqLen], graph.floatType);
-  const loss = maskedCrossEntropy(logits, targets, lossMask);
+  const logitBytes = config.vocabSize * (graph.floatType === "float64" ? 8 : 4);
+  const blockRows = Math.max(1, Math.floor((shape.headBlockBytes ?? HEAD_BLOCK_BYTES) / logitBytes));
+  const loss = maskedCrossEntropy(output.hidden, output.head, targets, lossMask, blockRows);
   const grads = withGradients ? gradients(loss, params) : [];
   const blocks = grads.flatMap((g, i) =>
     gradientOutputs((params[i] as Tensor).name, g, shape.maxOutputBytes ?? MAX_OUTPUT_BYTES),

@@ -27,6 +27,8 @@ export interface SessionOptions {
   floatType?: FloatType;
   /** Largest gradient output in bytes; larger gradients leave the graph in row blocks (see build.ts). */
   maxOutputBytes?: number;
+  /** Bytes of one block of logits in the loss and training graphs (see build.ts). */
+  headBlockBytes?: number;
   /** Write onnxruntime's per-kernel profile to a JSON file with this path prefix (see bench/profile-engine.ts). */
   profilePrefix?: string;
 }

@@ -49,6 +49,26 @@ describe.each([
     await session.release();
   });
 
+  it("an output head in blocks of one position gives the whole head's loss and gradients (float64)", async () => {
+    const float64 = new Map(
+      [...weights].map(([name, w]) => [name, { shape: w.shape, data: Float64Array.from(w.data) }]),
+    );
+    const batch64 = { ...batch, lossMask: Float64Array.from(batch.lossMask) };
+    const options = { ...shape, floatType: "float64" as const };
+    const whole = await TrainingSession.create(config, options);
+    const blocked = await TrainingSession.create(config, { ...options, headBlockBytes: 1 });
+    const [a, b] = [await whole.step(float64, batch64), await blocked.step(float64, batch64)];
+    expect(b.loss).toBeCloseTo(a.loss, 12);
+    for (const [name, g] of a.grads) {
+      const h = b.grads.get(name) as Float64Array;
+      for (const [i, v] of g.entries()) {
+        expect(Math.abs((h[i] as number) - v)).toBeLessThan(1e-12 * (1 + Math.abs(v)));
+      }
+    }
+    await whole.release();
+    await blocked.release();
+  });
+
   it("rejects gradient arrays of the wrong length or float type", async () => {
     const session = await TrainingSession.create(config, shape);
     const into = new Map(
