@@ -20,7 +20,7 @@ import {
 } from "./engine-reference.ts";
 
 const WARMUP = 3;
-const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 7);
+const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 15);
 const THREADS = process.env.BENCH_THREADS ? Number(process.env.BENCH_THREADS) : undefined;
 const DEVICE = (process.env.BENCH_DEVICE ?? "cpu") as Device;
 const LEARNING_RATE = 1e-3;
