@@ -96,7 +96,8 @@ function headBackward(g: Tensor, x: Tensor, weight: Tensor, targets: Tensor, blo
  * Left alone it runs every block's forward and dx first and the dW sums and losses last, so all blocks' [rows,
  * vocab] log-probabilities and probabilities are alive at once. Adding 0 × (one element of the block's running
  * dW sum and of its picked log-probability) to each block's dx, created last block first, makes the schedule
- * finish each block's loss, dx and dW before the next block's forward. x + 0·y = x for finite y.
+ * finish each block's loss, dx and dW before the next block's forward. x + 0·y = x for finite y, and y (a
+ * log-probability and a gradient entry) is finite whenever the loss and gradient are.
  */
 function sequenced(dx: Tensor[], dws: Tensor[], blocks: Block[]): Tensor[] {
   const out: Tensor[] = new Array(dx.length);
