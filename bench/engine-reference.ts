@@ -1,5 +1,7 @@
 // The engine benchmark's reference model and batch (issue 3), shared by bench/engine.ts and
 // bench/profile-engine.ts so both measure the same work.
+import type { Gpt2Config } from "../client/models/index.ts";
+
 export const REFERENCE_CONFIG = {
   architectures: ["GPT2LMHeadModel"],
   model_type: "gpt2",
@@ -19,4 +21,19 @@ export function referenceBatch(vocabSize: number) {
     targets: BigInt64Array.from({ length: tokens }, (_, i) => BigInt((i * 7919 + 1) % vocabSize)),
     lossMask: new Float32Array(tokens).fill(1),
   };
+}
+
+/**
+ * Activation bytes of a float32 GPT-2 training step: the forward tensors its reverse pass reads (this engine's
+ * autodiff tape; test/engine/activations.test.ts counts them in the built graph). Per token and layer: each layer
+ * norm keeps its centered input, normalized input and std (2d + 1, twice); the matmuls' inputs (ln_1 and ln_2
+ * outputs, merged heads, GELU output: d + d + d + 4d); q, kᵀ, v (3d); attention probabilities (a·T); the GELU's
+ * input and its four intermediates (x², x/2, tanh, 1 + tanh: 5 · 4d). After the last layer: ln_f (2d + 1), the
+ * head's input (d), the log-probabilities (V; counted whole, though the head computes them a block at a time) and
+ * the loss mask (1).
+ */
+export const ACTIVATION_FORMULA = "4 bytes · B·T · (L·(34·d + a·T + 2) + 3·d + 2 + V)";
+export function gpt2ActivationBytes(c: Gpt2Config, batch: number, seq: number): number {
+  const d = c.hiddenSize;
+  return 4 * batch * seq * (c.numLayers * (34 * d + c.numHeads * seq + 2) + 3 * d + 2 + c.vocabSize);
 }

@@ -1,19 +1,26 @@
 // Engine benchmark: forward pass vs. training step (forward + backward + SGD update) of a GPT-2-style model,
-// measured in the same run on the same weights. Writes bench/results/engine.json.
+// measured in the same run on the same weights, and peak memory against 6 × parameter bytes + activations.
+// Writes bench/results/engine.json.
 //   npm run bench:engine              (env BENCH_ITERATIONS, BENCH_THREADS, BENCH_DEVICE=cpu|cuda)
-// onnxruntime-node copies every output into a new JavaScript buffer: 71 MB of gradients per step here, whose
-// first touch page-faults. `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` backs those buffers with huge pages (fewer
-// faults); a run with it set says so in "machine". `npm run profile:engine` shows the time outside the kernels.
+// Peak RSS is measured twice: with the training session alone (its warm-up steps, the first thing the process
+// does), then with the loss session added for the timed runs. `npm run profile:engine` breaks the time down.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { cpus, loadavg, totalmem } from "node:os";
 import { type Device, LossSession, TrainingSession } from "../client/engine/session.ts";
-import { modelTensors, parseModelConfig } from "../client/models/index.ts";
+import { type Gpt2Config, modelTensors, parseModelConfig } from "../client/models/index.ts";
 import { initWeights } from "../client/models/init.ts";
-import { BATCH, REFERENCE_CONFIG as CONFIG, referenceBatch, SEQ } from "./engine-reference.ts";
+import {
+  ACTIVATION_FORMULA,
+  BATCH,
+  REFERENCE_CONFIG as CONFIG,
+  gpt2ActivationBytes,
+  referenceBatch,
+  SEQ,
+} from "./engine-reference.ts";
 
-const WARMUP = 2;
-const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 7);
+const WARMUP = 3;
+const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 15);
 const THREADS = process.env.BENCH_THREADS ? Number(process.env.BENCH_THREADS) : undefined;
 const DEVICE = (process.env.BENCH_DEVICE ?? "cpu") as Device;
 const LEARNING_RATE = 1e-3;
@@ -35,16 +42,19 @@ async function measure(fn: () => Promise<unknown>): Promise<{ wall: number; cpu:
   return { wall: Number(process.hrtime.bigint() - wallStart) / 1e9, cpu: (cpu.user + cpu.system) / 1e6 };
 }
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+/** The process's peak resident set so far (Linux VmHWM, as getrusage's maxRSS). */
+const peakRss = (): number => process.resourceUsage().maxRSS * 1024;
 
 process.stderr.write(`GPT-2 style, ${paramCount} parameters, batch ${BATCH} × ${SEQ}, ${DEVICE}\n`);
 // "Forward" is the forward pass up to the loss (LossSession): the training step minus its backward half and
 // update. ForwardSession would add copying the [B, T, vocab] logits (200 MB here) out to JavaScript, which
 // makes the forward slower and the ratio look better than the backward pass earns.
-const forward = await LossSession.create(config, options);
 const training = await TrainingSession.create(config, options);
-const runForward = () => forward.loss(weights, batch);
+// A trainer reuses its gradient arrays from step to step (as OnnxGradientSource does).
+let gradArrays: Map<string, Float32Array | Float64Array> | undefined;
 const runTrainStep = async () => {
-  const { grads } = await training.step(weights, batch);
+  const { grads } = await training.step(weights, batch, gradArrays);
+  gradArrays = grads;
   for (const [name, g] of grads) {
     const w = weights.get(name)?.data as Float32Array;
     for (let i = 0; i < w.length; i++) w[i] = (w[i] as number) - LEARNING_RATE * (g[i] as number);
@@ -52,13 +62,18 @@ const runTrainStep = async () => {
 };
 
 // onnxruntime sizes its memory arena and allocation plan over the first runs, which are several times slower
-// than the steady state: two untimed runs of each first. Then forward and training runs alternate, so on a shared
-// machine both see the same background load and their ratio stays meaningful.
+// than the steady state, and glibc raises its mmap threshold only once the first large output copies are freed
+// (until then they page-fault): untimed runs of each first. The training session's come first, alone in the process,
+// for its peak memory. Then forward and training runs alternate, so on a shared machine both see the same
+// background load and their ratio stays meaningful.
 for (let i = 0; i < WARMUP; i++) {
-  await runForward();
   await runTrainStep();
-  process.stderr.write(`warm-up ${i + 1}/${WARMUP}\n`);
+  process.stderr.write(`training warm-up ${i + 1}/${WARMUP}\n`);
 }
+const peakRssTrainingAlone = peakRss();
+const forward = await LossSession.create(config, options);
+const runForward = () => forward.loss(weights, batch);
+for (let i = 0; i < WARMUP; i++) await runForward();
 const forwardRuns: { wall: number; cpu: number }[] = [];
 const trainRuns: { wall: number; cpu: number }[] = [];
 for (let i = 0; i < ITERATIONS; i++) {
@@ -79,6 +94,10 @@ const [forwardCpu, trainCpu] = [median(forwardRuns.map((r) => r.cpu)), median(tr
 
 const ortVersion = (createRequire(import.meta.url)("onnxruntime-node/package.json") as { version: string })
   .version;
+const paramBytes = paramCount * 4;
+const activationBytes = gpt2ActivationBytes(config as Gpt2Config, BATCH, SEQ);
+const memoryGoalBytes = 6 * paramBytes + activationBytes;
+const peakRssBothSessions = peakRss();
 const result = {
   machine:
     `${cpus()[0]?.model ?? "unknown CPU"} (${cpus().length} logical cores, ${Math.round(totalmem() / 2 ** 30)} GiB), ` +
@@ -91,19 +110,28 @@ const result = {
     warmup: WARMUP,
     iterations: ITERATIONS,
     forward: "LossSession (forward to the loss)",
-    statistic: "median of alternating runs; peak RSS holds both sessions",
+    statistic: "median of alternating runs",
     parameters: paramCount,
   },
   forwardTokensPerSec: tokens / forwardSeconds,
   trainTokensPerSec: tokens / trainSeconds,
   trainToForwardTimeRatio: trainSeconds / forwardSeconds,
-  paramBytes: paramCount * 4,
+  paramBytes,
   /** 1-minute load average at start and end: other processes competing for the cores make runs noisy. */
   loadAverage: [loadAtStart, loadavg()[0]],
   trainToForwardCpuTimeRatio: trainCpu / forwardCpu,
   forwardSeconds: forwardTimes,
   trainSeconds: trainTimes,
-  peakRssBytes: process.resourceUsage().maxRSS * 1024,
+  /** Whole process, both sessions held (the loss session added after the training session's warm-up). */
+  peakRssBytes: peakRssBothSessions,
+  /** Whole process while it held only the training session (its warm-up steps). */
+  peakRssTrainingSessionBytes: peakRssTrainingAlone,
+  activationBytes,
+  activationFormula: `${ACTIVATION_FORMULA} with B=${BATCH}, T=${SEQ}, L=${CONFIG.n_layer}, d=${CONFIG.n_embd}, a=${CONFIG.n_head}, V=${CONFIG.vocab_size}`,
+  /** The goal: peak RSS ≤ 6 × paramBytes + activationBytes. */
+  memoryGoalBytes,
+  peakRssToGoal: peakRssBothSessions / memoryGoalBytes,
+  peakRssTrainingSessionToGoal: peakRssTrainingAlone / memoryGoalBytes,
 };
 mkdirSync(new URL("results/", import.meta.url), { recursive: true });
 writeFileSync(new URL("results/engine.json", import.meta.url), `${JSON.stringify(result, null, 2)}\n`);

@@ -6,7 +6,13 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Batch, LossSession, type Params, TrainingSession } from "../client/engine/session.ts";
+import {
+  type Batch,
+  LossSession,
+  type Params,
+  type StepResult,
+  TrainingSession,
+} from "../client/engine/session.ts";
 import { parseModelConfig } from "../client/models/index.ts";
 import { initWeights } from "../client/models/init.ts";
 import { BATCH, REFERENCE_CONFIG, referenceBatch, SEQ } from "./engine-reference.ts";
@@ -89,11 +95,11 @@ try {
   const loss = await LossSession.create(config, options("loss"));
   const forward = await profile("loss", dir, Object.assign(loss, { run: () => loss.loss(weights, batch) }));
   const training = await TrainingSession.create(config, options("train"));
-  const train = await profile(
-    "train",
-    dir,
-    Object.assign(training, { run: () => training.step(weights, batch) }),
-  );
+  let grads: StepResult["grads"] | undefined; // reused from step to step, as a trainer does
+  const step = async () => {
+    grads = (await training.step(weights, batch, grads)).grads;
+  };
+  const train = await profile("train", dir, Object.assign(training, { run: step }));
   const result = {
     config: { ...REFERENCE_CONFIG, batchSize: BATCH, seqLen: SEQ, runs: RUNS },
     kernelTimeRatio: train.kernelMs / forward.kernelMs,

@@ -17,7 +17,7 @@ export function gradients(loss: Tensor, wrt: Tensor[]): Tensor[] {
     if (!node || !g || !node.output.requiresGrad) continue;
     if (!node.op.backward) throw new GraphShapeError(`${node.op.type} has no gradient rule`);
     const inputGrads = node.op.backward(g, node);
-    node.inputs.forEach((input, k) => {
+    (node.gradInputs ?? node.inputs).forEach((input, k) => {
       const dx = inputGrads[k];
       if (!dx || !input.requiresGrad) return;
       const prev = grads.get(input);

@@ -1,17 +1,26 @@
 // Turns a model config into ONNX graphs: a training graph (loss and one gradient per parameter) and a forward
 // graph (logits). Shapes are static: one graph per (batch size, sequence length).
-import { type ModelConfig, modelLogits, modelTensors, type TensorSpec } from "../models/index.ts";
+import { type ModelConfig, modelOutput, modelTensors, type TensorSpec } from "../models/index.ts";
 import { gradients } from "./autodiff.ts";
 import { type FloatType, Graph, type Tensor } from "./graph.ts";
-import { maskedCrossEntropy } from "./nn.ts";
+import { linearOutIn, maskedCrossEntropy } from "./nn.ts";
 import { toOnnxModel } from "./onnx.ts";
+import { slice } from "./ops.ts";
 
 export interface GraphShape {
   batchSize: number;
   seqLen: number;
   /** float32 for training; float64 for finite-difference checks. */
   floatType?: FloatType;
+  /** Largest gradient output in bytes (default MAX_OUTPUT_BYTES); larger gradients leave in row blocks. */
+  maxOutputBytes?: number;
+  /** Bytes of one block of logits in the loss graphs (default HEAD_BLOCK_BYTES); see head.ts. */
+  headBlockBytes?: number;
 }
+
+/** A block of 64 MiB of logits: 4 blocks of 256 positions for GPT-2's vocabulary at 1024 positions. Peak memory
+ * falls with smaller blocks; each block adds a [vocab, d] sum to the head's weight gradient. */
+export const HEAD_BLOCK_BYTES = 64 * 2 ** 20;
 
 /** Bad arguments to the engine: wrong shapes, missing parameters, token ids out of range, and so on. */
 export class EngineInputError extends Error {
@@ -21,9 +30,49 @@ export class EngineInputError extends Error {
 export interface BuiltGraph {
   onnx: Uint8Array;
   tensors: TensorSpec[];
+  /** The gradient outputs (training graph only), each a block of rows of one parameter's gradient. */
+  gradients: GradientOutput[];
+}
+
+/** Rows [offset / rowSize, …) of parameter `param`'s gradient: `shape` values starting at flat `offset`. */
+export interface GradientOutput {
+  name: string;
+  param: string;
+  offset: number;
+  shape: number[];
 }
 
 export const gradName = (param: string): string => `grad.${param}`;
+
+/** onnxruntime-node copies every output into a new JavaScript buffer. glibc serves an allocation of 32 MiB or
+ * more with a fresh mmap whose every page faults on first touch (16 µs a page on the reference machine: 0.2 s a
+ * step for GPT-2's 51 MB embedding gradient), while smaller ones reuse freed heap memory. So larger gradients
+ * leave the graph in row blocks of at most this size, which the session writes into one array. */
+export const MAX_OUTPUT_BYTES = 16 * 2 ** 20;
+
+/** Splits `grad` (of `param`) into row blocks of at most `maxBytes` (or single rows), as even as rows allow. */
+function gradientOutputs(
+  param: string,
+  grad: Tensor,
+  maxBytes: number,
+): { output: GradientOutput; tensor: Tensor }[] {
+  const [rows = 1, ...rest] = grad.shape;
+  const bytes = grad.size * (grad.dtype === "float64" ? 8 : 4);
+  const parts = Math.min(rows, Math.ceil(bytes / maxBytes));
+  const shape = (n: number): number[] => (grad.rank === 0 ? [] : [n, ...rest]);
+  if (parts <= 1)
+    return [{ output: { name: gradName(param), param, offset: 0, shape: shape(rows) }, tensor: grad }];
+  const perPart = Math.ceil(rows / parts);
+  const rowSize = grad.size / rows;
+  const blocks = [];
+  for (let start = 0, k = 0; start < rows; start += perPart, k++) {
+    const end = Math.min(rows, start + perPart);
+    const name = `${gradName(param)}.part${k}`;
+    const output = { name, param, offset: start * rowSize, shape: shape(end - start) };
+    blocks.push({ output, tensor: slice(grad, 0, start, end) });
+  }
+  return blocks;
+}
 
 function forwardGraph(config: ModelConfig, shape: GraphShape) {
   const { batchSize, seqLen } = shape;
@@ -47,30 +96,37 @@ function forwardGraph(config: ModelConfig, shape: GraphShape) {
     return p;
   };
   const inputIds = graph.input("input_ids", [batchSize, seqLen], "int64");
-  return { graph, tensors, params, logits: modelLogits(config, lookup, inputIds) };
+  return { graph, tensors, params, output: modelOutput(config, lookup, inputIds) };
 }
 
 /** Inputs: parameters (HF names), input_ids int64 [B, T]. Output: logits [B, T, vocab]. */
 export function buildForwardGraph(config: ModelConfig, shape: GraphShape): BuiltGraph {
-  const { graph, tensors, logits } = forwardGraph(config, shape);
-  return { onnx: toOnnxModel(graph, [{ name: "logits", tensor: logits }]), tensors };
+  const { graph, tensors, output } = forwardGraph(config, shape);
+  const logits = linearOutIn(output.hidden, output.head);
+  return { onnx: toOnnxModel(graph, [{ name: "logits", tensor: logits }]), tensors, gradients: [] };
 }
 
 function lossGraph(config: ModelConfig, shape: GraphShape, withGradients: boolean): BuiltGraph {
-  const { graph, tensors, params, logits } = forwardGraph(config, shape);
+  const { graph, tensors, params, output } = forwardGraph(config, shape);
   const targets = graph.input("targets", [shape.batchSize, shape.seqLen], "int64");
   const lossMask = graph.input("loss_mask", [shape.batchSize, shape.seqLen], graph.floatType);
-  const loss = maskedCrossEntropy(logits, targets, lossMask);
+  const logitBytes = config.vocabSize * (graph.floatType === "float64" ? 8 : 4);
+  const blockRows = Math.max(1, Math.floor((shape.headBlockBytes ?? HEAD_BLOCK_BYTES) / logitBytes));
+  const loss = maskedCrossEntropy(output.hidden, output.head, targets, lossMask, blockRows);
   const grads = withGradients ? gradients(loss, params) : [];
+  const blocks = grads.flatMap((g, i) =>
+    gradientOutputs((params[i] as Tensor).name, g, shape.maxOutputBytes ?? MAX_OUTPUT_BYTES),
+  );
   const outputs = [
     { name: "loss", tensor: loss },
-    ...grads.map((g, i) => ({ name: gradName((params[i] as Tensor).name), tensor: g })),
+    ...blocks.map(({ output, tensor }) => ({ name: output.name, tensor })),
   ];
-  return { onnx: toOnnxModel(graph, outputs), tensors };
+  return { onnx: toOnnxModel(graph, outputs), tensors, gradients: blocks.map((b) => b.output) };
 }
 
 /** Inputs: parameters, input_ids int64 [B, T], targets int64 [B, T], loss_mask float [B, T].
- * Outputs: loss (masked mean cross-entropy, scalar) and grad.<name> for every parameter. */
+ * Outputs: loss (masked mean cross-entropy, scalar) and grad.<name> for every parameter, or its row blocks
+ * grad.<name>.part<k> when it is larger than MAX_OUTPUT_BYTES (see `gradients`). */
 export const buildTrainingGraph = (config: ModelConfig, shape: GraphShape): BuiltGraph =>
   lossGraph(config, shape, true);
 

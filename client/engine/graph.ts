@@ -23,6 +23,9 @@ export interface Node {
   /** Facts only the backward rule needs (e.g. a Slice's range); not written to the model. */
   meta: Readonly<Record<string, number | number[]>>;
   output: Tensor;
+  /** For a composite op (several nodes differentiated as one), the tensors its backward rule returns gradients
+   * for, in place of its ONNX inputs; its inner nodes then get no gradients of their own. */
+  gradInputs?: Tensor[];
 }
 
 /** Raised for graph construction mistakes: shapes or types that the op cannot accept. */
@@ -115,6 +118,7 @@ export class Graph {
     shape: number[],
     dtype: DType,
     meta: Node["meta"] = {},
+    gradInputs?: Tensor[],
   ): Tensor {
     for (const input of inputs) {
       if (input.graph !== this)
@@ -123,9 +127,9 @@ export class Graph {
     if (shape.some((d) => !Number.isInteger(d) || d < 0)) {
       throw new GraphShapeError(`${op.type}: invalid output shape [${shape}]`);
     }
-    const requiresGrad = op.backward !== undefined && inputs.some((t) => t.requiresGrad);
+    const requiresGrad = op.backward !== undefined && (gradInputs ?? inputs).some((t) => t.requiresGrad);
     const output = new Tensor(this, this.claim(`t${this.counter++}`), shape, dtype, requiresGrad);
-    this.nodes.push({ op, inputs, attrs, meta, output });
+    this.nodes.push({ op, inputs, attrs, meta, output, ...(gradInputs ? { gradInputs } : {}) });
     return output;
   }
 }

@@ -1,21 +1,20 @@
-// Integer-indexed ops. Their backward rules scatter-add (ScatterND / ScatterElements with reduction="add"), which
-// costs O(gradient size) instead of the O(N·V·D) of a one-hot matmul.
+// Integer-indexed ops. Their backward rules scatter-add (ScatterND with reduction="add"), which costs
+// O(gradient size) instead of the O(N·V·D) of a one-hot matmul.
 import { GraphShapeError, type Node, type OpDef, type Tensor } from "./graph.ts";
-import { add, mul, neg, reshape, softmax, zeros } from "./ops.ts";
+import { add, reshape, zeros } from "./ops.ts";
 
 const inp = (node: Node, i: number): Tensor => node.inputs[i] as Tensor;
 
-function requireInt64(op: string, t: Tensor): void {
+export function requireInt64(op: string, t: Tensor): void {
   if (t.dtype !== "int64")
     throw new GraphShapeError(`${op}: indices must be int64, got ${t.dtype} ${t.name}`);
 }
 
-// Backward-only scatters.
+// Backward-only: scatter-add of rows.
 const ScatterNDOp: OpDef = { type: "ScatterND" };
-const ScatterElementsOp: OpDef = { type: "ScatterElements" };
 
 /** base with each row `updates[i]` added at row `indices[i]` (repeated rows accumulate). */
-function scatterAddRows(base: Tensor, indices: Tensor, updates: Tensor): Tensor {
+export function scatterAddRows(base: Tensor, indices: Tensor, updates: Tensor): Tensor {
   const attrs = { reduction: "add" };
   return base.graph.apply(ScatterNDOp, [base, indices, updates], attrs, [...base.shape], base.dtype);
 }
@@ -51,39 +50,4 @@ export function gather(table: Tensor, ids: Tensor): Tensor {
   requireInt64("Gather", ids);
   const shape = [...ids.shape, ...table.shape.slice(1)];
   return table.graph.apply(GatherOp, [table, ids], { axis: 0 }, shape, table.dtype);
-}
-
-const SoftmaxCrossEntropyOp: OpDef = {
-  type: "SoftmaxCrossEntropyLoss",
-  // d nll_n / d logits_n = softmax(logits_n) − onehot(target_n). The one-hot is a scatter of −g_n into g_n·softmax,
-  // so the backward holds three [N, V] buffers and never a dense zero tensor (which ORT would constant-fold).
-  backward: (g, n) => {
-    const [logits, targets] = [inp(n, 0), inp(n, 1)];
-    const [rows] = targets.shape as [number];
-    const column = reshape(g, [rows, 1]);
-    const scaled = mul(softmax(logits), column);
-    const indices = reshape(targets, [rows, 1]);
-    const attrs = { axis: 1, reduction: "add" };
-    return [
-      g.graph.apply(ScatterElementsOp, [scaled, indices, neg(column)], attrs, [...logits.shape], g.dtype),
-      null,
-    ];
-  },
-};
-/** Per-row −log softmax(logits)[target]: logits [N, V], int64 targets [N] → [N]. */
-export function softmaxCrossEntropy(logits: Tensor, targets: Tensor): Tensor {
-  requireInt64("SoftmaxCrossEntropyLoss", targets);
-  if (logits.rank !== 2 || targets.rank !== 1 || targets.shape[0] !== logits.shape[0]) {
-    throw new GraphShapeError(
-      `SoftmaxCrossEntropyLoss: logits [${logits.shape}] and targets [${targets.shape}]`,
-    );
-  }
-  const attrs = { reduction: "none" };
-  return logits.graph.apply(
-    SoftmaxCrossEntropyOp,
-    [logits, targets],
-    attrs,
-    [logits.shape[0] as number],
-    logits.dtype,
-  );
 }

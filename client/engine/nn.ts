@@ -1,6 +1,6 @@
 // Building blocks shared by the model families, composed from the differentiable ops.
 import type { Tensor } from "./graph.ts";
-import { softmaxCrossEntropy } from "./indexing.ts";
+import { headCrossEntropy } from "./head.ts";
 import {
   add,
   div,
@@ -65,10 +65,18 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {
   return matmul(softmax(scores), v);
 }
 
-/** Σ mask·(−log p(target)) / Σ mask over all positions: logits [B, T, V], targets int64 [B, T], mask [B, T]. */
-export function maskedCrossEntropy(logits: Tensor, targets: Tensor, lossMask: Tensor): Tensor {
+/** Σ mask·(−log p(target)) / Σ mask over all positions, where p = softmax(hidden · headᵀ): hidden [B, T, d],
+ * head [V, d], targets int64 [B, T], mask [B, T]. The head runs `blockRows` positions at a time (head.ts). */
+export function maskedCrossEntropy(
+  hidden: Tensor,
+  head: Tensor,
+  targets: Tensor,
+  lossMask: Tensor,
+  blockRows: number,
+): Tensor {
   const n = targets.size;
-  const nll = softmaxCrossEntropy(reshape(logits, [n, lastDim(logits)]), reshape(targets, [n]));
+  const flat = reshape(hidden, [n, lastDim(hidden)]);
+  const nll = headCrossEntropy(flat, head, reshape(targets, [n]), blockRows);
   const flatMask = reshape(lossMask, [n]);
   return div(reduceSum(mul(nll, flatMask), [0], false), reduceSum(flatMask, [0], false));
 }

@@ -10,7 +10,7 @@ import {
   buildLossGraph,
   buildTrainingGraph,
   EngineInputError,
-  gradName,
+  type GradientOutput,
 } from "./build.ts";
 import type { FloatType } from "./graph.ts";
 
@@ -25,6 +25,10 @@ export interface SessionOptions {
   threads?: number;
   /** float64 only for gradient checks; parameters and batches must then be Float64Array. */
   floatType?: FloatType;
+  /** Largest gradient output in bytes; larger gradients leave the graph in row blocks (see build.ts). */
+  maxOutputBytes?: number;
+  /** Bytes of one block of logits in the loss and training graphs (see build.ts). */
+  headBlockBytes?: number;
   /** Write onnxruntime's per-kernel profile to a JSON file with this path prefix (see bench/profile-engine.ts). */
   profilePrefix?: string;
 }
@@ -176,16 +180,63 @@ abstract class EngineSession {
 
 /** Forward + backward in one run: masked mean cross-entropy and its gradient for every parameter. */
 export class TrainingSession extends EngineSession {
-  static async create(config: ModelConfig, opts: SessionOptions): Promise<TrainingSession> {
-    const graph = buildTrainingGraph(config, opts);
-    return new TrainingSession(await createSession(graph, opts), config, graph.tensors, opts);
+  private constructor(
+    session: ort.InferenceSession,
+    config: ModelConfig,
+    tensors: TensorSpec[],
+    options: SessionOptions,
+    private readonly gradients: GradientOutput[],
+  ) {
+    super(session, config, tensors, options);
   }
 
-  async step(params: Params, batch: Batch): Promise<StepResult> {
-    const out = await this.session.run(this.lossFeeds(params, batch));
-    const grads = new Map<string, FloatData>();
-    for (const spec of this.tensors) grads.set(spec.name, out[gradName(spec.name)]?.data as FloatData);
+  static async create(config: ModelConfig, opts: SessionOptions): Promise<TrainingSession> {
+    const graph = buildTrainingGraph(config, opts);
+    return new TrainingSession(
+      await createSession(graph, opts),
+      config,
+      graph.tensors,
+      opts,
+      graph.gradients,
+    );
+  }
+
+  /** Loss and gradients. onnxruntime writes the gradients straight into `into`'s arrays when given (one per
+   * parameter, of the session's float type), else into new ones. A trainer that passes the same arrays every
+   * step spares the process 4 bytes per parameter of freshly mapped memory per step, whose page faults cost
+   * ~0.2 s of CPU a step at the reference config on the reference machine. (onnxruntime-node still copies each
+   * output into a new JavaScript array, dropped here; build.ts keeps those copies small enough to reuse memory.) */
+  async step(params: Params, batch: Batch, into?: ReadonlyMap<string, FloatData>): Promise<StepResult> {
+    const grads = this.gradientArrays(into);
+    const fetches: Record<string, ort.Tensor | null> = { loss: null };
+    for (const { name, param, offset, shape } of this.gradients) {
+      const size = shape.reduce((a, b) => a * b, 1);
+      fetches[name] = floatTensor((grads.get(param) as FloatData).subarray(offset, offset + size), shape);
+    }
+    const out = await this.session.run(this.lossFeeds(params, batch), fetches);
     return { loss: Number((out.loss as ort.Tensor).data[0]), grads };
+  }
+
+  private gradientArrays(into: ReadonlyMap<string, FloatData> | undefined): Map<string, FloatData> {
+    const floatType = this.options.floatType ?? "float32";
+    const grads = new Map<string, FloatData>();
+    for (const spec of this.tensors) {
+      const size = spec.shape.reduce((a, b) => a * b, 1);
+      const given = into?.get(spec.name);
+      if (
+        into &&
+        !(given?.length === size && given instanceof (floatType === "float64" ? Float64Array : Float32Array))
+      ) {
+        throw new EngineInputError(
+          `gradient array for ${spec.name} must be a ${floatType} array of ${size} values`,
+        );
+      }
+      grads.set(
+        spec.name,
+        given ?? (floatType === "float64" ? new Float64Array(size) : new Float32Array(size)),
+      );
+    }
+    return grads;
   }
 }
 

@@ -8,13 +8,15 @@ import { modelTensors } from "../models/index.ts";
 import type { GradientSource } from "../train/loop.ts";
 import type { ParamRecord } from "../train/params.ts";
 import { EngineInputError } from "./build.ts";
-import { LossSession, type Params, type SessionOptions, TrainingSession } from "./session.ts";
+import { type FloatData, LossSession, type Params, type SessionOptions, TrainingSession } from "./session.ts";
 
 export type SourceOptions = Omit<SessionOptions, "floatType">;
 
 export class OnnxGradientSource implements GradientSource {
   private training?: TrainingSession;
   private evaluation?: LossSession;
+  /** Gradient arrays reused every step (GradientSource callers do not keep them past the next call). */
+  private grads?: Map<string, FloatData>;
   private readonly tensors: TensorSpec[];
 
   constructor(
@@ -29,7 +31,8 @@ export class OnnxGradientSource implements GradientSource {
     batch: Batch,
   ): Promise<{ loss: number; gradients: ParamRecord }> {
     this.training ??= await TrainingSession.create(this.config, this.options);
-    const { loss, grads } = await this.training.step(this.params(params), this.pad(batch));
+    const { loss, grads } = await this.training.step(this.params(params), this.pad(batch), this.grads);
+    this.grads = grads;
     return { loss, gradients: Object.fromEntries(grads) as ParamRecord };
   }
 

@@ -9,3 +9,11 @@ export type InitRule = { kind: "zeros" } | { kind: "ones" } | { kind: "normal"; 
 
 /** Resolves a parameter name to its graph tensor. */
 export type ParamLookup = (name: string) => Tensor;
+
+/** A model's forward pass up to its output head: logits are `hidden` · `head`ᵀ. */
+export interface ModelOutput {
+  /** Final hidden states [B, T, d], after the last norm. */
+  hidden: Tensor;
+  /** Output head weight [vocab, d] (nn.Linear layout; the token embedding when tied). */
+  head: Tensor;
+}

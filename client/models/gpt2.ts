@@ -3,7 +3,7 @@
 // Conv1D weights are stored [in, out], so projections are x @ W + b.
 import type { Tensor } from "../engine/graph.ts";
 import { gather } from "../engine/indexing.ts";
-import { causalAttention, geluTanh, layerNorm, linearInOut, linearOutIn } from "../engine/nn.ts";
+import { causalAttention, geluTanh, layerNorm, linearInOut } from "../engine/nn.ts";
 import { add, reshape, slice, transpose } from "../engine/ops.ts";
 import {
   type ConfigJson,
@@ -14,7 +14,7 @@ import {
   positiveInt,
   requireDivisible,
 } from "./config.ts";
-import type { InitRule, ParamLookup, TensorSpec } from "./family.ts";
+import type { InitRule, ModelOutput, ParamLookup, TensorSpec } from "./family.ts";
 
 export interface Gpt2Config {
   modelType: "gpt2";
@@ -90,8 +90,8 @@ export function gpt2InitRule(name: string, c: Gpt2Config): InitRule {
   };
 }
 
-/** Logits [B, T, vocab] for int64 token ids [B, T]. */
-export function gpt2Logits(c: Gpt2Config, p: ParamLookup, ids: Tensor): Tensor {
+/** Final hidden states and output head for int64 token ids [B, T]. */
+export function gpt2Output(c: Gpt2Config, p: ParamLookup, ids: Tensor): ModelOutput {
   const [b, t] = ids.shape as [number, number];
   const d = c.hiddenSize;
   const headDim = d / c.numHeads;
@@ -111,5 +111,5 @@ export function gpt2Logits(c: Gpt2Config, p: ParamLookup, ids: Tensor): Tensor {
     const hidden = geluTanh(conv1d(ln(x, `h.${i}.ln_2`), `h.${i}.mlp.c_fc`));
     x = add(x, conv1d(hidden, `h.${i}.mlp.c_proj`));
   }
-  return linearOutIn(ln(x, "ln_f"), p("wte.weight"));
+  return { hidden: ln(x, "ln_f"), head: p("wte.weight") };
 }

@@ -1,11 +1,11 @@
-// Entry point to the model families: config.json → typed config → tensor list, initial weights, logits graph.
+// Entry point to the model families: config.json → typed config → tensor list, initial weights, forward graph.
 import type { Tensor } from "../engine/graph.ts";
 import { asObject, UnknownArchitectureError } from "./config.ts";
-import type { InitRule, ParamLookup, TensorSpec } from "./family.ts";
-import { type Gpt2Config, gpt2InitRule, gpt2Logits, gpt2Tensors, parseGpt2Config } from "./gpt2.ts";
-import { type LlamaConfig, llamaInitRule, llamaLogits, llamaTensors, parseLlamaConfig } from "./llama.ts";
+import type { InitRule, ModelOutput, ParamLookup, TensorSpec } from "./family.ts";
+import { type Gpt2Config, gpt2InitRule, gpt2Output, gpt2Tensors, parseGpt2Config } from "./gpt2.ts";
+import { type LlamaConfig, llamaInitRule, llamaOutput, llamaTensors, parseLlamaConfig } from "./llama.ts";
 
-export type { InitRule, ParamLookup, TensorSpec } from "./family.ts";
+export type { InitRule, ModelOutput, ParamLookup, TensorSpec } from "./family.ts";
 export type { Gpt2Config } from "./gpt2.ts";
 export type { LlamaConfig } from "./llama.ts";
 export type ModelConfig = Gpt2Config | LlamaConfig;
@@ -57,7 +57,7 @@ export function initRule(c: ModelConfig, name: string): InitRule {
   return c.modelType === "gpt2" ? gpt2InitRule(name, c) : llamaInitRule(name, c);
 }
 
-/** Appends the model's forward pass to the graph of `ids` ([B, T] int64) and returns logits [B, T, vocab]. */
-export function modelLogits(c: ModelConfig, params: ParamLookup, ids: Tensor): Tensor {
-  return c.modelType === "gpt2" ? gpt2Logits(c, params, ids) : llamaLogits(c, params, ids);
+/** Appends the model's forward pass up to its output head to the graph of `ids` ([B, T] int64). */
+export function modelOutput(c: ModelConfig, params: ParamLookup, ids: Tensor): ModelOutput {
+  return c.modelType === "gpt2" ? gpt2Output(c, params, ids) : llamaOutput(c, params, ids);
 }

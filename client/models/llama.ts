@@ -15,7 +15,7 @@ import {
   positiveInt,
   requireDivisible,
 } from "./config.ts";
-import type { InitRule, ParamLookup, TensorSpec } from "./family.ts";
+import type { InitRule, ModelOutput, ParamLookup, TensorSpec } from "./family.ts";
 
 export interface LlamaConfig {
   modelType: "llama" | "qwen2";
@@ -137,8 +137,8 @@ function rotate(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
   return add(mul(x, cos), mul(rotated, sin));
 }
 
-/** Logits [B, T, vocab] for int64 token ids [B, T]. */
-export function llamaLogits(c: LlamaConfig, p: ParamLookup, ids: Tensor): Tensor {
+/** Final hidden states and output head for int64 token ids [B, T]. */
+export function llamaOutput(c: LlamaConfig, p: ParamLookup, ids: Tensor): ModelOutput {
   const [b, t] = ids.shape as [number, number];
   const group = c.numHeads / c.numKvHeads;
   const optional = (name: string, present: boolean): Tensor | undefined => (present ? p(name) : undefined);
@@ -177,5 +177,5 @@ export function llamaLogits(c: LlamaConfig, p: ParamLookup, ids: Tensor): Tensor
     x = add(x, linear(gated, `${layer}.mlp.down_proj`, c.mlpBias));
   }
   const head = c.tieWordEmbeddings ? embed : p("lm_head.weight");
-  return linearOutIn(rmsNorm(x, p("model.norm.weight"), c.rmsNormEps), head);
+  return { hidden: rmsNorm(x, p("model.norm.weight"), c.rmsNormEps), head };
 }

@@ -41,23 +41,24 @@ export function clipByGlobalNorm(grads: ParamRecord, maxNorm: number): number {
 /**
  * Weighted mean of gradients over micro-batches. Weighting each micro-batch by its number of loss tokens
  * makes the result the gradient of the mean loss over all their tokens, as one large batch would give.
+ * The sum arrays are kept from one optimizer step to the next: fresh ones would cost a trainer 4 bytes per
+ * parameter of newly mapped memory every step, whose page faults cost as much as a large matrix product.
  */
 export class GradientAccumulator {
   private sum: ParamRecord | undefined;
   private totalWeight = 0;
+  /** Whether `sum` holds this step's micro-batches (false after take(): it then holds the returned mean). */
+  private summing = false;
 
   add(grads: ParamRecord, weight = 1): void {
     if (!(weight >= 0 && Number.isFinite(weight))) {
       throw new TrainingError("BAD_WEIGHT", `micro-batch weight must be finite and ≥ 0, got ${weight}`);
     }
-    if (this.sum === undefined) {
-      this.sum = Object.fromEntries(
-        Object.entries(grads).map(([name, g]) => [name, new Float32Array(g.length)]),
-      );
-    }
-    checkGradients(this.sum, grads);
+    if (!this.summing) this.start(grads);
+    const sum = this.sum as ParamRecord;
+    checkGradients(sum, grads);
     for (const [name, g] of Object.entries(grads)) {
-      const s = this.sum[name] as Float32Array;
+      const s = sum[name] as Float32Array;
       for (let i = 0; i < g.length; i++) s[i] = (s[i] as number) + weight * (g[i] as number);
     }
     this.totalWeight += weight;
@@ -67,17 +68,31 @@ export class GradientAccumulator {
     return this.totalWeight;
   }
 
-  /** The weighted mean so far; the accumulator starts over afterwards. */
+  /** The weighted mean so far; the accumulator starts over afterwards and reuses the returned arrays from the
+   * next add() on, so use them before then. */
   take(): ParamRecord {
     const sum = this.sum;
-    if (sum === undefined || this.totalWeight === 0) {
+    if (!this.summing || sum === undefined || this.totalWeight === 0) {
       throw new TrainingError("NOTHING_ACCUMULATED", "no gradients with positive weight were added");
     }
     for (const g of Object.values(sum)) {
       for (let i = 0; i < g.length; i++) g[i] = (g[i] as number) / this.totalWeight;
     }
-    this.sum = undefined;
+    this.summing = false;
     this.totalWeight = 0;
     return sum;
+  }
+
+  /** Zeroed sum arrays shaped like `grads`: the previous step's when they match, else new ones. */
+  private start(grads: ParamRecord): void {
+    const names = Object.keys(grads);
+    const reusable =
+      this.sum !== undefined &&
+      Object.keys(this.sum).length === names.length &&
+      names.every((name) => this.sum?.[name]?.length === grads[name]?.length);
+    if (reusable) for (const s of Object.values(this.sum as ParamRecord)) s.fill(0);
+    else
+      this.sum = Object.fromEntries(names.map((name) => [name, new Float32Array(grads[name]?.length ?? 0)]));
+    this.summing = true;
   }
 }

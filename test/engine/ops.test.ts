@@ -1,7 +1,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { Graph, GraphShapeError } from "../../client/engine/graph.ts";
-import { gather, softmaxCrossEntropy } from "../../client/engine/indexing.ts";
+import { headCrossEntropy } from "../../client/engine/head.ts";
+import { gather } from "../../client/engine/indexing.ts";
 import {
   causalAttention,
   geluTanh,
@@ -80,10 +81,6 @@ const cases: Record<string, OpCase> = {
     shapes: [[5, 3]],
     build: (t) => op.matmul(gather(t, t.graph.int64([4, 1, 1])), op.transposeLast(t)),
   },
-  "softmaxCrossEntropy (repeated targets)": {
-    shapes: [[4, 5]],
-    build: (logits) => softmaxCrossEntropy(logits, logits.graph.int64([2, 0, 2, 4])),
-  },
 };
 
 // Composites the models are built from: their gradients follow from the ops', checked here end to end.
@@ -100,12 +97,37 @@ const composites: Record<string, OpCase> = {
     ],
     build: (q, k, v) => causalAttention(q, k, v),
   },
+  "head cross-entropy, one block (repeated targets)": {
+    shapes: [
+      [4, 3],
+      [5, 3],
+    ],
+    build: (x, w) => headCrossEntropy(x, w, x.graph.int64([2, 0, 2, 4]), 4),
+  },
+  "head cross-entropy, blocks of 2, 2 and 1 rows": {
+    shapes: [
+      [5, 3],
+      [6, 3],
+    ],
+    build: (x, w) => headCrossEntropy(x, w, x.graph.int64([5, 0, 2, 0, 1]), 2),
+  },
+  // The table's gradient meets twice (scattered by the lookup, dense and scattered by the head): a tied embedding.
+  "head cross-entropy tied to the embedding it looks up": {
+    shapes: [[5, 3]],
+    build: (t) => {
+      const x = op.mul(gather(t, t.graph.int64([4, 1, 1])), 2);
+      return headCrossEntropy(x, t, t.graph.int64([1, 3, 4]), 2);
+    },
+  },
   "masked cross-entropy": {
-    shapes: [[2, 3, 4]],
-    build: (logits) => {
-      const g = logits.graph;
-      const targets = op.reshape(g.int64([0, 3, 3, 1, 2, 0]), [2, 3]);
-      return maskedCrossEntropy(logits, targets, g.constant([1, 0, 1, 1, 1, 0], [2, 3]));
+    shapes: [
+      [2, 3, 4],
+      [5, 4],
+    ],
+    build: (hidden, head) => {
+      const g = hidden.graph;
+      const targets = op.reshape(g.int64([0, 3, 3, 1, 4, 0]), [2, 3]);
+      return maskedCrossEntropy(hidden, head, targets, g.constant([1, 0, 1, 1, 1, 0], [2, 3]), 4);
     },
   },
 };

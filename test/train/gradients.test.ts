@@ -43,10 +43,15 @@ describe("gradient accumulation", () => {
     const acc = new GradientAccumulator();
     acc.add({ w: Float32Array.of(1, 2) }, 3);
     acc.add({ w: Float32Array.of(5, -2) }, 1);
-    expect(acc.take()).toEqual({ w: Float32Array.of(2, 1) });
+    const first = acc.take();
+    expect(first).toEqual({ w: Float32Array.of(2, 1) });
     expect(() => acc.take()).toThrow(/no gradients with positive weight/);
     acc.add({ w: Float32Array.of(4, 4) });
-    expect(acc.take()).toEqual({ w: Float32Array.of(4, 4) });
+    const second = acc.take();
+    expect(second).toEqual({ w: Float32Array.of(4, 4) });
+    expect(second.w).toBe(first.w); // the same memory, step after step
+    acc.add({ w: Float32Array.of(1, 2, 3) });
+    expect(acc.take()).toEqual({ w: Float32Array.of(1, 2, 3) });
   });
 
   it("rejects gradients that do not match the first ones", () => {

@@ -1,0 +1,110 @@
+// The output head and its cross-entropy as one differentiable op. Their [rows, vocab] tensors dominate a small
+// model's memory (200 MB each for GPT-2's vocabulary at 1024 tokens), so the forward pass runs a block of rows at
+// a time, and the backward pass works from each block's log-probabilities without forming d logits.
+import { GraphShapeError, type OpDef, type Tensor } from "./graph.ts";
+import { gather, requireInt64, scatterAddRows } from "./indexing.ts";
+import { add, concat, matmul, mul, neg, reshape, slice, sub, transposeLast } from "./ops.ts";
+
+// Inner nodes of the composite: the composite's backward rule differentiates them together.
+const LogSoftmaxOp: OpDef = { type: "LogSoftmax" };
+const GatherElementsOp: OpDef = { type: "GatherElements" };
+const ExpOp: OpDef = { type: "Exp" };
+
+interface Block {
+  start: number;
+  end: number;
+  targets: Tensor;
+  logProbs: Tensor;
+  /** log P[row, target] [rows, 1]. */
+  picked: Tensor;
+}
+
+/** Rows [start, end) of `a`, or `a` itself when that is all of it. */
+const rowsOf = (a: Tensor, start: number, end: number): Tensor =>
+  start === 0 && end === a.shape[0] ? a : slice(a, 0, start, end);
+
+/**
+ * Per-row −log softmax(x Wᵀ)[target] → [N], for hidden states x [N, d], head weight W [V, d] (nn.Linear layout)
+ * and int64 targets [N], `blockRows` rows at a time.
+ *
+ * Backward, with P = softmax(x Wᵀ) and g the gradient of each row's loss: d logits = g ⊙ (P − onehot(target)),
+ * so dx = g ⊙ (P W − W[target]) and dW = Pᵀ (g ⊙ x) − Σ_rows onehot(target) ⊗ (g ⊙ x). The one-hot terms are a
+ * row gather and a row scatter; P = exp(log P) comes from the forward pass's log-probabilities.
+ */
+export function headCrossEntropy(x: Tensor, weight: Tensor, targets: Tensor, blockRows: number): Tensor {
+  requireInt64("headCrossEntropy", targets);
+  const [rows, d] = x.shape as [number, number];
+  if (
+    x.rank !== 2 ||
+    weight.rank !== 2 ||
+    weight.shape[1] !== d ||
+    targets.rank !== 1 ||
+    targets.size !== rows
+  ) {
+    throw new GraphShapeError(
+      `headCrossEntropy: x [${x.shape}], weight [${weight.shape}], targets [${targets.shape}]; ` +
+        "expected x [N, d], weight [V, d], targets [N]",
+    );
+  }
+  if (!Number.isInteger(blockRows) || blockRows <= 0) {
+    throw new GraphShapeError(`headCrossEntropy: blockRows must be a positive integer, got ${blockRows}`);
+  }
+  const { graph } = x;
+  const perBlock = Math.ceil(rows / Math.ceil(rows / blockRows));
+  const blocks: Block[] = [];
+  const losses: Tensor[] = [];
+  for (let start = 0; start < rows; start += perBlock) {
+    const end = Math.min(rows, start + perBlock);
+    const logits = matmul(rowsOf(x, start, end), transposeLast(weight));
+    const logProbs = graph.apply(LogSoftmaxOp, [logits], { axis: -1 }, [...logits.shape], x.dtype);
+    const blockTargets = rowsOf(targets, start, end);
+    const picked = graph.apply(
+      GatherElementsOp,
+      [logProbs, reshape(blockTargets, [end - start, 1])],
+      { axis: 1 },
+      [end - start, 1],
+      x.dtype,
+    );
+    losses.push(neg(reshape(picked, [end - start])));
+    blocks.push({ start, end, targets: blockTargets, logProbs, picked });
+  }
+  const op: OpDef = { type: "Concat", backward: (g) => headBackward(g, x, weight, targets, blocks) };
+  return graph.apply(op, losses, { axis: 0 }, [rows], x.dtype, {}, [x, weight]);
+}
+
+function headBackward(g: Tensor, x: Tensor, weight: Tensor, targets: Tensor, blocks: Block[]): Tensor[] {
+  const rows = x.shape[0] as number;
+  const column = reshape(g, [rows, 1]);
+  const scaledX = mul(x, column);
+  const dx: Tensor[] = [];
+  const dws: Tensor[] = [];
+  for (const { start, end, targets: blockTargets, logProbs } of blocks) {
+    const probs = x.graph.apply(ExpOp, [logProbs], {}, [...logProbs.shape], x.dtype);
+    const oneHotRows = gather(weight, blockTargets);
+    dx.push(mul(sub(matmul(probs, weight), oneHotRows), rowsOf(column, start, end)));
+    // dWᵀ = (g ⊙ x)ᵀ P: transposing the [rows, d] operand, not the [rows, vocab] one.
+    const blockDwT = matmul(transposeLast(rowsOf(scaledX, start, end)), probs);
+    dws.push(dws.length > 0 ? add(dws[dws.length - 1] as Tensor, blockDwT) : blockDwT);
+  }
+  const dw = transposeLast(dws[dws.length - 1] as Tensor);
+  const dxAll = blocks.length === 1 ? (dx[0] as Tensor) : concat(sequenced(dx, dws, blocks), 0);
+  return [dxAll, scatterAddRows(dw, reshape(targets, [rows, 1]), neg(scaledX))];
+}
+
+/**
+ * onnxruntime has no control edges, and its schedule is depth-first from the outputs, highest node index first.
+ * Left alone it runs every block's forward and dx first and the dW sums and losses last, so all blocks' [rows,
+ * vocab] log-probabilities and probabilities are alive at once. Adding 0 × (one element of the block's running
+ * dW sum and of its picked log-probability) to each block's dx, created last block first, makes the schedule
+ * finish each block's loss, dx and dW before the next block's forward. x + 0·y = x for finite y, and y (a
+ * log-probability and a gradient entry) is finite whenever the loss and gradient are.
+ */
+function sequenced(dx: Tensor[], dws: Tensor[], blocks: Block[]): Tensor[] {
+  const out: Tensor[] = new Array(dx.length);
+  for (let b = dx.length - 1; b >= 0; b--) {
+    const first = (t: Tensor) => slice(slice(t, 0, 0, 1), 1, 0, 1);
+    const anchor = add(first(dws[b] as Tensor), first((blocks[b] as Block).picked));
+    out[b] = add(dx[b] as Tensor, mul(anchor, 0));
+  }
+  return out;
+}
