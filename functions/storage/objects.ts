@@ -11,7 +11,6 @@ import {
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
-import { logger } from "../observability.ts";
 
 export const objectKeys = {
   checkpointPrefix: (runId: string, checkpoint: number) => `runs/${runId}/rounds/${checkpoint}/`,
@@ -189,13 +188,16 @@ export class CheckpointBucket {
       // too (s3rver has no AbortMultipartUpload) is logged and left to the bucket's lifecycle rule.
       await this.s3
         .send(new AbortMultipartUploadCommand({ Bucket: this.bucketName, Key: key, UploadId }))
-        .catch((abortError: Error) =>
+        .catch(async (abortError: Error) => {
+          // Imported here, not at the top: Powertools reads its environment when first loaded, and the local stack
+          // sets that environment after this module is loaded.
+          const { logger } = await import("../observability.ts");
           logger.warn("multipart upload not aborted", {
             key,
             uploadId: UploadId,
             reason: abortError.message,
-          }),
-        );
+          });
+        });
       throw error;
     }
   }
