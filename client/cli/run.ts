@@ -1,7 +1,7 @@
 // `ferret run create|status|start|pause|export`: the operator's side of a run.
 import { type Command, Option } from "commander";
 import { FAMILIES } from "../../core/reference.ts";
-import { DEFAULT_ZEROTH_ORDER } from "../../functions/rounds/run-config.ts";
+import { DEFAULT_BASIS, DEFAULT_ZEROTH_ORDER } from "../../functions/rounds/run-config.ts";
 import type { OperatorApi, RunConfig, RunConfigInput } from "../api/routes.ts";
 import { type OperatorFlags, operator, required, runOption, withOperatorOptions } from "./connection.ts";
 import { nonNegativeInt, positiveInt, positiveNumber, seconds } from "./options.ts";
@@ -14,7 +14,8 @@ const PART_BYTES = 5 * 1024 * 1024;
 
 export interface RunOptions {
   strategy: RunConfig["strategy"];
-  basis: RunConfig["basis"];
+  /** Absent: the server's default for the strategy. */
+  basis?: RunConfig["basis"];
   k: number;
   /** fedkseed only: pool size K and perturbation ε (the server's defaults when absent). */
   seedPool?: number;
@@ -77,14 +78,15 @@ export function strategyConfig(
   if (strategy !== "fedkseed" && (seedPool !== undefined || perturbation !== undefined)) {
     throw new InputError(`--seed-pool and --perturbation apply to --strategy fedkseed only, not ${strategy}`);
   }
-  if (strategy === "ferret") return { strategy, basis, totalK: k };
-  if (strategy === "fedavg") return { strategy, basis };
-  if (seedPool === undefined && perturbation === undefined) return { strategy, basis };
+  const family = basis === undefined ? {} : { basis };
+  if (strategy === "ferret") return { strategy, ...family, totalK: k };
+  if (strategy === "fedavg") return { strategy, ...family };
+  if (seedPool === undefined && perturbation === undefined) return { strategy, ...family };
   const zerothOrder = {
     seedPool: seedPool ?? DEFAULT_ZEROTH_ORDER.seedPool,
     perturbation: perturbation ?? DEFAULT_ZEROTH_ORDER.perturbation,
   };
-  return { strategy, basis, zerothOrder };
+  return { strategy, ...family, zerothOrder };
 }
 
 function describeStrategy(config: RunConfig): string {
@@ -130,9 +132,10 @@ export function registerRunCommands(program: Command): void {
           .default("ferret"),
       )
       .addOption(
-        new Option("--basis <family>", "ferret's projection family (fedkseed: gaussian only)")
-          .choices(FAMILIES)
-          .default("gaussian"),
+        new Option(
+          "--basis <family>",
+          `ferret's projection family (default ${DEFAULT_BASIS}, from bench:convergence; fedkseed: gaussian only)`,
+        ).choices(FAMILIES),
       )
       .option("--k <n>", "ferret: total coefficients K per upload (Σ k_b)", positiveInt, 4096)
       .option(

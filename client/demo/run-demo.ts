@@ -5,6 +5,7 @@ import { createWriteStream } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
+import { DEFAULT_BASIS } from "../../functions/rounds/run-config.ts";
 import { Http } from "../api/http.ts";
 import { OperatorApi } from "../api/routes.ts";
 import type { Output } from "../cli/output.ts";
@@ -150,7 +151,7 @@ export async function runDemo(options: DemoOptions, out: Output): Promise<DemoSu
       model: { dir: modelDir, parameters: plan.totalParams, config: modelConfig },
       run: {
         runId: created.runId,
-        basis: options.run.basis,
+        basis: options.run.basis ?? DEFAULT_BASIS,
         totalK: plan.totalK,
         blocks: plan.blocks.length,
         localSteps: options.run.localSteps,

@@ -11,13 +11,19 @@ export const MAX_UPLOAD_BYTES = MAX_TOTAL_K * 4;
 /** FedKSeed: most (seed index, gradient) pairs one upload may carry, i.e. most zeroth-order steps per round. */
 export const MAX_SEED_PAIRS = 8192;
 export const DEFAULT_ZEROTH_ORDER = { seedPool: 1024, perturbation: 1e-3 };
+/**
+ * Ferret's family when the operator names none. `npm run bench:convergence` (bench/results/convergence.md): at
+ * equal K the three families end within run-to-run noise of each other, sketch reached FedKSeed's final loss in the
+ * fewest rounds in every run, and its kernels cost O(d) whatever K is (3 ms against 137 ms for gaussian there).
+ */
+export const DEFAULT_BASIS = "sketch";
 
 const tensor = z.object({ name: z.string().min(1), shape: z.array(z.number().int().positive()).min(1) });
 
 export const runConfigSchema = z
   .object({
     strategy: z.enum(["ferret", "fedavg", "fedkseed"]).default("ferret"),
-    basis: z.enum(["gaussian", "rademacher", "sketch"]).default("gaussian"),
+    basis: z.enum(["gaussian", "rademacher", "sketch"]).optional(),
     zerothOrder: z
       .object({
         seedPool: z.number().int().positive().max(MAX_TOTAL_K),
@@ -64,7 +70,7 @@ export const runConfigSchema = z
     message: "zerothOrder applies only to strategy fedkseed",
     path: ["zerothOrder"],
   })
-  .refine((c) => c.strategy !== "fedkseed" || c.basis === "gaussian", {
+  .refine((c) => c.strategy !== "fedkseed" || c.basis === undefined || c.basis === "gaussian", {
     message: "fedkseed always uses gaussian directions; leave basis out or set it to gaussian",
     path: ["basis"],
   })
@@ -98,7 +104,17 @@ function checkPoolFits(plan: Plan, seedPool: number): void {
 
 /** Resolves the plan (given, or built by core from tensors + totalK) and returns the stored config. */
 export function resolveRunConfig(input: z.output<typeof runConfigSchema>): RunConfig {
-  const { plan: givenPlan, tensors, totalK, targetBlockSize, zerothOrder, ...rest } = input;
+  const {
+    plan: givenPlan,
+    tensors,
+    totalK,
+    targetBlockSize,
+    zerothOrder,
+    basis: givenBasis,
+    ...given
+  } = input;
+  const basis = givenBasis ?? (given.strategy === "fedkseed" ? "gaussian" : DEFAULT_BASIS);
+  const rest = { ...given, basis };
   let plan: Plan;
   try {
     if (givenPlan !== undefined) plan = parsePlan(givenPlan);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { InputError } from "../../client/cli/output.ts";
 import { type RunOptions, strategyConfig } from "../../client/cli/run.ts";
-import { resolveRunConfig, runConfigSchema } from "../../functions/rounds/run-config.ts";
+import { DEFAULT_BASIS, resolveRunConfig, runConfigSchema } from "../../functions/rounds/run-config.ts";
 
 // `ferret run create` flags → the run config the backend's own schema accepts, for each strategy.
 const base: RunOptions = {
@@ -41,6 +41,13 @@ describe("run create --strategy", () => {
   it("ferret sends K; the plan carries it", () => {
     expect(strategyConfig(base)).toEqual({ strategy: "ferret", basis: "gaussian", totalK: 64 });
     expect(resolved(base).plan.totalK).toBe(64);
+  });
+
+  it("without --basis leaves the family to the server, which picks the benchmarked default", () => {
+    const { basis: _named, ...unnamed } = base;
+    expect(strategyConfig(unnamed)).toEqual({ strategy: "ferret", totalK: 64 });
+    expect(resolved(unnamed).basis).toBe(DEFAULT_BASIS);
+    expect(resolved({ ...unnamed, strategy: "fedkseed" }).basis).toBe("gaussian");
   });
 
   it("fedavg sends no K (the plan only shards the model)", () => {

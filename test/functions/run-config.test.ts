@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { BadRequest } from "../../functions/errors.ts";
 import { parse } from "../../functions/http.ts";
 import {
+  DEFAULT_BASIS,
   MAX_SEED_PAIRS,
   MAX_TOTAL_K,
   resolveRunConfig,
@@ -38,8 +39,15 @@ describe("run config", () => {
     const config = resolve(valid);
     expect(config.plan.totalK).toBe(32);
     expect(config.plan.totalParams).toBe(64 * 8 + 8);
-    expect(config).toMatchObject({ strategy: "ferret", basis: "gaussian", weighting: "examples" });
+    expect(config).toMatchObject({ strategy: "ferret", basis: DEFAULT_BASIS, weighting: "examples" });
     expect(config.zerothOrder).toBeUndefined();
+  });
+
+  it("keeps the family an operator names, and gives fedkseed gaussian when none is named", () => {
+    expect(resolve({ ...valid, basis: "rademacher" }).basis).toBe("rademacher");
+    const fedkseed = { ...valid, strategy: "fedkseed", zerothOrder: { seedPool: 16, perturbation: 1e-3 } };
+    expect(resolve({ ...fedkseed, basis: "gaussian" }).basis).toBe("gaussian");
+    expect(resolve(fedkseed).basis).toBe("gaussian");
   });
 
   it("accepts a plan it is given, validated by core", () => {
