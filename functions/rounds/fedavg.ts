@@ -87,7 +87,7 @@ export async function commitStagedUpdate(
     if (holder !== sha256) {
       throw new Conflict(
         "update_committed",
-        `client ${clientId} already committed an update with SHA-256 ${holder} for round ${round}`,
+        `client ${clientId}'s update for round ${round} is reserved for SHA-256 ${holder}; PUT those bytes again and commit them`,
       );
     }
   };

@@ -1,6 +1,7 @@
 // The run config schema: what an operator may ask for, checked whole before anything is stored.
 import { z } from "zod";
 import { buildPlan, type Plan, parsePlan, type TensorSpec } from "../../core/plan.ts";
+import { seedPoolPlan } from "../../core/seed-pool.ts";
 import { BadRequest } from "../errors.ts";
 import type { RunConfig } from "../storage/records.ts";
 
@@ -10,6 +11,13 @@ export const MAX_TOTAL_K = 65_536;
 export const MAX_UPLOAD_BYTES = MAX_TOTAL_K * 4;
 /** FedKSeed: most (seed index, gradient) pairs one upload may carry, i.e. most zeroth-order steps per round. */
 export const MAX_SEED_PAIRS = 8192;
+/**
+ * A fedavg commit streams the client's 4P-byte update through the upload function (length, finiteness and SHA-256
+ * checks, then a copy to the committed key) inside the HTTP API's 30 s limit; at a few tens of MB/s that holds
+ * about 200 MB. FedAvg is the baseline the benchmark compares against, so larger models are refused rather than
+ * left to time out.
+ */
+export const MAX_FEDAVG_PARAMS = 50_000_000;
 export const DEFAULT_ZEROTH_ORDER = { seedPool: 1024, perturbation: 1e-3 };
 /**
  * Ferret's family when the operator names none. `npm run bench:convergence` (bench/results/convergence.md): at
@@ -93,15 +101,6 @@ function planOf(tensors: TensorSpec[], totalK: number | undefined, targetBlockSi
   return buildPlan(tensors, { totalK: blocks, ...options });
 }
 
-function checkPoolFits(plan: Plan, seedPool: number): void {
-  if (seedPool > plan.totalParams) {
-    throw new BadRequest(
-      "invalid_run_config",
-      `zerothOrder.seedPool is ${seedPool}; the pool cannot hold more directions than the ${plan.totalParams} parameters`,
-    );
-  }
-}
-
 /** Resolves the plan (given, or built by core from tensors + totalK) and returns the stored config. */
 export function resolveRunConfig(input: z.output<typeof runConfigSchema>): RunConfig {
   const {
@@ -130,8 +129,18 @@ export function resolveRunConfig(input: z.output<typeof runConfigSchema>): RunCo
       `plan has ${plan.totalK} coefficients; at most ${MAX_TOTAL_K} are supported`,
     );
   }
+  if (rest.strategy === "fedavg" && plan.totalParams > MAX_FEDAVG_PARAMS) {
+    throw new BadRequest(
+      "invalid_run_config",
+      `the model has ${plan.totalParams} parameters; fedavg runs are limited to ${MAX_FEDAVG_PARAMS}`,
+    );
+  }
   if (rest.strategy !== "fedkseed") return { ...rest, plan };
   const settings = zerothOrder ?? DEFAULT_ZEROTH_ORDER;
-  checkPoolFits(plan, settings.seedPool);
+  try {
+    seedPoolPlan(plan, settings.seedPool);
+  } catch (error) {
+    throw new BadRequest("invalid_run_config", `zerothOrder.seedPool: ${(error as Error).message}`);
+  }
   return { ...rest, plan, zerothOrder: { ...settings } };
 }

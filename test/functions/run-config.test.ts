@@ -4,6 +4,7 @@ import { BadRequest } from "../../functions/errors.ts";
 import { parse } from "../../functions/http.ts";
 import {
   DEFAULT_BASIS,
+  MAX_FEDAVG_PARAMS,
   MAX_SEED_PAIRS,
   MAX_TOTAL_K,
   resolveRunConfig,
@@ -119,5 +120,26 @@ describe("run config strategies", () => {
     ],
   ])("refuses %j, naming %s", (change, words) => {
     expect(problem({ ...valid, ...change })).toContain(words);
+  });
+
+  // Beyond these sizes a run would be accepted and then fail in every client or in every commit.
+  const huge = (count: number, size: number) =>
+    Array.from({ length: count }, (_, i) => ({ name: `layer${i}`, shape: [size] }));
+  it("refuses a fedkseed model larger than the seed pool's single block can hold", () => {
+    const tensors = huge(3, 2 ** 31 - 16);
+    expect(problem({ ...valid, tensors, totalK: undefined, strategy: "fedkseed" })).toContain(
+      "zerothOrder.seedPool",
+    );
+  });
+
+  it("refuses a fedavg model larger than one commit can stream", () => {
+    const tensors = huge(2, MAX_FEDAVG_PARAMS / 2 + 1);
+    expect(problem({ ...valid, tensors, totalK: undefined, strategy: "fedavg" })).toContain(
+      `limited to ${MAX_FEDAVG_PARAMS}`,
+    );
+    const fits = huge(2, MAX_FEDAVG_PARAMS / 2);
+    expect(resolve({ ...valid, tensors: fits, totalK: undefined, strategy: "fedavg" }).plan.totalParams).toBe(
+      MAX_FEDAVG_PARAMS,
+    );
   });
 });
