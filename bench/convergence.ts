@@ -87,8 +87,6 @@ interface Settings {
 function entryOf(name: EntryName, s: Settings): Entry {
   const shared: RunOptions = {
     strategy: "ferret",
-    basis: "gaussian",
-    k: s.k,
     clientsPerRound: s.clients,
     quorum: s.clients,
     minUploads: s.clients,
@@ -116,7 +114,7 @@ function entryOf(name: EntryName, s: Settings): Entry {
       };
     default: {
       const basis = name.slice("ferret-".length) as RunOptions["basis"];
-      return { name, options: { ...shared, basis, globalLr: s.globalLr } };
+      return { name, options: { ...shared, basis, k: s.k, globalLr: s.globalLr } };
     }
   }
 }

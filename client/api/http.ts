@@ -217,6 +217,8 @@ export class Http {
             request.destroy();
             reject(error);
           });
+          // pipe() leaves the file open when the request fails; every retry would leak a descriptor.
+          request.on("close", () => file.destroy());
           file.on("data", (chunk) => {
             const piece = chunk as Buffer;
             hash.update(piece);

@@ -8,6 +8,7 @@ import { nonNegativeInt, positiveInt, positiveNumber, seconds } from "./options.
 import { InputError, type Output } from "./output.ts";
 
 export const STRATEGIES = ["ferret", "fedavg", "fedkseed"] as const;
+const DEFAULT_K = 4096;
 
 /** S3's smallest multipart part (except the last). */
 const PART_BYTES = 5 * 1024 * 1024;
@@ -16,7 +17,8 @@ export interface RunOptions {
   strategy: RunConfig["strategy"];
   /** Absent: the server's default for the strategy. */
   basis?: RunConfig["basis"];
-  k: number;
+  /** ferret only: K (DEFAULT_K when absent). */
+  k?: number;
   /** fedkseed only: pool size K and perturbation ε (the server's defaults when absent). */
   seedPool?: number;
   perturbation?: number;
@@ -78,8 +80,13 @@ export function strategyConfig(
   if (strategy !== "fedkseed" && (seedPool !== undefined || perturbation !== undefined)) {
     throw new InputError(`--seed-pool and --perturbation apply to --strategy fedkseed only, not ${strategy}`);
   }
+  if (strategy !== "ferret" && k !== undefined) {
+    throw new InputError(
+      `--k applies to --strategy ferret only; ${strategy} uploads no projected coefficients`,
+    );
+  }
   const family = basis === undefined ? {} : { basis };
-  if (strategy === "ferret") return { strategy, ...family, totalK: k };
+  if (strategy === "ferret") return { strategy, ...family, totalK: k ?? DEFAULT_K };
   if (strategy === "fedavg") return { strategy, ...family };
   if (seedPool === undefined && perturbation === undefined) return { strategy, ...family };
   const zerothOrder = {
@@ -137,7 +144,7 @@ export function registerRunCommands(program: Command): void {
           `ferret's projection family (default ${DEFAULT_BASIS}, from bench:convergence; fedkseed: gaussian only)`,
         ).choices(FAMILIES),
       )
-      .option("--k <n>", "ferret: total coefficients K per upload (Σ k_b)", positiveInt, 4096)
+      .option("--k <n>", `ferret: total coefficients K per upload (Σ k_b; default ${DEFAULT_K})`, positiveInt)
       .option(
         "--seed-pool <n>",
         `fedkseed: directions K in the seed pool (default ${DEFAULT_ZEROTH_ORDER.seedPool})`,

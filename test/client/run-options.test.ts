@@ -37,6 +37,8 @@ function resolved(options: RunOptions) {
   );
 }
 
+const { k: _k, ...withoutK } = base;
+
 describe("run create --strategy", () => {
   it("ferret sends K; the plan carries it", () => {
     expect(strategyConfig(base)).toEqual({ strategy: "ferret", basis: "gaussian", totalK: 64 });
@@ -47,34 +49,46 @@ describe("run create --strategy", () => {
     const { basis: _named, ...unnamed } = base;
     expect(strategyConfig(unnamed)).toEqual({ strategy: "ferret", totalK: 64 });
     expect(resolved(unnamed).basis).toBe(DEFAULT_BASIS);
-    expect(resolved({ ...unnamed, strategy: "fedkseed" }).basis).toBe("gaussian");
+    const { k: _unused, ...unnamedWithoutK } = unnamed;
+    expect(resolved({ ...unnamedWithoutK, strategy: "fedkseed" }).basis).toBe("gaussian");
   });
 
   it("fedavg sends no K (the plan only shards the model)", () => {
-    expect(strategyConfig({ ...base, strategy: "fedavg" })).toEqual({
+    expect(strategyConfig({ ...withoutK, strategy: "fedavg" })).toEqual({
       strategy: "fedavg",
       basis: "gaussian",
     });
-    expect(resolved({ ...base, strategy: "fedavg" }).strategy).toBe("fedavg");
+    expect(resolved({ ...withoutK, strategy: "fedavg" }).strategy).toBe("fedavg");
   });
 
   it("fedkseed sends --seed-pool and --perturbation, filling the one left out with the server's default", () => {
-    const options: RunOptions = { ...base, strategy: "fedkseed", seedPool: 256 };
+    const options: RunOptions = { ...withoutK, strategy: "fedkseed", seedPool: 256 };
     expect(strategyConfig(options)).toEqual({
       strategy: "fedkseed",
       basis: "gaussian",
       zerothOrder: { seedPool: 256, perturbation: 1e-3 },
     });
     expect(resolved(options).zerothOrder).toEqual({ seedPool: 256, perturbation: 1e-3 });
-    expect(resolved({ ...base, strategy: "fedkseed" }).zerothOrder).toEqual({
+    expect(resolved({ ...withoutK, strategy: "fedkseed" }).zerothOrder).toEqual({
       seedPool: 1024,
       perturbation: 1e-3,
     });
   });
 
+  it("refuses --k for the strategies that upload no projected coefficients", () => {
+    for (const strategy of ["fedavg", "fedkseed"] as const) {
+      expect(() => strategyConfig({ ...base, strategy })).toThrow(/--k applies to --strategy ferret only/);
+    }
+    expect(strategyConfig({ ...withoutK, basis: "sketch" })).toEqual({
+      strategy: "ferret",
+      basis: "sketch",
+      totalK: 4096,
+    });
+  });
+
   it("refuses pool settings for a strategy that has no pool", () => {
     expect(() => strategyConfig({ ...base, perturbation: 0.01 })).toThrow(InputError);
-    expect(() => strategyConfig({ ...base, strategy: "fedavg", seedPool: 8 })).toThrow(
+    expect(() => strategyConfig({ ...withoutK, strategy: "fedavg", seedPool: 8 })).toThrow(
       /apply to --strategy fedkseed only, not fedavg/,
     );
   });
