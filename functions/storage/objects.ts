@@ -12,6 +12,9 @@ import {
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 
+/** fedavg staging: client-written, checked and copied on commit, then only waste. */
+export const STAGING_PREFIX = "staging/";
+
 export const objectKeys = {
   checkpointPrefix: (runId: string, checkpoint: number) => `runs/${runId}/rounds/${checkpoint}/`,
   shard: (runId: string, checkpoint: number, index: number) =>
@@ -19,9 +22,12 @@ export const objectKeys = {
   shardDigest: (runId: string, checkpoint: number, index: number) =>
     `runs/${runId}/rounds/${checkpoint}/shards/${String(index).padStart(5, "0")}.json`,
   manifest: (runId: string, checkpoint: number) => `runs/${runId}/rounds/${checkpoint}/manifest.json`,
-  /** fedavg: where a client PUTs its update through a presigned URL; the server only reads it. */
+  /**
+   * fedavg: where a client PUTs its update through a presigned URL; the server only reads it. Under its own top
+   * prefix so one lifecycle rule can expire what clients wrote (S3 rules match prefixes, not wildcards).
+   */
   stagedUpdate: (runId: string, round: number, clientId: string) =>
-    `runs/${runId}/rounds/${round}/staging/${clientId}.f32`,
+    `${STAGING_PREFIX}runs/${runId}/rounds/${round}/${clientId}.f32`,
   /** fedavg: the update as the server checked and committed it; only the server writes here. */
   update: (runId: string, round: number, clientId: string) =>
     `runs/${runId}/rounds/${round}/updates/${clientId}.f32`,

@@ -5,6 +5,7 @@ import type { Bucket } from "aws-cdk-lib/aws-s3";
 import { Construct } from "constructs";
 import type { EnvironmentName } from "../../functions/env.ts";
 import { ROUTES, STEP_HANDLERS } from "../../functions/routes.ts";
+import { STAGING_PREFIX } from "../../functions/storage/objects.ts";
 import type { Deadlines } from "./aggregation.ts";
 import { FerretFunction } from "./functions.ts";
 import { acknowledgeWildcard } from "./nag.ts";
@@ -239,12 +240,12 @@ function grantObjects(fn: FerretFunction, bucket: Bucket, access: Access): void 
 // A presigned URL carries its signer's permissions, so this role is what a client's URL may do: PutObject on
 // staging keys, nothing else (not even read them back).
 function grantStagingPut(fn: FerretFunction, bucket: Bucket): void {
-  const staging = bucket.arnForObjects("runs/*/rounds/*/staging/*");
+  const staging = bucket.arnForObjects(`${STAGING_PREFIX}*`);
   fn.addToRolePolicy(new PolicyStatement({ actions: ["s3:PutObject"], resources: [staging] }));
   acknowledgeWildcard(
     fn.executionRole,
     staging,
-    "fedavg clients PUT their update to runs/{run}/rounds/{round}/staging/{client}.f32, named at run time.",
+    "fedavg clients PUT their update to staging/runs/{run}/rounds/{round}/{client}.f32, named at run time.",
   );
 }
 

@@ -2,6 +2,7 @@ import { Duration, RemovalPolicy, Validations } from "aws-cdk-lib";
 import { AttributeType, BillingMode, Table } from "aws-cdk-lib/aws-dynamodb";
 import { BlockPublicAccess, Bucket, BucketEncryption, ObjectOwnership } from "aws-cdk-lib/aws-s3";
 import { Construct } from "constructs";
+import { STAGING_PREFIX } from "../../functions/storage/objects.ts";
 
 export interface StorageProps {
   /** Refuse DeleteTable until an operator turns this off (default on in the app; off only for throwaway stacks). */
@@ -61,6 +62,14 @@ export class Storage extends Construct {
         // An operator's presigned multipart upload of the initial checkpoint that dies half way leaves parts
         // that are billed but invisible; two days is ample time to finish a legitimate upload of tens of GB.
         { id: "abort-incomplete-multipart-uploads", abortIncompleteMultipartUploadAfter: Duration.days(2) },
+        // fedavg clients' staged updates (4 bytes per parameter each) are copied to the round's committed key
+        // when accepted; a week outlasts any round deadline (at most 7 days).
+        {
+          id: "expire-fedavg-staging",
+          prefix: STAGING_PREFIX,
+          expiration: Duration.days(8),
+          noncurrentVersionExpiration: Duration.days(1),
+        },
         {
           id: "expire-deleted-versions",
           noncurrentVersionExpiration: Duration.days(30),

@@ -86,9 +86,7 @@ describe("Lambda handlers", () => {
     const reads = ["dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:Query"];
     expect(dataActionsOf("update-url.ts").sort()).toEqual([...reads, "s3:PutObject"]);
     const [put] = statementsOf(template, "update-url.ts").filter((s) => s.Action === "s3:PutObject");
-    expect(flatten(put?.Resource)).toMatch(
-      /^<StorageCheckpoints\w+\.Arn>\/runs\/\*\/rounds\/\*\/staging\/\*$/,
-    );
+    expect(flatten(put?.Resource)).toMatch(/^<StorageCheckpoints\w+\.Arn>\/staging\/\*$/);
   });
 
   it("lets exactly the upload and deadline handlers start the state machine it names", () => {
@@ -210,6 +208,7 @@ describe("storage", () => {
               AbortIncompleteMultipartUpload: { DaysAfterInitiation: 2 },
               Status: "Enabled",
             }),
+            Match.objectLike({ Prefix: "staging/", ExpirationInDays: 8, Status: "Enabled" }),
             Match.objectLike({ NoncurrentVersionExpiration: { NoncurrentDays: 30 } }),
           ]),
         },
