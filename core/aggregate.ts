@@ -14,7 +14,19 @@ export interface ClientUpload {
 
 export type Weighting = "examples" | "equal";
 
-export function aggregate(uploads: readonly ClientUpload[], weighting: Weighting): Float32Array {
+export interface ClientWeight {
+  clientId: string;
+  weight: number;
+}
+
+/**
+ * Each client's weight (its example count, or 1), in aggregation order: sorted by client id in code-unit order.
+ * `total` is their sum. Refuses an empty list, a client listed twice, and a non-positive example count.
+ */
+export function clientWeights(
+  uploads: readonly Pick<ClientUpload, "clientId" | "examples">[],
+  weighting: Weighting,
+): { weights: ClientWeight[]; total: number } {
   if (weighting !== "examples" && weighting !== "equal") {
     throw new InvalidArgumentError(
       `weighting is ${JSON.stringify(weighting)}; expected "examples" or "equal"`,
@@ -24,30 +36,42 @@ export function aggregate(uploads: readonly ClientUpload[], weighting: Weighting
   const sorted = [...uploads].sort((a, b) =>
     a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0,
   );
-  const length = (sorted[0] as ClientUpload).coefficients.length;
-  let totalWeight = 0;
-  for (const [i, upload] of sorted.entries()) {
+  let total = 0;
+  const weights = sorted.map((upload, i) => {
     if (i > 0 && upload.clientId === sorted[i - 1]?.clientId) {
       throw new InvalidArgumentError(
         `client "${upload.clientId}" appears twice; expected one upload per client`,
       );
     }
-    assertLength(upload.coefficients.length, length, `coefficients of client "${upload.clientId}"`);
-    assertFinite(upload.coefficients, `coefficients of client "${upload.clientId}"`);
     if (weighting === "examples" && (!Number.isSafeInteger(upload.examples) || upload.examples < 1)) {
       throw new InvalidArgumentError(
         `client "${upload.clientId}" reports ${upload.examples} examples; expected a positive integer`,
       );
     }
-    totalWeight += weighting === "examples" ? upload.examples : 1;
+    const weight = weighting === "examples" ? upload.examples : 1;
+    total += weight;
+    return { clientId: upload.clientId, weight };
+  });
+  return { weights, total };
+}
+
+export function aggregate(uploads: readonly ClientUpload[], weighting: Weighting): Float32Array {
+  const { weights, total } = clientWeights(uploads, weighting);
+  const byClient = new Map(uploads.map((u) => [u.clientId, u.coefficients]));
+  const ordered = weights.map(({ clientId, weight }) => {
+    const coefficients = byClient.get(clientId) as Float32Array;
+    return { clientId, weight, coefficients };
+  });
+  const length = (ordered[0] as { coefficients: Float32Array }).coefficients.length;
+  for (const { clientId, coefficients } of ordered) {
+    assertLength(coefficients.length, length, `coefficients of client "${clientId}"`);
+    assertFinite(coefficients, `coefficients of client "${clientId}"`);
   }
   const sums = new Float64Array(length);
-  for (const upload of sorted) {
-    const weight = weighting === "examples" ? upload.examples : 1;
-    const c = upload.coefficients;
+  for (const { weight, coefficients: c } of ordered) {
     for (let k = 0; k < length; k++) sums[k] = (sums[k] as number) + weight * (c[k] as number);
   }
   const mean = new Float32Array(length);
-  for (let k = 0; k < length; k++) mean[k] = (sums[k] as number) / totalWeight;
+  for (let k = 0; k < length; k++) mean[k] = (sums[k] as number) / total;
   return mean;
 }

@@ -1,5 +1,11 @@
 // The public surface of core/: what the client, the Lambda handlers and the local stack import.
-export { aggregate, type ClientUpload, type Weighting } from "./aggregate.ts";
+export {
+  aggregate,
+  type ClientUpload,
+  type ClientWeight,
+  clientWeights,
+  type Weighting,
+} from "./aggregate.ts";
 export * from "./errors.ts";
 export {
   assertPlanMatches,

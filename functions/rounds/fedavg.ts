@@ -3,7 +3,7 @@
 // checks it, and copies it once to a key only the server writes; aggregation averages the committed updates shard
 // by shard, one update's byte range at a time, so memory follows the shard, never the model or the client count.
 import { createHash } from "node:crypto";
-import type { Weighting } from "../../core/aggregate.ts";
+import { clientWeights, type Weighting } from "../../core/aggregate.ts";
 import { BadRequest, Conflict } from "../errors.ts";
 import type { Services } from "../services.ts";
 import { ObjectExists, objectKeys } from "../storage/objects.ts";
@@ -114,14 +114,12 @@ export async function commitStagedUpdate(
 
 /** Each committed update in client order with the weight core's `aggregate` gives it, normalised to sum 1. */
 export function weightedUpdates(uploads: readonly UploadRecord[], weighting: Weighting): WeightedUpdate[] {
-  const sorted = [...uploads].sort((a, b) =>
-    a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0,
-  );
-  const raw = sorted.map((u) => (weighting === "examples" ? u.examples : 1));
-  const total = raw.reduce((a, b) => a + b, 0);
-  return sorted.map((u, i) => {
-    if (!u.updateSha256) throw new Error(`upload of client ${u.clientId} has no committed update`);
-    return { clientId: u.clientId, weight: (raw[i] as number) / total, sha256: u.updateSha256 };
+  const { weights, total } = clientWeights(uploads, weighting);
+  const shaOf = new Map(uploads.map((u) => [u.clientId, u.updateSha256]));
+  return weights.map(({ clientId, weight }) => {
+    const sha256 = shaOf.get(clientId);
+    if (!sha256) throw new Error(`upload of client ${clientId} has no committed update`);
+    return { clientId, weight: weight / total, sha256 };
   });
 }
 
