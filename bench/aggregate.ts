@@ -109,10 +109,12 @@ async function endToEnd(model: Model, families: Family[], plan: Plan, threads: n
     let last: Run | undefined;
     for (const family of families) {
       log(`  threads=${threads}, ${family}: uploading the ${model.weights.byteLength / 1e6} MB checkpoint…`);
+      const uploadStart = performance.now();
       const config = { basis: family, totalK: TOTAL_K, clientsPerRound: CLIENTS, quorum: CLIENTS };
       last = await createRun(api, model, { ...config, minUploads: CLIENTS }, CLIENTS);
       if (JSON.stringify(last.plan) !== JSON.stringify(plan)) throw new Error("the run's plan is not core's");
-      log(`  threads=${threads}, ${family}: quorum met, aggregating…`);
+      const uploadSeconds = (performance.now() - uploadStart) / 1000;
+      log(`  threads=${threads}, ${family}: uploaded in ${uploadSeconds.toFixed(1)} s, aggregating…`);
       const seconds = await aggregationSeconds(stack, api, last);
       measured.push({ family, seconds });
       log(`  threads=${threads}, ${family}: ${seconds.toFixed(2)} s`);
@@ -222,6 +224,7 @@ async function main(): Promise<void> {
     machine: describeMachine(),
     params,
     shards,
+    shardParams: params / TENSORS,
     totalK: TOTAL_K,
     families,
     coreParamsPerSec: Object.fromEntries(families.map((f) => [f, coreAll(f)])),
