@@ -1,7 +1,7 @@
 // Integer-indexed ops. Their backward rules scatter-add (ScatterND with reduction="add"), which costs
 // O(gradient size) instead of the O(N·V·D) of a one-hot matmul.
 import { GraphShapeError, type Node, type OpDef, type Tensor } from "./graph.ts";
-import { add, reshape, zeros } from "./ops.ts";
+import { add, concat, reshape, zeros } from "./ops.ts";
 
 const inp = (node: Node, i: number): Tensor => node.inputs[i] as Tensor;
 
@@ -10,17 +10,27 @@ export function requireInt64(op: string, t: Tensor): void {
     throw new GraphShapeError(`${op}: indices must be int64, got ${t.dtype} ${t.name}`);
 }
 
-// Backward-only: scatter-add of rows.
+// Backward-only: scatter-add of rows, and the concatenation of two scatters' row indices.
 const ScatterNDOp: OpDef = { type: "ScatterND" };
+const IndexConcatOp: OpDef = { type: "Concat" };
+
+interface Rows {
+  indices: Tensor;
+  updates: Tensor;
+}
+/** Every row scatter's base and rows, so that a scatter meeting another in a gradient sum can join it. */
+const rowScatters = new WeakMap<Tensor, Rows & { base: Tensor }>();
 
 /** base with each row `updates[i]` added at row `indices[i]` (repeated rows accumulate). */
 export function scatterAddRows(base: Tensor, indices: Tensor, updates: Tensor): Tensor {
   const attrs = { reduction: "add" };
-  return base.graph.apply(ScatterNDOp, [base, indices, updates], attrs, [...base.shape], base.dtype);
+  const out = base.graph.apply(ScatterNDOp, [base, indices, updates], attrs, [...base.shape], base.dtype);
+  rowScatters.set(out, { base, indices, updates });
+  return out;
 }
 
 /** Gather gradients (row scatters into zeros) and their rows, so sumGradients can scatter into another sum. */
-const scattersIntoZeros = new WeakMap<Tensor, { indices: Tensor; updates: Tensor }>();
+const scattersIntoZeros = new WeakMap<Tensor, Rows>();
 
 const GatherOp: OpDef = {
   type: "Gather",
@@ -37,13 +47,31 @@ const GatherOp: OpDef = {
   },
 };
 
-/** a + b, except that a Gather gradient is scattered straight into the other term: for an embedding tied to the
- * output head that saves filling a [vocab, d] zero tensor and adding two [vocab, d] tensors every step. */
+/**
+ * a + b, except that a Gather gradient is scattered straight into the other term: for an embedding tied to the
+ * output head that saves filling a [vocab, d] zero tensor and adding two [vocab, d] tensors every step. When the
+ * other term is itself a row scatter (the head's one-hot rows), the two become one ScatterND over both sets of
+ * rows: onnxruntime's ScatterND copies its whole [vocab, d] input first, so that is one copy instead of two.
+ */
 export function sumGradients(a: Tensor, b: Tensor): Tensor {
-  const [dense, scatter] = scattersIntoZeros.has(b)
+  const [other, rows] = scattersIntoZeros.has(b)
     ? [a, scattersIntoZeros.get(b)]
     : [b, scattersIntoZeros.get(a)];
-  return scatter ? scatterAddRows(dense, scatter.indices, scatter.updates) : add(a, b);
+  if (!rows) return add(a, b);
+  const earlier = rowScatters.get(other);
+  if (!earlier) return scatterAddRows(other, rows.indices, rows.updates);
+  const joined = {
+    indices: joinRows(earlier.indices, rows.indices),
+    updates: concat([earlier.updates, rows.updates], 0),
+  };
+  const sum = scatterAddRows(earlier.base, joined.indices, joined.updates);
+  if (scattersIntoZeros.has(other)) scattersIntoZeros.set(sum, joined);
+  return sum;
+}
+
+function joinRows(a: Tensor, b: Tensor): Tensor {
+  const shape = [(a.shape[0] as number) + (b.shape[0] as number), ...a.shape.slice(1)];
+  return a.graph.apply(IndexConcatOp, [a, b], { axis: 0 }, shape, a.dtype);
 }
 /** Embedding lookup: rows of `table` ([V, ...]) at int64 `ids` of any shape → [...ids.shape, ...]. */
 export function gather(table: Tensor, ids: Tensor): Tensor {

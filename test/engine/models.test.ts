@@ -45,7 +45,16 @@ function tokens(seed: number, vocab: number): BigInt64Array {
 describe.each(Object.entries(families))("%s", (_, json) => {
   const config = parseModelConfig(json);
 
-  it("whole-model gradients match finite differences (3 coordinates of every tensor, float64)", async () => {
+  /** Checks the analytic gradient at each (tensor, flat index) against a float64 central difference. */
+  async function checkAgainstFiniteDifferences(
+    coordinates: (
+      specs: ReturnType<typeof modelTensors>,
+      batch: {
+        inputIds: BigInt64Array;
+        targets: BigInt64Array;
+      },
+    ) => [string, number][],
+  ) {
     const session = await TrainingSession.create(config, {
       batchSize: BATCH,
       seqLen: SEQ,
@@ -60,16 +69,38 @@ describe.each(Object.entries(families))("%s", (_, json) => {
     const { loss, grads } = await session.step(params, batch);
     expect(loss).toBeGreaterThan(0);
     const lossAt = async () => (await session.step(params, batch)).loss;
-    for (const [t, spec] of modelTensors(config).entries()) {
-      const data = params.get(spec.name)?.data as Float64Array;
-      for (const r of randomArray(3, 50 + t, 0, data.length)) {
-        const j = Math.floor(r);
-        const numeric = await centralDifference(data, j, lossAt);
-        expectGradientsClose(grads.get(spec.name)?.[j] as number, numeric, `${spec.name}[${j}]`);
-      }
+    for (const [name, j] of coordinates(modelTensors(config), batch)) {
+      const numeric = await centralDifference(params.get(name)?.data as Float64Array, j, lossAt);
+      expectGradientsClose(grads.get(name)?.[j] as number, numeric, `${name}[${j}]`);
     }
     await session.release();
-  });
+  }
+
+  it("whole-model gradients match finite differences (3 coordinates of every tensor, float64)", () =>
+    checkAgainstFiniteDifferences((specs) =>
+      specs.flatMap((spec, t) =>
+        [
+          ...randomArray(
+            3,
+            50 + t,
+            0,
+            spec.shape.reduce((a, b) => a * b, 1),
+          ),
+        ].map((r): [string, number] => [spec.name, Math.floor(r)]),
+      ),
+    ));
+
+  // A tied embedding's gradient gathers three terms: the head's dense product, its one-hot target rows and the
+  // lookup rows. Random coordinates rarely land on the rows a batch uses, so these are checked on purpose.
+  it("embedding gradients match finite differences on the rows the batch looks up and predicts", () =>
+    checkAgainstFiniteDifferences((specs, { inputIds, targets }) => {
+      const embedding = specs[0] as (typeof specs)[number];
+      const width = embedding.shape[1] as number;
+      const rows = [inputIds[0], inputIds[4], targets[0], targets[3]].map(Number);
+      return rows.flatMap((row) =>
+        [0, width - 1].map((col): [string, number] => [embedding.name, row * width + col]),
+      );
+    }));
 
   it("logits match an independent loop-by-loop float64 reference implementation", async () => {
     const session = await ForwardSession.create(config, {
