@@ -24,15 +24,41 @@ export function describeMachine(): Machine {
   };
 }
 
+async function secondsOf(work: () => unknown): Promise<number> {
+  const start = process.hrtime.bigint();
+  await work();
+  return Number(process.hrtime.bigint() - start) / 1e9;
+}
+
+async function medianOf(repeats: number, work: () => unknown): Promise<number> {
+  const times: number[] = [];
+  for (let r = 0; r < repeats; r++) times.push(await secondsOf(work));
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)] as number;
+}
+
 /** Median wall-clock seconds of `repeats` runs of `work` (after one warm-up run). */
 export async function medianSeconds(repeats: number, work: () => unknown): Promise<number> {
   await work();
-  const times: number[] = [];
-  for (let r = 0; r < repeats; r++) {
-    const start = process.hrtime.bigint();
-    await work();
-    times.push(Number(process.hrtime.bigint() - start) / 1e9);
-  }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)] as number;
+  return medianOf(repeats, work);
+}
+
+export interface Timing {
+  seconds: number;
+  /** How `seconds` was taken, recorded beside it. */
+  statistic: string;
+}
+
+/**
+ * Like medianSeconds, except that a first run of `singleAbove` seconds or more is the figure itself: warm-up
+ * costs nothing measurable beside it, and repeating a minute-long run would cost minutes.
+ */
+export async function timeOnceIfLong(
+  repeats: number,
+  singleAbove: number,
+  work: () => unknown,
+): Promise<Timing> {
+  const first = await secondsOf(work);
+  if (first >= singleAbove) return { seconds: first, statistic: "single run" };
+  return { seconds: await medianOf(repeats, work), statistic: `median of ${repeats} after a warm-up run` };
 }

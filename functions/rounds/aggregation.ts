@@ -6,7 +6,7 @@ import { reconstructRange } from "../../core/projection.ts";
 import { seedFromHex } from "../../core/seed.ts";
 import { seedPoolPlan } from "../../core/seed-pool.ts";
 import type { Services } from "../services.ts";
-import { objectKeys } from "../storage/objects.ts";
+import { ObjectExists, objectKeys } from "../storage/objects.ts";
 import type { LogEntry, RoundRecord, RunRecord, UploadRecord } from "../storage/records.ts";
 import { applyMeanUpdate, weightedUpdates } from "./fedavg.ts";
 import { advance, requireRound, requireRun } from "./lifecycle.ts";
@@ -95,12 +95,27 @@ export async function aggregateRound(svc: Services, { runId, round }: RoundRef):
   return shardSpecsOf(base, plan).map((shard) => ({ runId, round, shard }));
 }
 
-/** Writes `text` under `key`, or checks that an earlier attempt wrote exactly it. */
-async function writeOnce(svc: Services, key: string, text: string): Promise<void> {
-  const existing = await svc.bucket.readText(key);
-  if (existing === undefined) await svc.bucket.putNew(key, text, "application/json");
-  else if (existing !== text) throw new Error(`${key} exists with different content`);
+/**
+ * Writes `bytes` under `key`, or checks that an earlier attempt wrote exactly them. The write is tried first: a
+ * re-run is rare, and putNew already asks whether the key exists.
+ */
+async function writeOnce(
+  svc: Services,
+  key: string,
+  bytes: Uint8Array | string,
+  sameAsWritten: () => Promise<boolean>,
+): Promise<void> {
+  const contentType = typeof bytes === "string" ? "application/json" : "application/octet-stream";
+  try {
+    await svc.bucket.putNew(key, bytes, contentType);
+  } catch (error) {
+    if (!(error instanceof ObjectExists)) throw error;
+    if (!(await sameAsWritten())) throw new Error(`${key} exists with different content`);
+  }
 }
+
+const writeTextOnce = (svc: Services, key: string, text: string) =>
+  writeOnce(svc, key, text, async () => (await svc.bucket.readText(key)) === text);
 
 /**
  * Step 2 (one per shard): read the base shard, apply the update in place, hash, write the shard and then its
@@ -110,12 +125,14 @@ export async function reconstructShard(
   svc: Services,
   { runId, round, shard }: ShardTask,
 ): Promise<ShardOutcome> {
-  const run = await requireRun(svc, runId);
-  const plan = parsePlan(run.config.plan);
   const entry = await logEntry(svc, runId, round);
   const values = new Float32Array(shard.length);
   const bytes = new Uint8Array(values.buffer);
-  await svc.bucket.readInto(objectKeys.shard(runId, entry.baseCheckpoint, shard.index), bytes);
+  const [run] = await Promise.all([
+    requireRun(svc, runId),
+    svc.bucket.readInto(objectKeys.shard(runId, entry.baseCheckpoint, shard.index), bytes),
+  ]);
+  const plan = parsePlan(run.config.plan);
   let alsoHeld = 0;
   if (entry.strategy === "fedavg") alsoHeld = await applyMeanUpdate(svc, entry, shard, values);
   else {
@@ -125,16 +142,12 @@ export async function reconstructShard(
   }
   const key = objectKeys.shard(runId, entry.resultCheckpoint, shard.index);
   const digest = digestShard(plan, shard, values, key);
-  if (await svc.bucket.exists(key)) {
-    // A previous attempt wrote this shard; it must be the same bytes (re-read over the same buffer).
+  // A previous attempt wrote this shard; it must be the same bytes (re-read over the same buffer).
+  await writeOnce(svc, key, bytes, async () => {
     await svc.bucket.readInto(key, bytes);
-    if (digestShard(plan, shard, values, key).sha256 !== digest.sha256) {
-      throw new Error(`${key} exists with different bytes`);
-    }
-  } else {
-    await svc.bucket.putNew(key, bytes, "application/octet-stream");
-  }
-  await writeOnce(
+    return digestShard(plan, shard, values, key).sha256 === digest.sha256;
+  });
+  await writeTextOnce(
     svc,
     objectKeys.shardDigest(runId, entry.resultCheckpoint, shard.index),
     JSON.stringify(digest),
@@ -172,7 +185,7 @@ export async function commitRound(svc: Services, { runId, round }: RoundRef): Pr
   const base = await readManifest(svc, runId, record.baseCheckpoint);
   const digests = await Promise.all(base.shards.map((s) => readDigest(svc, runId, round + 1, s.index)));
   const manifest = buildManifest(runId, round + 1, parsePlan(run.config.plan), digests);
-  await writeOnce(svc, objectKeys.manifest(runId, round + 1), JSON.stringify(manifest));
+  await writeTextOnce(svc, objectKeys.manifest(runId, round + 1), JSON.stringify(manifest));
   await svc.table.commitRound(runId, round);
   await advance(svc, runId, round);
   return manifest;

@@ -2,9 +2,10 @@
 // AGGREGATING, as when a Lambda dies); re-running the state machine must give core's bytes exactly, and no round may
 // ever point at a checkpoint that is not complete. Each shard task must hold no more than its own shard.
 
-import { DeleteObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { DeleteObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { commitRound } from "../../functions/rounds/aggregation.ts";
+import { commitRound, readManifest, reconstructShard } from "../../functions/rounds/aggregation.ts";
+import { shardSpecsOf } from "../../functions/rounds/manifest.ts";
 import { objectKeys } from "../../functions/storage/objects.ts";
 import { Crash } from "../../infra/local/orchestrator.ts";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.ts";
@@ -112,6 +113,25 @@ describe("a crash at each aggregation step boundary", () => {
     expect(
       Buffer.from(bytes).equals(Buffer.from(bytesOf(expectedCheckpoint(run, model.weights, seed, uploads)))),
     ).toBe(true);
+  });
+
+  it("a re-run that finds a shard of other bytes under its key fails rather than keep them", async () => {
+    const run = await newRun();
+    await uploadRound(api, run);
+    await stack.orchestrator.idle();
+    const shard = shardSpecsOf(await readManifest(stack.services, run.runId, 0), run.plan)[2];
+    if (!shard) throw new Error("the checkpoint has fewer than 3 shards");
+    const s3 = new S3Client({ endpoint: stack.env.AWS_ENDPOINT_URL_S3, forcePathStyle: true });
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: stack.env.BUCKET_NAME,
+        Key: objectKeys.shard(run.runId, 1, shard.index),
+        Body: new Uint8Array(shard.length * 4),
+      }),
+    );
+    await expect(reconstructShard(stack.services, { runId: run.runId, round: 0, shard })).rejects.toThrow(
+      /shards\/00002\.bin exists with different content/,
+    );
   });
 
   it("re-running a committed round changes nothing", async () => {
