@@ -67,12 +67,19 @@ export async function createRun(api: OperatorApi, out: Output, modelDir: string,
   const progress = out.progress("uploading checkpoint 0", file.byteLength, "B");
   const etags: { partNumber: number; etag: string }[] = [];
   let sent = 0;
+  // Part buffers are reused, so no more than PARTS_IN_FLIGHT are ever allocated, however large the model.
+  const free: Uint8Array[] = [];
   await forEachLimited(upload.partUrls.length, PARTS_IN_FLIGHT, async (i) => {
-    const part = new Uint8Array(Math.min(PART_BYTES, file.byteLength - i * PART_BYTES));
-    file.readInto(i * PART_BYTES, part);
-    etags[i] = { partNumber: i + 1, etag: await api.http.upload(upload.partUrls[i] as string, part) };
-    sent += part.byteLength;
-    progress(sent);
+    const buffer = free.pop() ?? new Uint8Array(PART_BYTES);
+    try {
+      const part = buffer.subarray(0, Math.min(PART_BYTES, file.byteLength - i * PART_BYTES));
+      file.readInto(i * PART_BYTES, part);
+      etags[i] = { partNumber: i + 1, etag: await api.http.upload(upload.partUrls[i] as string, part) };
+      sent += part.byteLength;
+      progress(sent);
+    } finally {
+      free.push(buffer);
+    }
   });
   const imported = await api.completeCheckpointUpload(created.runId, upload.uploadId, etags);
   return { runId: created.runId, config: created.config, checkpoint: imported };

@@ -51,13 +51,21 @@ describe("run create over several multipart parts", () => {
     expect(expected.byteLength).toBeGreaterThan(2 * 5 * 1024 * 1024);
     const api = operatorApi();
     const uploaded: number[] = [];
+    let inFlight = 0;
+    let peak = 0;
     const upload = api.http.upload.bind(api.http);
-    api.http.upload = (url, bytes) => {
+    api.http.upload = async (url, bytes) => {
       uploaded.push(bytes.byteLength);
-      return upload(url, bytes);
+      peak = Math.max(peak, ++inFlight);
+      try {
+        return await upload(url, bytes);
+      } finally {
+        inFlight--;
+      }
     };
     const created = await createRun(api, new Output(true), dir, options);
     expect(uploaded.length).toBe(3);
+    expect(peak).toBeGreaterThan(1); // parts overlap rather than going one after another
     expect(uploaded.reduce((a, b) => a + b, 0)).toBe(expected.byteLength);
 
     const exported = await api.exportCheckpoint(created.runId, 0);
