@@ -14,8 +14,9 @@ const DEFAULT_K = 4096;
 /** S3's smallest multipart part (except the last). */
 const PART_BYTES = 5 * 1024 * 1024;
 /**
- * Parts uploaded at once: enough to keep the link busy while each PUT waits on S3's round trip, and memory is
- * PARTS_IN_FLIGHT × PART_BYTES (20 MiB) whatever the model's size.
+ * Parts uploaded at once: enough to keep the link busy while each PUT waits on S3's round trip, few enough that
+ * the part buffers stay PARTS_IN_FLIGHT × PART_BYTES (20 MiB; fetch copies each body once more) whatever the
+ * model's size.
  */
 const PARTS_IN_FLIGHT = 4;
 
@@ -70,7 +71,7 @@ export async function createRun(api: OperatorApi, out: Output, modelDir: string,
   // Part buffers are reused, so no more than PARTS_IN_FLIGHT are ever allocated, however large the model.
   const free: Uint8Array[] = [];
   await forEachLimited(upload.partUrls.length, PARTS_IN_FLIGHT, async (i) => {
-    const buffer = free.pop() ?? new Uint8Array(PART_BYTES);
+    const buffer = free.pop() ?? new Uint8Array(Math.min(PART_BYTES, file.byteLength));
     try {
       const part = buffer.subarray(0, Math.min(PART_BYTES, file.byteLength - i * PART_BYTES));
       file.readInto(i * PART_BYTES, part);
