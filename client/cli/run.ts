@@ -2,6 +2,7 @@
 import { type Command, Option } from "commander";
 import { FAMILIES } from "../../core/reference.ts";
 import { DEFAULT_BASIS, DEFAULT_ZEROTH_ORDER } from "../../functions/rounds/run-config.ts";
+import { forEachLimited } from "../api/concurrency.ts";
 import type { OperatorApi, RunConfig, RunConfigInput } from "../api/routes.ts";
 import { type OperatorFlags, operator, required, runOption, withOperatorOptions } from "./connection.ts";
 import { nonNegativeInt, positiveInt, positiveNumber, seconds } from "./options.ts";
@@ -12,6 +13,12 @@ const DEFAULT_K = 4096;
 
 /** S3's smallest multipart part (except the last). */
 const PART_BYTES = 5 * 1024 * 1024;
+/**
+ * Parts uploaded at once: enough to keep the link busy while each PUT waits on S3's round trip, few enough that
+ * the part buffers stay PARTS_IN_FLIGHT × PART_BYTES (20 MiB; fetch copies each body once more) whatever the
+ * model's size.
+ */
+const PARTS_IN_FLIGHT = 4;
 
 export interface RunOptions {
   strategy: RunConfig["strategy"];
@@ -36,9 +43,9 @@ export interface RunOptions {
 
 /** Creates a run from a model directory and uploads its weights as checkpoint 0. */
 export async function createRun(api: OperatorApi, out: Output, modelDir: string, options: RunOptions) {
-  const [{ loadModelDir, loadModelWeights }, { encodeSafetensors }] = await Promise.all([
+  const [{ loadModelDir, loadModelWeights }, { safetensorsImage }] = await Promise.all([
     import("../participant/model-dir.ts"),
-    import("../../core/formats/safetensors.ts"),
+    import("../../core/formats/safetensors-image.ts"),
   ]);
   const model = await loadModelDir(modelDir);
   const { tensors, ignored } = await loadModelWeights(model);
@@ -55,16 +62,26 @@ export async function createRun(api: OperatorApi, out: Output, modelDir: string,
     weighting: options.weighting,
     localSteps: { steps: options.localSteps, learningRate: options.localLr, batchSize: options.batchSize },
   });
-  const file = encodeSafetensors(tensors);
+  const file = safetensorsImage(tensors);
   const parts = Math.max(1, Math.ceil(file.byteLength / PART_BYTES));
   const upload = await api.startCheckpointUpload(created.runId, parts);
   const progress = out.progress("uploading checkpoint 0", file.byteLength, "B");
-  const etags = [];
-  for (const [i, url] of upload.partUrls.entries()) {
-    const etag = await api.http.upload(url, file.subarray(i * PART_BYTES, (i + 1) * PART_BYTES));
-    etags.push({ partNumber: i + 1, etag });
-    progress(Math.min(file.byteLength, (i + 1) * PART_BYTES));
-  }
+  const etags: { partNumber: number; etag: string }[] = [];
+  let sent = 0;
+  // Part buffers are reused, so no more than PARTS_IN_FLIGHT are ever allocated, however large the model.
+  const free: Uint8Array[] = [];
+  await forEachLimited(upload.partUrls.length, PARTS_IN_FLIGHT, async (i) => {
+    const buffer = free.pop() ?? new Uint8Array(Math.min(PART_BYTES, file.byteLength));
+    try {
+      const part = buffer.subarray(0, Math.min(PART_BYTES, file.byteLength - i * PART_BYTES));
+      file.readInto(i * PART_BYTES, part);
+      etags[i] = { partNumber: i + 1, etag: await api.http.upload(upload.partUrls[i] as string, part) };
+      sent += part.byteLength;
+      progress(sent);
+    } finally {
+      free.push(buffer);
+    }
+  });
   const imported = await api.completeCheckpointUpload(created.runId, upload.uploadId, etags);
   return { runId: created.runId, config: created.config, checkpoint: imported };
 }

@@ -3,9 +3,16 @@
 // round is on the way, or when the replayed bytes fail the manifest's SHA-256 per block. Either way every block is checked before use.
 import { createHash } from "node:crypto";
 import type { Plan } from "../../core/plan.ts";
-import type { CheckpointLocation, ClientApi } from "../api/routes.ts";
+import { forEachLimited } from "../api/concurrency.ts";
+import type { CheckpointLocation, ClientApi, Manifest } from "../api/routes.ts";
 import { replay } from "./replay.ts";
 import { bytesOf, mismatchedBlocks } from "./weights.ts";
+
+/**
+ * Shards downloaded at once: several requests hide each one's round trip to S3, and a few keep the shards held
+ * before they are copied into place (one shard each, SHARD_PARAMS × 4 bytes) small.
+ */
+const SHARDS_IN_FLIGHT = 4;
 
 export type SyncMode = "replay" | "download";
 
@@ -94,7 +101,10 @@ async function download(
   }
   const values = new Float32Array(plan.totalParams);
   const bytes = bytesOf(values);
-  for (const [i, shard] of manifest.shards.entries()) {
+  const shards = manifest.shards;
+  let done = 0;
+  await forEachLimited(shards.length, SHARDS_IN_FLIGHT, async (i) => {
+    const shard = shards[i] as Manifest["shards"][number];
     const data = await api.http.download(shardUrls[i] as string);
     const digest = createHash("sha256").update(data).digest("hex");
     if (data.byteLength !== shard.length * 4 || digest !== shard.sha256) {
@@ -104,8 +114,9 @@ async function download(
       );
     }
     bytes.set(data, shard.start * 4);
-    say(`downloaded shard ${i + 1}/${manifest.shards.length} of checkpoint ${manifest.checkpoint}`);
-  }
+    done++;
+    say(`downloaded shard ${i + 1}/${shards.length} of checkpoint ${manifest.checkpoint} (${done} done)`);
+  });
   const mismatched = mismatchedBlocks(plan, values, manifest);
   if (mismatched.length > 0) {
     throw new CheckpointCorruptError(

@@ -313,7 +313,8 @@ export async function writeSafetensors(
   }
 }
 
-function specsOf(tensors: readonly NamedTensor[], dtype: FloatDtype) {
+/** The header specs of tensors stored as `dtype`, refusing a tensor whose data length disagrees with its shape. */
+export function specsOf(tensors: readonly NamedTensor[], dtype: FloatDtype) {
   return tensors.map((t) => {
     const expected = t.shape.reduce((a, b) => a * b, 1);
     if (t.data.length !== expected) {

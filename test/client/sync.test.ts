@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { ClientApi } from "../../client/api/routes.ts";
 import { CheckpointCorruptError, syncTo } from "../../client/sync/sync.ts";
 import { bytesOf } from "../../client/sync/weights.ts";
+import { buildPlan } from "../../core/plan.ts";
 import { FakeServer } from "./fake-server.ts";
 
 const same = (a: Float32Array, b: Float32Array) => Buffer.from(bytesOf(a)).equals(Buffer.from(bytesOf(b)));
@@ -89,9 +90,45 @@ describe("sync by replaying the update log", () => {
   it("refuses a downloaded shard whose bytes differ from the manifest", async () => {
     const s = server(1);
     s.corruptShard = 1;
-    await expect(
-      syncTo(s.api() as unknown as ClientApi, s.plan, undefined, 1, { mode: "download" }),
-    ).rejects.toThrow(CheckpointCorruptError);
+    const sync = syncTo(s.api() as unknown as ClientApi, s.plan, undefined, 1, { mode: "download" });
+    await expect(sync).rejects.toThrow(CheckpointCorruptError);
+    await expect(sync).rejects.toThrow(
+      /^shard 1 of checkpoint 1: \d+ bytes with SHA-256 \w+; the manifest says/,
+    );
+  });
+
+  it("downloads a few shards at a time, each checked and placed at its own offset", async () => {
+    const layers = Array.from({ length: 12 }, (_, i) => ({ name: `layer${i}.weight`, shape: [8, 4] }));
+    const s = new FakeServer(buildPlan(layers, { totalK: 64, targetBlockSize: 32 }));
+    s.runRound(0);
+    s.runRound(1);
+    const api = s.api() as unknown as ClientApi;
+    const download = api.http.download.bind(api.http);
+    let inFlight = 0;
+    let peak = 0;
+    // Each shard answers after a turn of the event loop, later shards sooner, so they finish out of order.
+    api.http.download = async (url) => {
+      inFlight++;
+      peak = Math.max(peak, inFlight);
+      const shard = Number(url.split("/").at(-1));
+      for (let turn = 0; turn < 8 - shard; turn++) await new Promise((resolve) => setImmediate(resolve));
+      inFlight--;
+      return download(url);
+    };
+    const messages: string[] = [];
+    const synced = await syncTo(api, s.plan, undefined, 2, {
+      mode: "download",
+      onProgress: (m) => messages.push(m),
+    });
+    expect(same(synced.values, s.checkpoints[2] as Float32Array)).toBe(true);
+    const shards = (await api.checkpoint(2)).manifest.shards.length;
+    expect(shards).toBeGreaterThan(4);
+    expect(peak).toBeGreaterThan(1);
+    expect(peak).toBeLessThanOrEqual(4);
+    // One message per shard, every shard named once, with a running count.
+    const named = messages.map((m) => Number(/downloaded shard (\d+)\//.exec(m)?.[1]));
+    expect(named.sort((a, b) => a - b)).toEqual(Array.from({ length: shards }, (_, i) => i + 1));
+    expect(messages.at(-1)).toMatch(new RegExp(`\\(${shards} done\\)$`));
   });
 });
 

@@ -20,6 +20,7 @@ import {
   SafetensorsWriter,
   writeSafetensors,
 } from "../../core/formats/safetensors.ts";
+import { tensorsArb, toNamed } from "./arbitraries.ts";
 
 let dir: string;
 beforeAll(async () => {
@@ -39,32 +40,11 @@ function rawFile(header: string, data: Uint8Array = new Uint8Array(0)): Uint8Arr
   return out;
 }
 
-const tensorArb = fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 3 }).chain((shape) =>
-  fc.record({
-    shape: fc.constant(shape),
-    values: fc.array(fc.float(), {
-      minLength: shape.reduce((a, b) => a * b, 1),
-      maxLength: shape.reduce((a, b) => a * b, 1),
-    }),
-  }),
-);
-
-const tensorsArb = fc.uniqueArray(fc.tuple(fc.string({ minLength: 1, maxLength: 12 }), tensorArb), {
-  selector: ([name]) => name,
-  maxLength: 6,
-});
-
 /** Bitwise equality; vitest's deep equality is far too slow for million-element arrays. */
 function expectSameBits(actual: Float32Array | undefined, expected: Float32Array): void {
   expect(actual?.length).toBe(expected.length);
   const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
   expect(bytes(actual as Float32Array).equals(bytes(expected))).toBe(true);
-}
-
-function toNamed(list: [string, { shape: number[]; values: number[] }][]): NamedTensor[] {
-  return list
-    .filter(([name]) => name !== "__metadata__")
-    .map(([name, t]) => ({ name, shape: t.shape, data: Float32Array.from(t.values) }));
 }
 
 describe("safetensors round trips", () => {

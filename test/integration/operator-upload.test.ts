@@ -1,0 +1,107 @@
+// `ferret run create` on a model larger than one multipart part, against the local stack: the parts go up a few at a
+// time from the safetensors image (never the whole file in memory), checkpoint 0 is exactly the file
+// encodeSafetensors would write, and a client that downloads it several shards at a time gets those bytes back.
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Http } from "../../client/api/http.ts";
+import { ClientApi, OperatorApi } from "../../client/api/routes.ts";
+import { Output } from "../../client/cli/output.ts";
+import { createRun, type RunOptions } from "../../client/cli/run.ts";
+import { gpt2Config, writeSeededModel } from "../../client/demo/base-model.ts";
+import { loadModelDir, loadModelWeights } from "../../client/participant/model-dir.ts";
+import { syncTo } from "../../client/sync/sync.ts";
+import { encodeSafetensors } from "../../core/formats/safetensors.ts";
+import { type LocalStack, startLocalStack } from "../../infra/local/stack.ts";
+
+const options: RunOptions = {
+  strategy: "ferret",
+  k: 64,
+  clientsPerRound: 1,
+  quorum: 1,
+  minUploads: 1,
+  deadline: 600,
+  globalLr: 1,
+  localSteps: 1,
+  localLr: 0.01,
+  batchSize: 1,
+  weighting: "examples",
+};
+
+let stack: LocalStack;
+let dir: string;
+let expected: Uint8Array;
+beforeAll(async () => {
+  // 3.2M parameters: a 12.7 MB file, three 5 MiB parts; 400k-parameter shards make checkpoint 0 several shards.
+  stack = await startLocalStack({ threads: 1, shardParams: 400_000 });
+  dir = await mkdtemp(join(tmpdir(), "ferret-operator-upload-"));
+  await writeSeededModel(dir, gpt2Config({ layers: 4, width: 256, heads: 4, context: 32 }), 3);
+  expected = encodeSafetensors((await loadModelWeights(await loadModelDir(dir))).tensors);
+});
+afterAll(async () => {
+  await stack?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const operatorApi = () => new OperatorApi(new Http(stack.endpoint), { adminToken: stack.adminToken });
+
+describe("run create over several multipart parts", () => {
+  it("commits checkpoint 0 equal byte for byte to encodeSafetensors, and sync downloads those bytes", async () => {
+    expect(expected.byteLength).toBeGreaterThan(2 * 5 * 1024 * 1024);
+    const api = operatorApi();
+    const uploaded: number[] = [];
+    let inFlight = 0;
+    let peak = 0;
+    const upload = api.http.upload.bind(api.http);
+    api.http.upload = async (url, bytes) => {
+      uploaded.push(bytes.byteLength);
+      peak = Math.max(peak, ++inFlight);
+      try {
+        return await upload(url, bytes);
+      } finally {
+        inFlight--;
+      }
+    };
+    const created = await createRun(api, new Output(true), dir, options);
+    expect(uploaded.length).toBe(3);
+    expect(peak).toBeGreaterThan(1); // parts overlap rather than going one after another
+    expect(uploaded.reduce((a, b) => a + b, 0)).toBe(expected.byteLength);
+
+    const exported = await api.exportCheckpoint(created.runId, 0);
+    const stored = await api.http.download(exported.url);
+    expect(Buffer.from(stored).equals(Buffer.from(expected))).toBe(true);
+
+    const client = await api.addClient(created.runId, "downloader");
+    await api.start(created.runId);
+    const messages: string[] = [];
+    const synced = await syncTo(
+      new ClientApi(new Http(stack.endpoint), created.runId, client.token),
+      created.config.plan,
+      undefined,
+      0,
+      { mode: "download", onProgress: (m) => messages.push(m) },
+    );
+    expect(synced.result).toMatchObject({ method: "download", checkpoint: 0 });
+    const values = Buffer.from(synced.values.buffer, synced.values.byteOffset, synced.values.byteLength);
+    const dataStart = 8 + Number(Buffer.from(expected).readBigUInt64LE(0));
+    expect(values.equals(Buffer.from(expected.subarray(dataStart)))).toBe(true);
+    expect(messages.length).toBeGreaterThan(4); // one per shard
+  });
+
+  it("fails the command when a part fails, without completing the multipart upload", async () => {
+    const api = operatorApi();
+    let calls = 0;
+    const upload = api.http.upload.bind(api.http);
+    api.http.upload = (url, bytes) =>
+      ++calls === 2 ? Promise.reject(new Error("part refused")) : upload(url, bytes);
+    const complete = api.completeCheckpointUpload.bind(api);
+    let completed = false;
+    api.completeCheckpointUpload = (...args) => {
+      completed = true;
+      return complete(...args);
+    };
+    await expect(createRun(api, new Output(true), dir, options)).rejects.toThrow("part refused");
+    expect(completed).toBe(false);
+  });
+});
