@@ -36,6 +36,8 @@ export class InputError extends Error {
 }
 
 export function exitCodeOf(error: unknown): number {
+  // Parallel transfers that failed together exit as their first failure would have alone.
+  if (error instanceof AggregateError && error.errors.length > 0) return exitCodeOf(error.errors[0]);
   if (error instanceof ApiError) return error.status >= 500 ? EXIT.unreachable : EXIT.refused;
   if (error instanceof GaveUpError || error instanceof UnreachableError) return EXIT.unreachable;
   if (error instanceof InputError) return EXIT.input;

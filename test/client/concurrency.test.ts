@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { forEachLimited } from "../../client/api/concurrency.ts";
+import { ApiError } from "../../client/api/http.ts";
+import { EXIT, exitCodeOf } from "../../client/cli/output.ts";
 
 /** A task whose runs finish only when the test releases them, recording how many overlap. */
 function gated() {
@@ -55,9 +57,26 @@ describe("forEachLimited", () => {
     await g.tick();
     expect(g.started).toEqual([0, 1, 2]);
     expect(settled).toBe(false); // 0 and 2 are still running
-    g.pending.find((p) => p.index === 0)?.settle(new Error("a later failure"));
+    g.pending.find((p) => p.index === 0)?.settle();
     g.pending.find((p) => p.index === 2)?.settle();
     expect(((await outcome) as Error).message).toBe("part 2 failed");
+    expect(g.started).toEqual([0, 1, 2]);
+  });
+
+  it("reports every failure when tasks already running fail too, the first one first", async () => {
+    const g = gated();
+    const outcome = forEachLimited(10, 3, g.task).catch((error: unknown) => error);
+    await g.tick();
+    const first = new Error("part 2 failed");
+    const later = new Error("part 1 failed as well");
+    g.pending.find((p) => p.index === 1)?.settle(first);
+    await g.tick();
+    g.pending.find((p) => p.index === 0)?.settle(later);
+    g.pending.find((p) => p.index === 2)?.settle();
+    const error = (await outcome) as AggregateError;
+    expect(error).toBeInstanceOf(AggregateError);
+    expect(error.errors).toEqual([first, later]);
+    expect(error.message).toBe("2 of 10 tasks failed; the first: part 2 failed");
     expect(g.started).toEqual([0, 1, 2]);
   });
 
@@ -77,5 +96,12 @@ describe("forEachLimited", () => {
     await expect(forEachLimited(3, 0, () => Promise.resolve())).rejects.toThrow(
       "limit must be a positive integer, got 0",
     );
+  });
+
+  it("exits the CLI as the first of several failures would have alone", () => {
+    const refused = new ApiError(403, "storage", "the presigned URL expired");
+    const together = new AggregateError([refused, new Error("socket hang up")], "2 of 4 tasks failed");
+    expect(exitCodeOf(together)).toBe(EXIT.refused);
+    expect(exitCodeOf(together)).toBe(exitCodeOf(refused));
   });
 });
