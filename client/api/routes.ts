@@ -27,7 +27,8 @@ export interface Assignment {
   baseCheckpoint: number;
   selected: boolean;
   deadline: string;
-  coefficients: number;
+  /** ferret only: how many float32 coefficients an upload holds (Σ k_b). */
+  coefficients?: number;
   localSteps: RunConfig["localSteps"];
   /** Absent from servers that predate strategies: read as "ferret". */
   strategy?: Strategy;

@@ -24,7 +24,8 @@ export const handler = httpHandler(async (event, svc) => {
       baseCheckpoint: round.baseCheckpoint,
       selected: round.selected.includes(clientId),
       deadline: new Date(round.deadline).toISOString(),
-      coefficients: run.config.plan.totalK,
+      // Only ferret uploads projected coefficients; fedavg and fedkseed clients upload Δ and seed pairs.
+      ...(run.config.strategy === "ferret" ? { coefficients: run.config.plan.totalK } : {}),
       localSteps: run.config.localSteps,
       seedPool: seedPoolOf(run),
     },

@@ -71,6 +71,7 @@ describe("a full fedkseed round", () => {
       { token: run.clients[0]?.token },
     );
     expect(assignment.body.strategy).toBe("fedkseed");
+    expect(assignment.body).not.toHaveProperty("coefficients"); // ferret's count; fedkseed uploads seed pairs
     pool = assignment.body.seedPool;
     const uploads = [];
     for (const [i, client] of run.clients.entries()) {

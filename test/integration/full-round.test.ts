@@ -43,7 +43,12 @@ beforeAll(async () => {
   run = await createRun(api, model, {}, 3);
   for (const client of run.clients) {
     const reply = await api.call<Assignment>("GET", `/runs/${run.runId}/assignment`, { token: client.token });
-    expect(reply.body).toMatchObject({ round: 0, selected: true, baseCheckpoint: 0 });
+    expect(reply.body).toMatchObject({
+      round: 0,
+      selected: true,
+      baseCheckpoint: 0,
+      coefficients: run.plan.totalK,
+    });
     expect(reply.body.seed).toMatch(/^[0-9a-f]{16}$/);
   }
   const { seed, uploads } = await uploadRound(api, run);
