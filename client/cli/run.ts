@@ -145,7 +145,10 @@ export function registerRunCommands(program: Command): void {
     run
       .command("create")
       .description("create a run from a model directory and upload its weights as checkpoint 0")
-      .requiredOption("--model <dir>", "model directory: config.json, model.safetensors, tokenizer")
+      .requiredOption(
+        "--model <dir>",
+        "model directory: config.json, model.safetensors (or shards listed by model.safetensors.index.json), tokenizer",
+      )
       .addOption(
         new Option(
           "--strategy <name>",

@@ -1,7 +1,8 @@
-// A model directory as Hugging Face lays it out: config.json, model.safetensors, and a tokenizer
-// (tokenizer.json, or vocab.json + merges.txt, or none for bytes). Clients need the config and tokenizer; the
-// weights come from the server. The operator also reads the weights to create a run.
-import { readFile } from "node:fs/promises";
+// A model directory as Hugging Face lays it out: config.json, the weights (model.safetensors, or the shards that
+// model.safetensors.index.json lists, as larger models ship), and a tokenizer (tokenizer.json, or vocab.json +
+// merges.txt, or none for bytes). Clients need the config and tokenizer; the weights come from the server. The
+// operator also reads the weights to create a run.
+import { access, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { NamedTensor } from "../../core/formats/safetensors.ts";
 import { readSafetensors } from "../../core/formats/safetensors.ts";
@@ -19,7 +20,7 @@ export async function loadModelDir(dir: string): Promise<ModelDir> {
   const path = join(dir, "config.json");
   const text = await readFile(path, "utf8").catch(() => {
     throw new InputError(
-      `${path} is missing; a model directory holds config.json, model.safetensors and a tokenizer`,
+      `${path} is missing; a model directory holds config.json, its weights (model.safetensors, or shards and model.safetensors.index.json) and a tokenizer`,
     );
   });
   let json: unknown;
@@ -45,9 +46,20 @@ export async function loadModelDir(dir: string): Promise<ModelDir> {
 export async function loadModelWeights(
   model: ModelDir,
 ): Promise<{ tensors: NamedTensor[]; ignored: string[] }> {
-  const path = join(model.dir, "model.safetensors");
-  const { tensors } = await readSafetensors(path);
-  const byName = new Map(tensors.map((t) => [t.name, t]));
+  const { path, files } = await weightFiles(model.dir);
+  const byName = new Map<string, NamedTensor>();
+  const unindexed: string[] = [];
+  for (const [file, names] of files) {
+    const shard = join(model.dir, file);
+    if (names && !(await exists(shard))) throw new InputError(`${path} names ${file}, which is missing`);
+    for (const tensor of (await readSafetensors(shard)).tensors) {
+      if (names && !names.has(tensor.name)) unindexed.push(`${tensor.name} (in ${file}, not in the index)`);
+      else byName.set(tensor.name, tensor);
+    }
+    for (const name of names ?? []) {
+      if (!byName.has(name)) throw new InputError(`${path} places tensor ${name} in ${file}, which lacks it`);
+    }
+  }
   const expected = modelTensors(model.config);
   const ordered = expected.map((spec) => {
     const tensor = byName.get(spec.name);
@@ -63,5 +75,54 @@ export async function loadModelWeights(
     return tensor;
   });
   const used = new Set(expected.map((s) => s.name));
-  return { tensors: ordered, ignored: tensors.filter((t) => !used.has(t.name)).map((t) => t.name) };
+  return {
+    tensors: ordered,
+    ignored: [...[...byName.keys()].filter((name) => !used.has(name)), ...unindexed],
+  };
 }
+
+const SINGLE_FILE = "model.safetensors";
+const INDEX_FILE = "model.safetensors.index.json";
+
+/**
+ * Where the weights are: model.safetensors alone, or each shard file the index names with the tensors it should
+ * hold. `path` is the file to name in errors.
+ */
+async function weightFiles(
+  dir: string,
+): Promise<{ path: string; files: Map<string, Set<string> | undefined> }> {
+  const single = join(dir, SINGLE_FILE);
+  if (await exists(single)) return { path: single, files: new Map([[SINGLE_FILE, undefined]]) };
+  const path = join(dir, INDEX_FILE);
+  if (!(await exists(path))) {
+    throw new InputError(
+      `${dir} holds neither ${SINGLE_FILE} nor ${INDEX_FILE}; one of them holds the weights`,
+    );
+  }
+  let weightMap: unknown;
+  try {
+    weightMap = (JSON.parse(await readFile(path, "utf8")) as { weight_map?: unknown }).weight_map;
+  } catch (error) {
+    throw new InputError(`${path} is not JSON: ${(error as Error).message}`);
+  }
+  if (typeof weightMap !== "object" || weightMap === null || Array.isArray(weightMap)) {
+    throw new InputError(`${path} has no "weight_map" object (tensor name → shard file name)`);
+  }
+  const files = new Map<string, Set<string>>();
+  for (const [name, file] of Object.entries(weightMap)) {
+    // Names only: the index must not send the reader outside the model directory.
+    if (typeof file !== "string" || !/^[^/\\]+\.safetensors$/.test(file) || file.startsWith(".")) {
+      throw new InputError(
+        `${path}: tensor ${name} maps to ${JSON.stringify(file)}; expected a .safetensors file name in ${dir}`,
+      );
+    }
+    files.set(file, (files.get(file) ?? new Set()).add(name));
+  }
+  return { path, files };
+}
+
+const exists = (path: string) =>
+  access(path).then(
+    () => true,
+    () => false,
+  );
