@@ -43,47 +43,52 @@ export interface RunOptions {
 
 /** Creates a run from a model directory and uploads its weights as checkpoint 0. */
 export async function createRun(api: OperatorApi, out: Output, modelDir: string, options: RunOptions) {
-  const [{ loadModelDir, loadModelWeights }, { safetensorsImage }] = await Promise.all([
+  const [{ loadModelDir, openModelWeights }, { safetensorsImage }] = await Promise.all([
     import("../participant/model-dir.ts"),
     import("../../core/formats/safetensors-image.ts"),
   ]);
   const model = await loadModelDir(modelDir);
-  const { tensors, ignored } = await loadModelWeights(model);
-  if (ignored.length > 0) out.info(`ignoring tensors the model does not use: ${ignored.join(", ")}`);
-  const created = await api.createRun({
-    ...strategyConfig(options),
-    tensors: tensors.map(({ name, shape }) => ({ name, shape })),
-    ...(options.blockSize ? { targetBlockSize: options.blockSize } : {}),
-    learningRate: options.globalLr,
-    clientsPerRound: options.clientsPerRound,
-    quorum: options.quorum,
-    minUploads: options.minUploads,
-    deadlineSeconds: options.deadline,
-    weighting: options.weighting,
-    localSteps: { steps: options.localSteps, learningRate: options.localLr, batchSize: options.batchSize },
-  });
-  const file = safetensorsImage(tensors);
-  const parts = Math.max(1, Math.ceil(file.byteLength / PART_BYTES));
-  const upload = await api.startCheckpointUpload(created.runId, parts);
-  const progress = out.progress("uploading checkpoint 0", file.byteLength, "B");
-  const etags: { partNumber: number; etag: string }[] = [];
-  let sent = 0;
-  // Part buffers are reused, so no more than PARTS_IN_FLIGHT are ever allocated, however large the model.
-  const free: Uint8Array[] = [];
-  await forEachLimited(upload.partUrls.length, PARTS_IN_FLIGHT, async (i) => {
-    const buffer = free.pop() ?? new Uint8Array(Math.min(PART_BYTES, file.byteLength));
-    try {
-      const part = buffer.subarray(0, Math.min(PART_BYTES, file.byteLength - i * PART_BYTES));
-      file.readInto(i * PART_BYTES, part);
-      etags[i] = { partNumber: i + 1, etag: await api.http.upload(upload.partUrls[i] as string, part) };
-      sent += part.byteLength;
-      progress(sent);
-    } finally {
-      free.push(buffer);
-    }
-  });
-  const imported = await api.completeCheckpointUpload(created.runId, upload.uploadId, etags);
-  return { runId: created.runId, config: created.config, checkpoint: imported };
+  // The parts are read from the model's own files as the upload goes: the operator never holds the model.
+  const { tensors, ignored, close } = await openModelWeights(model);
+  try {
+    if (ignored.length > 0) out.info(`ignoring tensors the model does not use: ${ignored.join(", ")}`);
+    const created = await api.createRun({
+      ...strategyConfig(options),
+      tensors: tensors.map(({ name, shape }) => ({ name, shape })),
+      ...(options.blockSize ? { targetBlockSize: options.blockSize } : {}),
+      learningRate: options.globalLr,
+      clientsPerRound: options.clientsPerRound,
+      quorum: options.quorum,
+      minUploads: options.minUploads,
+      deadlineSeconds: options.deadline,
+      weighting: options.weighting,
+      localSteps: { steps: options.localSteps, learningRate: options.localLr, batchSize: options.batchSize },
+    });
+    const file = safetensorsImage(tensors);
+    const parts = Math.max(1, Math.ceil(file.byteLength / PART_BYTES));
+    const upload = await api.startCheckpointUpload(created.runId, parts);
+    const progress = out.progress("uploading checkpoint 0", file.byteLength, "B");
+    const etags: { partNumber: number; etag: string }[] = [];
+    let sent = 0;
+    // Part buffers are reused, so no more than PARTS_IN_FLIGHT are ever allocated, however large the model.
+    const free: Uint8Array[] = [];
+    await forEachLimited(upload.partUrls.length, PARTS_IN_FLIGHT, async (i) => {
+      const buffer = free.pop() ?? new Uint8Array(Math.min(PART_BYTES, file.byteLength));
+      try {
+        const part = buffer.subarray(0, Math.min(PART_BYTES, file.byteLength - i * PART_BYTES));
+        await file.readInto(i * PART_BYTES, part);
+        etags[i] = { partNumber: i + 1, etag: await api.http.upload(upload.partUrls[i] as string, part) };
+        sent += part.byteLength;
+        progress(sent);
+      } finally {
+        free.push(buffer);
+      }
+    });
+    const imported = await api.completeCheckpointUpload(created.runId, upload.uploadId, etags);
+    return { runId: created.runId, config: created.config, checkpoint: imported };
+  } finally {
+    await close();
+  }
 }
 
 /**

@@ -4,8 +4,8 @@
 // operator also reads the weights to create a run.
 import { access, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { NamedTensor } from "../../core/formats/safetensors.ts";
-import { readSafetensors } from "../../core/formats/safetensors.ts";
+import { type NamedTensor, SafetensorsReader } from "../../core/formats/safetensors.ts";
+import type { LazyTensor } from "../../core/formats/safetensors-image.ts";
 import { InputError } from "../cli/output.ts";
 import { loadTokenizer, type Tokenizer } from "../formats/tokenizer.ts";
 import { type ModelConfig, modelTensors, parseModelConfig } from "../models/index.ts";
@@ -40,45 +40,83 @@ export async function loadModelDir(dir: string): Promise<ModelDir> {
 }
 
 /**
- * The weights in the model's own tensor order (the order of the run's plan), checked against its config.
- * Tensors the model does not use (e.g. saved attention-mask buffers) are returned by name in `ignored`.
+ * The weights in the model's own tensor order (the order of the run's plan), checked against its config, each
+ * read from its file when asked for: a model of any size costs the open files, not its weights. Tensors the model
+ * does not use (e.g. saved attention-mask buffers) are returned by name in `ignored`. Call `close` when done.
  */
+export async function openModelWeights(
+  model: ModelDir,
+): Promise<{ tensors: LazyTensor[]; ignored: string[]; close(): Promise<void> }> {
+  const { path, files } = await weightFiles(model.dir);
+  const readers: SafetensorsReader[] = [];
+  const close = async () => {
+    await Promise.all(readers.map((reader) => reader.close()));
+  };
+  try {
+    const byName = new Map<string, { reader: SafetensorsReader; shape: number[] }>();
+    const unindexed: string[] = [];
+    for (const [file, names] of files) {
+      const shard = join(model.dir, file);
+      if (names && !(await exists(shard))) throw new InputError(`${path} names ${file}, which is missing`);
+      const reader = await SafetensorsReader.open(shard);
+      readers.push(reader);
+      for (const { name, shape } of reader.tensors) {
+        if (names && !names.has(name)) unindexed.push(`${name} (in ${file}, not in the index)`);
+        else byName.set(name, { reader, shape });
+      }
+      for (const name of names ?? []) {
+        if (!byName.has(name))
+          throw new InputError(`${path} places tensor ${name} in ${file}, which lacks it`);
+      }
+    }
+    const expected = modelTensors(model.config);
+    const tensors = expected.map((spec): LazyTensor => {
+      const found = byName.get(spec.name);
+      if (!found)
+        throw new InputError(
+          `${path} lacks tensor ${spec.name} (shape [${spec.shape}]) that config.json implies`,
+        );
+      if (found.shape.join() !== spec.shape.join()) {
+        throw new InputError(
+          `${path}: tensor ${spec.name} has shape [${found.shape}]; config.json implies [${spec.shape}]`,
+        );
+      }
+      return {
+        name: spec.name,
+        shape: [...spec.shape],
+        read: (start, count) => found.reader.readRange(spec.name, start, count),
+      };
+    });
+    const used = new Set(expected.map((s) => s.name));
+    const ignored = [...[...byName.keys()].filter((name) => !used.has(name)), ...unindexed];
+    return { tensors, ignored, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+/** The weights as openModelWeights finds them, read into memory (f32). */
 export async function loadModelWeights(
   model: ModelDir,
 ): Promise<{ tensors: NamedTensor[]; ignored: string[] }> {
-  const { path, files } = await weightFiles(model.dir);
-  const byName = new Map<string, NamedTensor>();
-  const unindexed: string[] = [];
-  for (const [file, names] of files) {
-    const shard = join(model.dir, file);
-    if (names && !(await exists(shard))) throw new InputError(`${path} names ${file}, which is missing`);
-    for (const tensor of (await readSafetensors(shard)).tensors) {
-      if (names && !names.has(tensor.name)) unindexed.push(`${tensor.name} (in ${file}, not in the index)`);
-      else byName.set(tensor.name, tensor);
+  const weights = await openModelWeights(model);
+  try {
+    const tensors: NamedTensor[] = [];
+    for (const t of weights.tensors) {
+      tensors.push({
+        name: t.name,
+        shape: t.shape,
+        data: await t.read(
+          0,
+          t.shape.reduce((a, b) => a * b, 1),
+        ),
+      });
     }
-    for (const name of names ?? []) {
-      if (!byName.has(name)) throw new InputError(`${path} places tensor ${name} in ${file}, which lacks it`);
-    }
+    return { tensors, ignored: weights.ignored };
+  } finally {
+    await weights.close();
   }
-  const expected = modelTensors(model.config);
-  const ordered = expected.map((spec) => {
-    const tensor = byName.get(spec.name);
-    if (!tensor)
-      throw new InputError(
-        `${path} lacks tensor ${spec.name} (shape [${spec.shape}]) that config.json implies`,
-      );
-    if (tensor.shape.join() !== spec.shape.join()) {
-      throw new InputError(
-        `${path}: tensor ${spec.name} has shape [${tensor.shape}]; config.json implies [${spec.shape}]`,
-      );
-    }
-    return tensor;
-  });
-  const used = new Set(expected.map((s) => s.name));
-  return {
-    tensors: ordered,
-    ignored: [...[...byName.keys()].filter((name) => !used.has(name)), ...unindexed],
-  };
 }
 
 const SINGLE_FILE = "model.safetensors";

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { gpt2Config, writeSeededModel } from "../../client/demo/base-model.ts";
-import { loadModelDir, loadModelWeights } from "../../client/participant/model-dir.ts";
+import { loadModelDir, loadModelWeights, openModelWeights } from "../../client/participant/model-dir.ts";
 import { type NamedTensor, readSafetensors, writeSafetensors } from "../../core/formats/safetensors.ts";
 
 let root: string;
@@ -55,6 +55,24 @@ describe("model weights", () => {
     expect(fromShards.tensors.map((t) => t.name)).toEqual(fromSingle.tensors.map((t) => t.name));
     expect(fromShards.tensors).toEqual(fromSingle.tensors);
     expect(fromShards.ignored).toEqual([]);
+  });
+
+  it("open lazily: any run of elements read from a shard equals the same run of the loaded tensor", async () => {
+    const dir = await sharded();
+    const loaded = await load(dir);
+    const opened = await openModelWeights(await loadModelDir(dir));
+    try {
+      expect(opened.tensors.map((t) => [t.name, t.shape])).toEqual(
+        loaded.tensors.map((t) => [t.name, t.shape]),
+      );
+      for (const [i, tensor] of opened.tensors.entries()) {
+        const data = loaded.tensors[i]?.data as Float32Array;
+        const start = Math.floor(data.length / 3);
+        expect(await tensor.read(start, data.length - start)).toEqual(data.subarray(start));
+      }
+    } finally {
+      await opened.close();
+    }
   });
 
   it("report a shard's tensor that the index does not list as ignored", async () => {
