@@ -16,7 +16,10 @@ export function registerLocalCommands(program: Command): void {
     .action(async (flags: { port?: number; threads?: number; json?: boolean }) => {
       const out = new Output(flags.json === true);
       out.info("starting the local stack (DynamoDB Local warms up in a few seconds)…");
-      const { startLocalStack } = await import("../../infra/local/stack.ts");
+      const [{ startLocalStack }, { stopSignal }] = await Promise.all([
+        import("../../infra/local/stack.ts"),
+        import("../../infra/local/stop-signal.ts"),
+      ]);
       const stack = await startLocalStack({
         ...(flags.port ? { port: flags.port } : {}),
         ...(flags.threads ? { threads: flags.threads } : {}),
@@ -27,10 +30,7 @@ export function registerLocalCommands(program: Command): void {
           `  export FERRET_ENDPOINT=${stack.endpoint}\n  export FERRET_ADMIN_TOKEN=${stack.adminToken}\n` +
           `Ctrl-C stops it (its data is discarded).`,
       );
-      await new Promise<void>((resolve) => {
-        process.once("SIGINT", resolve);
-        process.once("SIGTERM", resolve);
-      });
+      await stopSignal((signal) => out.info(`${signal}: still stopping…`));
       out.info("stopping…");
       await stack.close();
     });

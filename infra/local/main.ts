@@ -1,6 +1,7 @@
 // `npm run local`: start the local stack and keep it up until Ctrl-C.
 import { JavaMissing } from "./emulators.ts";
 import { startLocalStack } from "./stack.ts";
+import { stopSignal } from "./stop-signal.ts";
 
 try {
   const port = process.env.PORT ? Number(process.env.PORT) : undefined;
@@ -11,13 +12,10 @@ try {
   table:       ${stack.env.TABLE_NAME} at ${stack.env.AWS_ENDPOINT_URL_DYNAMODB}
   bucket:      ${stack.env.BUCKET_NAME} at ${stack.env.AWS_ENDPOINT_URL_S3}
 Operator routes take "Authorization: Bearer <admin token>". Ctrl-C stops it.`);
-  const stop = async () => {
-    console.log("stopping…");
-    await stack.close();
-    process.exit(0);
-  };
-  process.once("SIGINT", stop);
-  process.once("SIGTERM", stop);
+  await stopSignal((signal) => console.log(`${signal}: still stopping…`));
+  console.log("stopping…");
+  await stack.close();
+  process.exit(0);
 } catch (error) {
   console.error(error instanceof JavaMissing ? error.message : error);
   process.exit(1);
