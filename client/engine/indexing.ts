@@ -29,21 +29,24 @@ export function scatterAddRows(base: Tensor, indices: Tensor, updates: Tensor): 
   return out;
 }
 
-/** Gather gradients (row scatters into zeros) and their rows, so sumGradients can scatter into another sum. */
-const scattersIntoZeros = new WeakMap<Tensor, Rows>();
+/** The zero tables Gather gradients scatter into: such a gradient can go straight into another term instead. */
+const zeroTables = new WeakSet<Tensor>();
+
+/** The rows of a scatter into one of those zero tables (a Gather gradient, or several joined). */
+function rowsIntoZeros(t: Tensor): Rows | undefined {
+  const scatter = rowScatters.get(t);
+  return scatter && zeroTables.has(scatter.base) ? scatter : undefined;
+}
 
 const GatherOp: OpDef = {
   type: "Gather",
   // Rows of the table that were looked up several times receive the sum of their gradients.
   backward: (g, n) => {
     const [table, ids] = [inp(n, 0), inp(n, 1)];
-    const rows = {
-      indices: reshape(ids, [ids.size, 1]),
-      updates: reshape(g, [ids.size, ...table.shape.slice(1)]),
-    };
-    const grad = scatterAddRows(zeros(g.graph, table.shape), rows.indices, rows.updates);
-    scattersIntoZeros.set(grad, rows);
-    return [grad, null];
+    const base = zeros(g.graph, table.shape);
+    zeroTables.add(base);
+    const updates = reshape(g, [ids.size, ...table.shape.slice(1)]);
+    return [scatterAddRows(base, reshape(ids, [ids.size, 1]), updates), null];
   },
 };
 
@@ -54,19 +57,12 @@ const GatherOp: OpDef = {
  * rows: onnxruntime's ScatterND copies its whole [vocab, d] input first, so that is one copy instead of two.
  */
 export function sumGradients(a: Tensor, b: Tensor): Tensor {
-  const [other, rows] = scattersIntoZeros.has(b)
-    ? [a, scattersIntoZeros.get(b)]
-    : [b, scattersIntoZeros.get(a)];
+  const [other, rows] = rowsIntoZeros(b) ? [a, rowsIntoZeros(b)] : [b, rowsIntoZeros(a)];
   if (!rows) return add(a, b);
   const earlier = rowScatters.get(other);
   if (!earlier) return scatterAddRows(other, rows.indices, rows.updates);
-  const joined = {
-    indices: joinRows(earlier.indices, rows.indices),
-    updates: concat([earlier.updates, rows.updates], 0),
-  };
-  const sum = scatterAddRows(earlier.base, joined.indices, joined.updates);
-  if (scattersIntoZeros.has(other)) scattersIntoZeros.set(sum, joined);
-  return sum;
+  const indices = joinRows(earlier.indices, rows.indices);
+  return scatterAddRows(earlier.base, indices, concat([earlier.updates, rows.updates], 0));
 }
 
 function joinRows(a: Tensor, b: Tensor): Tensor {

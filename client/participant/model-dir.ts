@@ -57,8 +57,10 @@ export async function openModelWeights(
     const unindexed: string[] = [];
     for (const [file, names] of files) {
       const shard = join(model.dir, file);
-      if (names && !(await exists(shard))) throw new InputError(`${path} names ${file}, which is missing`);
-      const reader = await SafetensorsReader.open(shard);
+      const reader = await SafetensorsReader.open(shard).catch((error: NodeJS.ErrnoException) => {
+        if (names && error.code === "ENOENT") throw new InputError(`${path} names ${file}, which is missing`);
+        throw error;
+      });
       readers.push(reader);
       for (const { name, shape } of reader.tensors) {
         if (names && !names.has(name)) unindexed.push(`${name} (in ${file}, not in the index)`);
