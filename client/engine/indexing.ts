@@ -1,7 +1,7 @@
-// Integer-indexed ops. Their backward rules scatter-add (ScatterND with reduction="add"), which costs
+// Integer-indexed ops. Their backward rules scatter-add (ScatterElements with reduction="add"), which costs
 // O(gradient size) instead of the O(N·V·D) of a one-hot matmul.
 import { GraphShapeError, type Node, type OpDef, type Tensor } from "./graph.ts";
-import { add, concat, reshape, zeros } from "./ops.ts";
+import { add, concat, expand, reshape, zeros } from "./ops.ts";
 
 const inp = (node: Node, i: number): Tensor => node.inputs[i] as Tensor;
 
@@ -11,7 +11,7 @@ export function requireInt64(op: string, t: Tensor): void {
 }
 
 // Backward-only: scatter-add of rows, and the concatenation of two scatters' row indices.
-const ScatterNDOp: OpDef = { type: "ScatterND" };
+const ScatterElementsOp: OpDef = { type: "ScatterElements" };
 const IndexConcatOp: OpDef = { type: "Concat" };
 
 interface Rows {
@@ -21,10 +21,24 @@ interface Rows {
 /** Every row scatter's base and rows, so that a scatter meeting another in a gradient sum can join it. */
 const rowScatters = new WeakMap<Tensor, Rows & { base: Tensor }>();
 
-/** base with each row `updates[i]` added at row `indices[i]` (repeated rows accumulate). */
+/**
+ * base with each row `updates[i]` added at row `indices[i]` ([N, 1]); repeated rows accumulate in order.
+ * ScatterElements rather than ScatterND: onnxruntime's CPU ScatterND with reduction "add" hands rows to
+ * threads, and two threads adding into one row lose updates (a tied embedding's gradient for repeated tokens
+ * came out wrong on 2 and on 16 cores). Its ScatterElements gives each thread its own columns, so every output
+ * element is summed by one thread, in row order: the same bytes for any thread count.
+ */
 export function scatterAddRows(base: Tensor, indices: Tensor, updates: Tensor): Tensor {
-  const attrs = { reduction: "add" };
-  const out = base.graph.apply(ScatterNDOp, [base, indices, updates], attrs, [...base.shape], base.dtype);
+  const rowShape = updates.shape.slice(1).map(() => 1);
+  const elementIndices = expand(reshape(indices, [indices.size, ...rowShape]), [...updates.shape]);
+  const attrs = { axis: 0, reduction: "add" };
+  const out = base.graph.apply(
+    ScatterElementsOp,
+    [base, elementIndices, updates],
+    attrs,
+    [...base.shape],
+    base.dtype,
+  );
   rowScatters.set(out, { base, indices, updates });
   return out;
 }
@@ -53,8 +67,8 @@ const GatherOp: OpDef = {
 /**
  * a + b, except that a Gather gradient is scattered straight into the other term: for an embedding tied to the
  * output head that saves filling a [vocab, d] zero tensor and adding two [vocab, d] tensors every step. When the
- * other term is itself a row scatter (the head's one-hot rows), the two become one ScatterND over both sets of
- * rows: onnxruntime's ScatterND copies its whole [vocab, d] input first, so that is one copy instead of two.
+ * other term is itself a row scatter (the head's one-hot rows), the two become one scatter over both sets of
+ * rows: onnxruntime's scatter copies its whole [vocab, d] input first, so that is one copy instead of two.
  */
 export function sumGradients(a: Tensor, b: Tensor): Tensor {
   const [other, rows] = rowsIntoZeros(b) ? [a, rowsIntoZeros(b)] : [b, rowsIntoZeros(a)];
