@@ -1,7 +1,7 @@
 // Engine benchmark: forward pass vs. training step (forward + backward + SGD update) of a GPT-2-style model,
 // measured in the same run on the same weights, and peak memory against 6 × parameter bytes + activations.
 // Writes bench/results/engine.json.
-//   npm run bench:engine              (env BENCH_ITERATIONS, BENCH_THREADS, BENCH_DEVICE=cpu|cuda)
+//   npm run bench:engine              (env BENCH_ITERATIONS, BENCH_THREADS, BENCH_DEVICE=cpu|cuda|webgpu)
 // Peak RSS is measured twice: with the training session alone (its warm-up steps, the first thing the process
 // does), then with the loss session added for the timed runs. `npm run profile:engine` breaks the time down.
 import { mkdirSync, writeFileSync } from "node:fs";

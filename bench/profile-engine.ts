@@ -2,12 +2,16 @@
 // loss graph (forward) and the training graph, and the time each run spends outside onnxruntime's executor
 // (feeding inputs, copying outputs into JavaScript). Kernel time does not count other processes' work between
 // runs, so on a shared machine the kernel-time ratio is steadier than bench/engine.ts's wall-time ratio.
-//   npm run profile:engine            (env PROFILE_RUNS, default 4; PROFILE_TOP, default 12)
+//   npm run profile:engine            (env PROFILE_RUNS, default 4; PROFILE_TOP, default 12;
+//                                      PROFILE_DEVICE=cpu|cuda|webgpu, default cpu)
+// On a GPU device a kernel's time is the time to issue it, and kernelMsByProvider shows which nodes onnxruntime
+// left on the CPU (with the copies between devices they cost).
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   type Batch,
+  type Device,
   LossSession,
   type Params,
   type StepResult,
@@ -19,6 +23,7 @@ import { BATCH, REFERENCE_CONFIG, referenceBatch, SEQ } from "./engine-reference
 
 const RUNS = Number(process.env.PROFILE_RUNS ?? 4);
 const TOP = Number(process.env.PROFILE_TOP ?? 12);
+const DEVICE = (process.env.PROFILE_DEVICE ?? "cpu") as Device;
 
 /** One event of onnxruntime's Chrome-trace profile (times in microseconds). */
 interface ProfileEvent {
@@ -26,7 +31,7 @@ interface ProfileEvent {
   name: string;
   ts: number;
   dur: number;
-  args: { op_name?: string; input_type_shape?: unknown; output_type_shape?: unknown };
+  args: { op_name?: string; provider?: string; input_type_shape?: unknown; output_type_shape?: unknown };
 }
 
 interface Profiled {
@@ -59,13 +64,16 @@ async function profile(label: string, dir: string, session: Profiled) {
     (e) => e.cat === "Node" && e.name.endsWith("_kernel_time") && e.ts >= firstMeasured,
   );
   const byOp = new Map<string, number>();
+  const byProvider = new Map<string, number>();
   const byNode = new Map<string, { us: number; shapes: string }>();
   for (const k of kernels) {
     const op = k.args.op_name ?? "?";
     byOp.set(op, (byOp.get(op) ?? 0) + k.dur / RUNS);
+    const provider = k.args.provider ?? "?";
+    byProvider.set(provider, (byProvider.get(provider) ?? 0) + k.dur / RUNS);
     const node = byNode.get(k.name) ?? {
       us: 0,
-      shapes: `${op} ${JSON.stringify(k.args.input_type_shape)} -> ${JSON.stringify(k.args.output_type_shape)}`,
+      shapes: `${op} (${k.args.provider ?? "?"}) ${JSON.stringify(k.args.input_type_shape)} -> ${JSON.stringify(k.args.output_type_shape)}`,
     };
     node.us += k.dur / RUNS;
     byNode.set(k.name, node);
@@ -77,6 +85,7 @@ async function profile(label: string, dir: string, session: Profiled) {
     /** Per run: wall time minus onnxruntime's executor time, i.e. the JavaScript binding's share. */
     outsideExecutorMs: ms(median(walls.map((w, i) => w - (runs[i] as ProfileEvent).dur))),
     kernelMs: ms(kernelUs),
+    kernelMsByProvider: Object.fromEntries([...byProvider].map(([p, us]) => [p, ms(us)])),
     byOpMs: Object.fromEntries([...byOp].sort((a, b) => b[1] - a[1]).map(([op, us]) => [op, ms(us)])),
     topNodes: [...byNode]
       .sort((a, b) => b[1].us - a[1].us)
@@ -90,7 +99,12 @@ const config = parseModelConfig(REFERENCE_CONFIG);
 const weights: Params = initWeights(config, 0);
 const batch: Batch = referenceBatch(config.vocabSize);
 const dir = mkdtempSync(join(tmpdir(), "ferret-profile-"));
-const options = (label: string) => ({ batchSize: BATCH, seqLen: SEQ, profilePrefix: join(dir, label) });
+const options = (label: string) => ({
+  batchSize: BATCH,
+  seqLen: SEQ,
+  device: DEVICE,
+  profilePrefix: join(dir, label),
+});
 try {
   const loss = await LossSession.create(config, options("loss"));
   const forward = await profile("loss", dir, Object.assign(loss, { run: () => loss.loss(weights, batch) }));
@@ -101,7 +115,7 @@ try {
   };
   const train = await profile("train", dir, Object.assign(training, { run: step }));
   const result = {
-    config: { ...REFERENCE_CONFIG, batchSize: BATCH, seqLen: SEQ, runs: RUNS },
+    config: { ...REFERENCE_CONFIG, batchSize: BATCH, seqLen: SEQ, runs: RUNS, device: DEVICE },
     kernelTimeRatio: train.kernelMs / forward.kernelMs,
     wallTimeRatio: train.wallMs / forward.wallMs,
     loadAverage: [loadAtStart, loadavg()[0]],

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { type Command, Option } from "commander";
 import { Http } from "../api/http.ts";
 import { ClientApi, type Strategy } from "../api/routes.ts";
+import { DEVICES, type Device } from "../engine/session.ts";
 import type { ClientEvent } from "../participant/loop.ts";
 import {
   announcedBackoff,
@@ -23,7 +24,7 @@ interface ClientFlags {
   token?: string;
   data: string;
   model: string;
-  device: "cpu" | "cuda";
+  device: Device;
   threads?: number;
   sync: "replay" | "download";
   state?: string;
@@ -85,7 +86,7 @@ export function registerClientCommand(program: Command): void {
       "--model <dir>",
       "model directory with config.json and tokenizer (weights come from the server)",
     )
-    .addOption(new Option("--device <device>", "where to train").choices(["cpu", "cuda"]).default("cpu"))
+    .addOption(new Option("--device <device>", "where to train").choices(DEVICES).default("cpu"))
     .option("--threads <n>", "ONNX Runtime threads (default: one per core)", positiveInt)
     .addOption(
       new Option("--sync <mode>", "how to reach each round's checkpoint")

@@ -44,7 +44,7 @@ export function exitCodeOf(error: unknown): number {
   const name = (error as Error)?.name ?? "";
   // Typed errors from the formats, data, models and state modules: all are about local inputs.
   if (
-    /^(FormatError|DatasetError|Safetensors\w*Error|TokenizerError|StateError|ModelConfigError|UnknownArchitectureError|UnsupportedDtypeError|CudaUnavailableError|EngineInputError|RangeError)$/.test(
+    /^(FormatError|DatasetError|Safetensors\w*Error|TokenizerError|StateError|ModelConfigError|UnknownArchitectureError|UnsupportedDtypeError|DeviceUnavailableError|EngineInputError|RangeError)$/.test(
       name,
     )
   ) {

@@ -3,6 +3,7 @@
 import { type ModelConfig, modelOutput, modelTensors, type TensorSpec } from "../models/index.ts";
 import { gradients } from "./autodiff.ts";
 import { type FloatType, Graph, type Tensor } from "./graph.ts";
+import type { LogSoftmaxForm } from "./head.ts";
 import { linearOutIn, maskedCrossEntropy } from "./nn.ts";
 import { toOnnxModel } from "./onnx.ts";
 import { slice } from "./ops.ts";
@@ -16,6 +17,8 @@ export interface GraphShape {
   maxOutputBytes?: number;
   /** Bytes of one block of logits in the loss graphs (default HEAD_BLOCK_BYTES); see head.ts. */
   headBlockBytes?: number;
+  /** The head's log-softmax (default fused); see head.ts. */
+  logSoftmax?: LogSoftmaxForm;
 }
 
 /** A block of 64 MiB of logits: 4 blocks of 256 positions for GPT-2's vocabulary at 1024 positions. Peak memory
@@ -112,7 +115,7 @@ function lossGraph(config: ModelConfig, shape: GraphShape, withGradients: boolea
   const lossMask = graph.input("loss_mask", [shape.batchSize, shape.seqLen], graph.floatType);
   const logitBytes = config.vocabSize * (graph.floatType === "float64" ? 8 : 4);
   const blockRows = Math.max(1, Math.floor((shape.headBlockBytes ?? HEAD_BLOCK_BYTES) / logitBytes));
-  const loss = maskedCrossEntropy(output.hidden, output.head, targets, lossMask, blockRows);
+  const loss = maskedCrossEntropy(output.hidden, output.head, targets, lossMask, blockRows, shape.logSoftmax);
   const grads = withGradients ? gradients(loss, params) : [];
   const blocks = grads.flatMap((g, i) =>
     gradientOutputs((params[i] as Tensor).name, g, shape.maxOutputBytes ?? MAX_OUTPUT_BYTES),

@@ -3,12 +3,36 @@
 // a time, and the backward pass works from each block's log-probabilities without forming d logits.
 import { GraphShapeError, type OpDef, type Tensor } from "./graph.ts";
 import { gather, requireInt64, scatterAddRows } from "./indexing.ts";
-import { add, concat, matmul, mul, neg, reshape, slice, sub, transposeLast } from "./ops.ts";
+import { add, concat, matmul, mul, neg, reduceSum, reshape, slice, sub, transposeLast } from "./ops.ts";
 
 // Inner nodes of the composite: the composite's backward rule differentiates them together.
 const LogSoftmaxOp: OpDef = { type: "LogSoftmax" };
+const ReduceMaxOp: OpDef = { type: "ReduceMax" };
+const LogOp: OpDef = { type: "Log" };
 const GatherElementsOp: OpDef = { type: "GatherElements" };
 const ExpOp: OpDef = { type: "Exp" };
+
+/** How the head computes log-softmax: onnxruntime's LogSoftmax kernel, or x − max − log Σ exp(x − max) in
+ * elementwise ops and reductions. The WebGPU provider has no LogSoftmax kernel, so there the fused node runs on
+ * the CPU and each [rows, vocab] block crosses to the host and back (on an H200, 130 of the forward pass's
+ * 148 ms of kernel time at the benchmark's reference config). */
+export type LogSoftmaxForm = "fused" | "composed";
+
+function logSoftmaxRows(logits: Tensor, form: LogSoftmaxForm): Tensor {
+  const { graph, dtype } = logits;
+  const shape = [...logits.shape];
+  if (form === "fused") return graph.apply(LogSoftmaxOp, [logits], { axis: -1 }, shape, dtype);
+  const rowMax = graph.apply(
+    ReduceMaxOp,
+    [logits, graph.int64([1])],
+    { keepdims: 1 },
+    [shape[0] as number, 1],
+    dtype,
+  );
+  const shifted = sub(logits, rowMax);
+  const sumExp = reduceSum(graph.apply(ExpOp, [shifted], {}, shape, dtype), [1], true);
+  return sub(shifted, graph.apply(LogOp, [sumExp], {}, [...sumExp.shape], dtype));
+}
 
 interface Block {
   start: number;
@@ -31,7 +55,13 @@ const rowsOf = (a: Tensor, start: number, end: number): Tensor =>
  * so dx = g ⊙ (P W − W[target]) and dW = Pᵀ (g ⊙ x) − Σ_rows onehot(target) ⊗ (g ⊙ x). The one-hot terms are a
  * row gather and a row scatter; P = exp(log P) comes from the forward pass's log-probabilities.
  */
-export function headCrossEntropy(x: Tensor, weight: Tensor, targets: Tensor, blockRows: number): Tensor {
+export function headCrossEntropy(
+  x: Tensor,
+  weight: Tensor,
+  targets: Tensor,
+  blockRows: number,
+  logSoftmax: LogSoftmaxForm = "fused",
+): Tensor {
   requireInt64("headCrossEntropy", targets);
   const [rows, d] = x.shape as [number, number];
   if (
@@ -56,7 +86,7 @@ export function headCrossEntropy(x: Tensor, weight: Tensor, targets: Tensor, blo
   for (let start = 0; start < rows; start += perBlock) {
     const end = Math.min(rows, start + perBlock);
     const logits = matmul(rowsOf(x, start, end), transposeLast(weight));
-    const logProbs = graph.apply(LogSoftmaxOp, [logits], { axis: -1 }, [...logits.shape], x.dtype);
+    const logProbs = logSoftmaxRows(logits, logSoftmax);
     const blockTargets = rowsOf(targets, start, end);
     const picked = graph.apply(
       GatherElementsOp,

@@ -1,6 +1,6 @@
 // Building blocks shared by the model families, composed from the differentiable ops.
 import type { Tensor } from "./graph.ts";
-import { headCrossEntropy } from "./head.ts";
+import { headCrossEntropy, type LogSoftmaxForm } from "./head.ts";
 import {
   add,
   div,
@@ -73,10 +73,11 @@ export function maskedCrossEntropy(
   targets: Tensor,
   lossMask: Tensor,
   blockRows: number,
+  logSoftmax: LogSoftmaxForm = "fused",
 ): Tensor {
   const n = targets.size;
   const flat = reshape(hidden, [n, lastDim(hidden)]);
-  const nll = headCrossEntropy(flat, head, reshape(targets, [n]), blockRows);
+  const nll = headCrossEntropy(flat, head, reshape(targets, [n]), blockRows, logSoftmax);
   const flatMask = reshape(lossMask, [n]);
   return div(reduceSum(mul(nll, flatMask), [0], false), reduceSum(flatMask, [0], false));
 }

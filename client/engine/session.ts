@@ -11,10 +11,14 @@ import {
   buildTrainingGraph,
   EngineInputError,
   type GradientOutput,
+  type GraphShape,
 } from "./build.ts";
 import type { FloatType } from "./graph.ts";
+import type { LogSoftmaxForm } from "./head.ts";
 
-export type Device = "cpu" | "cuda";
+export const DEVICES = ["cpu", "cuda", "webgpu"] as const;
+export type Device = (typeof DEVICES)[number];
+export const isDevice = (name: string): name is Device => (DEVICES as readonly string[]).includes(name);
 export type FloatData = Float32Array | Float64Array;
 
 export interface SessionOptions {
@@ -29,6 +33,8 @@ export interface SessionOptions {
   maxOutputBytes?: number;
   /** Bytes of one block of logits in the loss and training graphs (see build.ts). */
   headBlockBytes?: number;
+  /** The head's log-softmax (see head.ts); default composed on webgpu, which has no LogSoftmax kernel, else fused. */
+  logSoftmax?: LogSoftmaxForm;
   /** Write onnxruntime's per-kernel profile to a JSON file with this path prefix (see bench/profile-engine.ts). */
   profilePrefix?: string;
 }
@@ -47,14 +53,22 @@ export interface StepResult {
   grads: Map<string, FloatData>;
 }
 
-/** `device: "cuda"` was asked for but this onnxruntime-node install has no CUDA execution provider. */
-export class CudaUnavailableError extends Error {
-  override name = "CudaUnavailableError";
+/** The device asked for has no working execution provider in this onnxruntime-node install or on this machine. */
+export class DeviceUnavailableError extends Error {
+  override name = "DeviceUnavailableError";
 }
 
 const CUDA_HELP =
   "onnxruntime-node was installed without its CUDA execution provider. Reinstall it with " +
   "`npm install --onnxruntime-node-install=cuda12` (needs CUDA 12 and cuDNN 9), or use device cpu.";
+
+// onnxruntime-node ships its WebGPU provider (Dawn) on Linux x64, Windows and macOS; on Linux Dawn reaches the
+// GPU through Vulkan, which the package does not bring.
+const WEBGPU_HELP =
+  "onnxruntime's WebGPU provider found no GPU adapter. On Linux it reaches the GPU through Vulkan, and needs the " +
+  "Vulkan loader and GLVND beside the GPU driver: `apt install libvulkan1 libglx0` on Debian or Ubuntu (NVIDIA's " +
+  "Vulkan driver is its GLX library, which needs GLVND even without a display; in a container " +
+  "NVIDIA_DRIVER_CAPABILITIES must include graphics). Or use device cpu.";
 
 /** True when onnxruntime-node's native folder is where we expect and lacks the CUDA provider library. */
 function cudaProviderMissing(): boolean {
@@ -66,15 +80,29 @@ function cudaProviderMissing(): boolean {
   );
 }
 
+/** The help for a failure to start `device`'s provider, or undefined when `err` is some other failure (a bad
+ * graph, say), which must surface unchanged. */
+function providerFailureHelp(device: Device, err: unknown): string | undefined {
+  if (device === "cuda" && /cuda|provider/i.test(String(err))) return CUDA_HELP;
+  if (device === "webgpu" && /webgpu adapter|webgpu device|dawn|vulkan/i.test(String(err)))
+    return WEBGPU_HELP;
+  return undefined;
+}
+
+const graphShape = (opts: SessionOptions): GraphShape => ({
+  ...opts,
+  logSoftmax: opts.logSoftmax ?? (opts.device === "webgpu" ? "composed" : "fused"),
+});
+
 async function createSession(graph: BuiltGraph, opts: SessionOptions): Promise<ort.InferenceSession> {
   const device = opts.device ?? "cpu";
-  if (device !== "cpu" && device !== "cuda") {
-    throw new EngineInputError(`device must be cpu or cuda, got ${device}`);
+  if (!isDevice(device)) {
+    throw new EngineInputError(`device must be one of ${DEVICES.join(", ")}, got ${device}`);
   }
   if (opts.threads !== undefined && (!Number.isInteger(opts.threads) || opts.threads <= 0)) {
     throw new EngineInputError(`threads must be a positive integer, got ${opts.threads}`);
   }
-  if (device === "cuda" && cudaProviderMissing()) throw new CudaUnavailableError(CUDA_HELP);
+  if (device === "cuda" && cudaProviderMissing()) throw new DeviceUnavailableError(CUDA_HELP);
   const sessionOptions: ort.InferenceSession.SessionOptions = {
     executionProviders: [device],
     // onnxruntime's extended fusions (e.g. x·sigmoid(x) → QuickGelu) have float kernels only.
@@ -90,10 +118,8 @@ async function createSession(graph: BuiltGraph, opts: SessionOptions): Promise<o
   try {
     return await ort.InferenceSession.create(graph.onnx, sessionOptions);
   } catch (err) {
-    // Only provider-loading failures mean "no CUDA"; anything else (a bad graph, say) surfaces unchanged.
-    if (device === "cuda" && /cuda|provider/i.test(String(err))) {
-      throw new CudaUnavailableError(`${CUDA_HELP} (${String(err)})`, { cause: err });
-    }
+    const help = providerFailureHelp(device, err);
+    if (help) throw new DeviceUnavailableError(`${help} (${String(err)})`, { cause: err });
     throw err;
   }
 }
@@ -191,7 +217,7 @@ export class TrainingSession extends EngineSession {
   }
 
   static async create(config: ModelConfig, opts: SessionOptions): Promise<TrainingSession> {
-    const graph = buildTrainingGraph(config, opts);
+    const graph = buildTrainingGraph(config, graphShape(opts));
     return new TrainingSession(
       await createSession(graph, opts),
       config,
@@ -243,7 +269,7 @@ export class TrainingSession extends EngineSession {
 /** Masked mean cross-entropy only (evaluation): the training graph without its backward half. */
 export class LossSession extends EngineSession {
   static async create(config: ModelConfig, opts: SessionOptions): Promise<LossSession> {
-    const graph = buildLossGraph(config, opts);
+    const graph = buildLossGraph(config, graphShape(opts));
     return new LossSession(await createSession(graph, opts), config, graph.tensors, opts);
   }
 
@@ -256,7 +282,7 @@ export class LossSession extends EngineSession {
 /** Forward pass only: logits [B, T, vocab], row-major. */
 export class ForwardSession extends EngineSession {
   static async create(config: ModelConfig, opts: SessionOptions): Promise<ForwardSession> {
-    const graph = buildForwardGraph(config, opts);
+    const graph = buildForwardGraph(config, graphShape(opts));
     return new ForwardSession(await createSession(graph, opts), config, graph.tensors, opts);
   }
 

@@ -2,6 +2,7 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { DEVICES, isDevice } from "../engine/session.ts";
 import { PRETRAIN_DEFAULTS, pretrain } from "./pretrain.ts";
 
 /** Where models and other reusable artifacts are cached: $FERRET_CACHE_DIR, else ~/.cache/ferret. */
@@ -12,7 +13,7 @@ export function cacheDir(): string {
 export const defaultBaseModelDir = () => join(cacheDir(), "models", "moby-dick-gpt2");
 
 const USAGE = `usage: npm run pretrain -- [--out DIR] [--seed N] [--steps N] [--layers N] [--width N] [--heads N]
-                            [--seq-len N] [--batch-size N] [--threads N]
+                            [--seq-len N] [--batch-size N] [--threads N] [--device cpu|cuda|webgpu]
 Trains a small GPT-2 on Moby-Dick and writes config.json, model.safetensors and tokenizer.json to DIR
 (default ${defaultBaseModelDir()}).`;
 
@@ -27,10 +28,9 @@ function positiveInteger(name: string, value: string | undefined, fallback: numb
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: Object.fromEntries(
-      ["out", "seed", "steps", "layers", "width", "heads", "seq-len", "batch-size", "threads"].map((name) => [
-        name,
-        { type: "string" as const },
-      ]),
+      ["out", "seed", "steps", "layers", "width", "heads", "seq-len", "batch-size", "threads", "device"].map(
+        (name) => [name, { type: "string" as const }],
+      ),
     ),
     strict: true,
   });
@@ -38,6 +38,8 @@ async function main(): Promise<void> {
   const steps = positiveInteger("steps", values.steps, d.steps);
   const started = Date.now();
   const threads = values.threads === undefined ? undefined : positiveInteger("threads", values.threads, 1);
+  const device = values.device ?? "cpu";
+  if (!isDevice(device)) throw new Error(`--device is "${device}"; expected one of ${DEVICES.join(", ")}`);
   const result = await pretrain({
     dir: values.out ?? defaultBaseModelDir(),
     seed: positiveInteger("seed", values.seed, d.seed),
@@ -48,6 +50,7 @@ async function main(): Promise<void> {
     seqLen: positiveInteger("seq-len", values["seq-len"], d.seqLen),
     batchSize: positiveInteger("batch-size", values["batch-size"], d.batchSize),
     ...(threads === undefined ? {} : { threads }),
+    device,
     onStep: (report, evalLoss) => {
       const done = Math.min(report.step + 1, steps);
       const bar = "#".repeat(Math.round((30 * done) / steps)).padEnd(30, ".");

@@ -10,6 +10,7 @@ import { writeSafetensors } from "../../core/formats/safetensors.ts";
 import { epochBatches, batches as evalBatches } from "../data/batches.ts";
 import type { Example } from "../data/jsonl.ts";
 import { prepareSequences } from "../data/sequences.ts";
+import type { Device } from "../engine/session.ts";
 import { OnnxGradientSource } from "../engine/source.ts";
 import { loadTokenizer } from "../formats/tokenizer.ts";
 import { modelTensors, parseModelConfig } from "../models/index.ts";
@@ -32,6 +33,8 @@ export interface PretrainOptions {
   batchSize: number;
   /** onnxruntime intra-op threads; 1 makes runs bit-reproducible (parallel reductions may reorder sums). */
   threads?: number;
+  /** Where to train (default cpu); see client/engine/session.ts. */
+  device?: Device;
   /** Called after each step (for a progress bar). */
   onStep?: (report: StepReport, evalLoss?: number) => void;
 }
@@ -63,10 +66,23 @@ function mobyDick(): { train: Example[]; heldOut: Example[] } {
 }
 
 export async function pretrain(options: PretrainOptions): Promise<PretrainResult> {
-  const { dir, seed, steps, seqLen, batchSize } = options;
-  const staging = `${dir}.partial`;
+  const staging = `${options.dir}.partial`;
   await rm(staging, { recursive: true, force: true });
   await mkdir(staging, { recursive: true });
+  try {
+    const result = await pretrainInto(staging, options);
+    await rm(options.dir, { recursive: true, force: true });
+    await rename(staging, options.dir);
+    return result;
+  } catch (error) {
+    await rm(staging, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/** Trains and writes the model into `staging`, which `pretrain` renames to the model directory once complete. */
+async function pretrainInto(staging: string, options: PretrainOptions): Promise<PretrainResult> {
+  const { dir, seed, steps, seqLen, batchSize } = options;
   await writeFile(join(staging, "tokenizer.json"), JSON.stringify(byteLevelTokenizerJson()));
   await writeFile(
     join(staging, "tokenizer_config.json"),
@@ -99,6 +115,7 @@ export async function pretrain(options: PretrainOptions): Promise<PretrainResult
     batchSize,
     seqLen,
     ...(options.threads === undefined ? {} : { threads: options.threads }),
+    ...(options.device === undefined ? {} : { device: options.device }),
   });
   try {
     const evaluate = () => evaluateLoss(params, source, evalBatches(heldOut, { batchSize, seed }));
@@ -110,7 +127,6 @@ export async function pretrain(options: PretrainOptions): Promise<PretrainResult
       totalSteps: steps,
       minLr: 3e-4,
     });
-    let finalEvalLoss = initialEvalLoss;
     await trainLocal(params, source, epochBatches(train.sequences, { batchSize, seed }), {
       steps,
       optimizer: new AdamW({ weightDecay: 0.01 }),
@@ -118,7 +134,7 @@ export async function pretrain(options: PretrainOptions): Promise<PretrainResult
       clipNorm: 1,
       onStep: (report) => options.onStep?.(report),
     });
-    finalEvalLoss = await evaluate();
+    const finalEvalLoss = await evaluate();
     options.onStep?.(
       { step: steps, loss: Number.NaN, gradNorm: Number.NaN, lr: 0, tokens: 0 },
       finalEvalLoss,
@@ -144,8 +160,6 @@ export async function pretrain(options: PretrainOptions): Promise<PretrainResult
         },
       },
     );
-    await rm(dir, { recursive: true, force: true });
-    await rename(staging, dir);
     const parameters = modelTensors(config).reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0);
     return { dir, initialEvalLoss, finalEvalLoss, parameters };
   } finally {

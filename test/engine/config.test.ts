@@ -1,7 +1,12 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { EngineInputError } from "../../client/engine/build.ts";
-import { CudaUnavailableError, ForwardSession, TrainingSession } from "../../client/engine/session.ts";
+import {
+  type Device,
+  DeviceUnavailableError,
+  ForwardSession,
+  TrainingSession,
+} from "../../client/engine/session.ts";
 import { ModelConfigError, UnknownArchitectureError } from "../../client/models/config.ts";
 import { modelTensors, parseModelConfig } from "../../client/models/index.ts";
 import { initWeights } from "../../client/models/init.ts";
@@ -148,8 +153,24 @@ describe("session input checks", () => {
       await ForwardSession.create(config, { ...shape, device: "cuda" });
       ctx.skip(); // this install has a working CUDA provider: nothing to check here
     } catch (err) {
-      expect(err).toBeInstanceOf(CudaUnavailableError);
+      expect(err).toBeInstanceOf(DeviceUnavailableError);
       expect((err as Error).message).toContain("--onnxruntime-node-install=cuda12");
     }
+  });
+
+  it("device webgpu without a GPU adapter says what Dawn needs", async (ctx) => {
+    try {
+      await ForwardSession.create(config, { ...shape, device: "webgpu" });
+      ctx.skip(); // this machine has a WebGPU adapter: nothing to check here
+    } catch (err) {
+      expect(err).toBeInstanceOf(DeviceUnavailableError);
+      expect((err as Error).message).toContain("apt install libvulkan1 libglx0");
+    }
+  });
+
+  it("an unknown device names the ones there are", async () => {
+    await expect(
+      ForwardSession.create(config, { ...shape, device: "tpu" as unknown as Device }),
+    ).rejects.toThrow(/device must be one of cpu, cuda, webgpu, got tpu/);
   });
 });

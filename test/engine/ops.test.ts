@@ -76,6 +76,13 @@ const cases: Record<string, OpCase> = {
     shapes: [[5, 3]],
     build: (t) => gather(t, op.reshape(t.graph.int64([4, 1, 1, 0, 4, 2]), [2, 3])),
   },
+  "head cross-entropy, log-softmax composed of reductions (as on WebGPU)": {
+    shapes: [
+      [5, 3],
+      [6, 3],
+    ],
+    build: (x, w) => headCrossEntropy(x, w, x.graph.int64([5, 0, 2, 0, 1]), 2, "composed"),
+  },
   // The table's gradient meets twice (a scatter from the lookup, a dense one from the product): a tied embedding.
   "gather then matmul with the same table (rows scattered into the dense gradient)": {
     shapes: [[5, 3]],

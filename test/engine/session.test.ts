@@ -49,15 +49,18 @@ describe.each([
     await session.release();
   });
 
-  it("an output head in blocks of one position gives the whole head's loss and gradients (float64)", async () => {
+  it.each([
+    ["an output head in blocks of one position", { headBlockBytes: 1 }],
+    ["log-softmax composed of reductions (as on WebGPU)", { logSoftmax: "composed" as const }],
+  ])("%s gives the fused whole head's loss and gradients (float64)", async (_, variant) => {
     const float64 = new Map(
       [...weights].map(([name, w]) => [name, { shape: w.shape, data: Float64Array.from(w.data) }]),
     );
     const batch64 = { ...batch, lossMask: Float64Array.from(batch.lossMask) };
     const options = { ...shape, floatType: "float64" as const };
     const whole = await TrainingSession.create(config, options);
-    const blocked = await TrainingSession.create(config, { ...options, headBlockBytes: 1 });
-    const [a, b] = [await whole.step(float64, batch64), await blocked.step(float64, batch64)];
+    const other = await TrainingSession.create(config, { ...options, ...variant });
+    const [a, b] = [await whole.step(float64, batch64), await other.step(float64, batch64)];
     expect(b.loss).toBeCloseTo(a.loss, 12);
     for (const [name, g] of a.grads) {
       const h = b.grads.get(name) as Float64Array;
@@ -66,7 +69,7 @@ describe.each([
       }
     }
     await whole.release();
-    await blocked.release();
+    await other.release();
   });
 
   it("rejects gradient arrays of the wrong length or float type", async () => {

@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { access, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import type { Device } from "../../client/engine/session.ts";
 import { ByteTokenizer, loadTokenizer } from "../../client/formats/tokenizer.ts";
 import { parseModelConfig } from "../../client/models/index.ts";
 import { pretrain } from "../../client/pretrain/pretrain.ts";
@@ -38,5 +39,13 @@ describe("pretrain", async () => {
     expect(tokenizer.encode(text)).toEqual(new ByteTokenizer().encode(text));
     expect(tokenizer.eosId).toBe(256);
     expect(tokenizer.decode(tokenizer.encode(text))).toBe(text);
+  });
+
+  it("leaves the model directory as it was, and no staging directory, when training fails", async () => {
+    const before = await digest(first.dir);
+    const badDevice = { ...tiny, dir: first.dir, device: "tpu" as unknown as Device };
+    await expect(pretrain(badDevice)).rejects.toThrow(/device must be one of/);
+    expect(await digest(first.dir)).toBe(before);
+    await expect(access(`${first.dir}.partial`)).rejects.toThrow(/ENOENT/);
   });
 });
