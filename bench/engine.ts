@@ -18,6 +18,7 @@ import {
   referenceBatch,
   SEQ,
 } from "./engine-reference.ts";
+import { describeGpus } from "./machine.ts";
 
 const WARMUP = 3;
 const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 15);
@@ -102,6 +103,9 @@ const result = {
   machine:
     `${cpus()[0]?.model ?? "unknown CPU"} (${cpus().length} logical cores, ${Math.round(totalmem() / 2 ** 30)} GiB), ` +
     `Node ${process.version}, onnxruntime-node ${ortVersion}, device ${DEVICE}, threads ${THREADS ?? "default"}` +
+    (DEVICE === "cpu"
+      ? ""
+      : `, GPU ${describeGpus().join(" + ") || "model not found (only NVIDIA's are looked for)"}`) +
     (process.env.GLIBC_TUNABLES ? `, GLIBC_TUNABLES=${process.env.GLIBC_TUNABLES}` : ""),
   config: {
     ...CONFIG,

@@ -1,5 +1,7 @@
 // What a benchmark ran on, recorded beside its figures so numbers from different machines are not compared.
+import { readdirSync, readFileSync } from "node:fs";
 import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
+import { join } from "node:path";
 
 export interface Machine {
   cpu: string;
@@ -22,6 +24,23 @@ export function describeMachine(): Machine {
     arch: process.arch,
     loadAverage: loadavg(),
   };
+}
+
+const NVIDIA_GPUS = "/proc/driver/nvidia/gpus";
+
+/** The models of the NVIDIA GPUs the driver lists ("NVIDIA H200", …); other vendors' GPUs are not looked for. */
+export function describeGpus(): string[] {
+  let buses: string[];
+  try {
+    buses = readdirSync(NVIDIA_GPUS);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return []; // no NVIDIA driver loaded
+    throw error;
+  }
+  return buses.map((bus) => {
+    const info = readFileSync(join(NVIDIA_GPUS, bus, "information"), "utf8");
+    return /^Model:\s*(.+)$/m.exec(info)?.[1]?.trim() ?? `NVIDIA GPU at ${bus}`;
+  });
 }
 
 async function secondsOf(work: () => unknown): Promise<number> {
