@@ -7,7 +7,8 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { cpus, loadavg, totalmem } from "node:os";
-import { type Device, LossSession, TrainingSession } from "../client/engine/session.ts";
+import type { Device } from "../client/engine/devices.ts";
+import { LossSession, TrainingSession } from "../client/engine/session.ts";
 import { type Gpt2Config, modelTensors, parseModelConfig } from "../client/models/index.ts";
 import { initWeights } from "../client/models/init.ts";
 import {

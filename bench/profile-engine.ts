@@ -9,9 +9,9 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Device } from "../client/engine/devices.ts";
 import {
   type Batch,
-  type Device,
   LossSession,
   type Params,
   type StepResult,

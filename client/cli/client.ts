@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { type Command, Option } from "commander";
 import { Http } from "../api/http.ts";
 import { ClientApi, type Strategy } from "../api/routes.ts";
-import { DEVICES, type Device } from "../engine/session.ts";
+import { DEVICES, type Device } from "../engine/devices.ts";
 import type { ClientEvent } from "../participant/loop.ts";
 import {
   announcedBackoff,
@@ -118,16 +118,23 @@ export function registerClientCommand(program: Command): void {
         token,
       );
       // Loaded here, not at startup: ONNX Runtime and the model code are only needed by this command.
-      const [{ runClient }, { loadModelDir }, { StateDir }, { LocalTrainer, loadLocalData }] =
-        await Promise.all([
-          import("../participant/loop.ts"),
-          import("../participant/model-dir.ts"),
-          import("../participant/state.ts"),
-          import("../participant/trainer.ts"),
-        ]);
+      const [
+        { runClient },
+        { loadModelDir },
+        { StateDir },
+        { LocalTrainer, loadLocalData },
+        { ensureDeviceAvailable },
+      ] = await Promise.all([
+        import("../participant/loop.ts"),
+        import("../participant/model-dir.ts"),
+        import("../participant/state.ts"),
+        import("../participant/trainer.ts"),
+        import("../engine/session.ts"),
+      ]);
       const model = await loadModelDir(flags.model);
       const seqLen = flags.seqLen ?? Math.min(128, model.config.maxPositions);
       const data = await loadLocalData(flags.data, model.tokenizer, seqLen);
+      await ensureDeviceAvailable(flags.device);
       // The token is per client, so its hash names this client's state and seeds its fedkseed step draws.
       const tokenHash = createHash("sha256").update(token).digest("hex");
       const state = await StateDir.open(

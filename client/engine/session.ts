@@ -5,7 +5,6 @@ import { dirname, join } from "node:path";
 import ort from "onnxruntime-node";
 import type { ModelConfig, TensorSpec } from "../models/index.ts";
 import {
-  type BuiltGraph,
   buildForwardGraph,
   buildLossGraph,
   buildTrainingGraph,
@@ -13,12 +12,12 @@ import {
   type GradientOutput,
   type GraphShape,
 } from "./build.ts";
-import type { FloatType } from "./graph.ts";
+import { DEVICES, type Device, isDevice } from "./devices.ts";
+import { type FloatType, Graph } from "./graph.ts";
 import type { LogSoftmaxForm } from "./head.ts";
+import { toOnnxModel } from "./onnx.ts";
+import { add } from "./ops.ts";
 
-export const DEVICES = ["cpu", "cuda", "webgpu"] as const;
-export type Device = (typeof DEVICES)[number];
-export const isDevice = (name: string): name is Device => (DEVICES as readonly string[]).includes(name);
 export type FloatData = Float32Array | Float64Array;
 
 export interface SessionOptions {
@@ -94,7 +93,7 @@ const graphShape = (opts: SessionOptions): GraphShape => ({
   logSoftmax: opts.logSoftmax ?? (opts.device === "webgpu" ? "composed" : "fused"),
 });
 
-async function createSession(graph: BuiltGraph, opts: SessionOptions): Promise<ort.InferenceSession> {
+async function createSession(onnx: Uint8Array, opts: SessionOptions): Promise<ort.InferenceSession> {
   const device = opts.device ?? "cpu";
   if (!isDevice(device)) {
     throw new EngineInputError(`device must be one of ${DEVICES.join(", ")}, got ${device}`);
@@ -116,12 +115,24 @@ async function createSession(graph: BuiltGraph, opts: SessionOptions): Promise<o
     ...(opts.profilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profilePrefix } : {}),
   };
   try {
-    return await ort.InferenceSession.create(graph.onnx, sessionOptions);
+    return await ort.InferenceSession.create(onnx, sessionOptions);
   } catch (err) {
     const help = providerFailureHelp(device, err);
     if (help) throw new DeviceUnavailableError(`${help} (${String(err)})`, { cause: err });
     throw err;
   }
+}
+
+/**
+ * Rejects with the DeviceUnavailableError a training session on `device` would meet, by starting its provider
+ * on a one-node graph: a client checks before it waits for rounds, not once a round has selected it.
+ */
+export async function ensureDeviceAvailable(device: Device): Promise<void> {
+  if (device === "cpu") return;
+  const graph = new Graph("float32");
+  const onnx = toOnnxModel(graph, [{ name: "y", tensor: add(graph.input("x", [1], "float32"), 0) }]);
+  const session = await createSession(onnx, { batchSize: 1, seqLen: 1, device });
+  await session.release();
 }
 
 const floatTensor = (data: FloatData, dims: readonly number[]): ort.Tensor =>
@@ -219,7 +230,7 @@ export class TrainingSession extends EngineSession {
   static async create(config: ModelConfig, opts: SessionOptions): Promise<TrainingSession> {
     const graph = buildTrainingGraph(config, graphShape(opts));
     return new TrainingSession(
-      await createSession(graph, opts),
+      await createSession(graph.onnx, opts),
       config,
       graph.tensors,
       opts,
@@ -270,7 +281,7 @@ export class TrainingSession extends EngineSession {
 export class LossSession extends EngineSession {
   static async create(config: ModelConfig, opts: SessionOptions): Promise<LossSession> {
     const graph = buildLossGraph(config, graphShape(opts));
-    return new LossSession(await createSession(graph, opts), config, graph.tensors, opts);
+    return new LossSession(await createSession(graph.onnx, opts), config, graph.tensors, opts);
   }
 
   async loss(params: Params, batch: Batch): Promise<number> {
@@ -283,7 +294,7 @@ export class LossSession extends EngineSession {
 export class ForwardSession extends EngineSession {
   static async create(config: ModelConfig, opts: SessionOptions): Promise<ForwardSession> {
     const graph = buildForwardGraph(config, graphShape(opts));
-    return new ForwardSession(await createSession(graph, opts), config, graph.tensors, opts);
+    return new ForwardSession(await createSession(graph.onnx, opts), config, graph.tensors, opts);
   }
 
   async logits(params: Params, inputIds: BigInt64Array): Promise<FloatData> {

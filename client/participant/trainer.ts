@@ -5,7 +5,7 @@ import type { Plan } from "../../core/plan.ts";
 import { batches, epochBatches } from "../data/batches.ts";
 import { readJsonl } from "../data/jsonl.ts";
 import { prepareSequences, type Sequence } from "../data/sequences.ts";
-import type { Device } from "../engine/session.ts";
+import type { Device } from "../engine/devices.ts";
 import { OnnxGradientSource } from "../engine/source.ts";
 import type { Tokenizer } from "../formats/tokenizer.ts";
 import type { ModelConfig } from "../models/index.ts";

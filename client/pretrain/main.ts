@@ -2,7 +2,7 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { DEVICES, isDevice } from "../engine/session.ts";
+import { DEVICES, isDevice } from "../engine/devices.ts";
 import { PRETRAIN_DEFAULTS, pretrain } from "./pretrain.ts";
 
 /** Where models and other reusable artifacts are cached: $FERRET_CACHE_DIR, else ~/.cache/ferret. */

@@ -10,7 +10,7 @@ import { writeSafetensors } from "../../core/formats/safetensors.ts";
 import { epochBatches, batches as evalBatches } from "../data/batches.ts";
 import type { Example } from "../data/jsonl.ts";
 import { prepareSequences } from "../data/sequences.ts";
-import type { Device } from "../engine/session.ts";
+import type { Device } from "../engine/devices.ts";
 import { OnnxGradientSource } from "../engine/source.ts";
 import { loadTokenizer } from "../formats/tokenizer.ts";
 import { modelTensors, parseModelConfig } from "../models/index.ts";

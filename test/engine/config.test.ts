@@ -1,12 +1,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { EngineInputError } from "../../client/engine/build.ts";
-import {
-  type Device,
-  DeviceUnavailableError,
-  ForwardSession,
-  TrainingSession,
-} from "../../client/engine/session.ts";
+import type { Device } from "../../client/engine/devices.ts";
+import { DeviceUnavailableError, ForwardSession, TrainingSession } from "../../client/engine/session.ts";
 import { ModelConfigError, UnknownArchitectureError } from "../../client/models/config.ts";
 import { modelTensors, parseModelConfig } from "../../client/models/index.ts";
 import { initWeights } from "../../client/models/init.ts";

@@ -3,7 +3,7 @@ import { access, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import type { Device } from "../../client/engine/session.ts";
+import type { Device } from "../../client/engine/devices.ts";
 import { ByteTokenizer, loadTokenizer } from "../../client/formats/tokenizer.ts";
 import { parseModelConfig } from "../../client/models/index.ts";
 import { pretrain } from "../../client/pretrain/pretrain.ts";
