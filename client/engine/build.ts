@@ -2,11 +2,11 @@
 // graph (logits). Shapes are static: one graph per (batch size, sequence length).
 import { type ModelConfig, modelOutput, modelTensors, type TensorSpec } from "../models/index.ts";
 import { gradients } from "./autodiff.ts";
-import { type FloatType, Graph, type Tensor } from "./graph.ts";
+import { type FloatType, Graph, type OpDef, type Tensor } from "./graph.ts";
 import type { LogSoftmaxForm } from "./head.ts";
 import { linearOutIn, maskedCrossEntropy } from "./nn.ts";
 import { toOnnxModel } from "./onnx.ts";
-import { slice } from "./ops.ts";
+import { add, div, mul, reduceSum, slice, sqrt, sub } from "./ops.ts";
 
 export interface GraphShape {
   batchSize: number;
@@ -109,13 +109,19 @@ export function buildForwardGraph(config: ModelConfig, shape: GraphShape): Built
   return { onnx: toOnnxModel(graph, [{ name: "logits", tensor: logits }]), tensors, gradients: [] };
 }
 
-function lossGraph(config: ModelConfig, shape: GraphShape, withGradients: boolean): BuiltGraph {
+/** The forward pass to the masked mean cross-entropy, with the loss graphs' inputs. */
+function lossOf(config: ModelConfig, shape: GraphShape) {
   const { graph, tensors, params, output } = forwardGraph(config, shape);
   const targets = graph.input("targets", [shape.batchSize, shape.seqLen], "int64");
   const lossMask = graph.input("loss_mask", [shape.batchSize, shape.seqLen], graph.floatType);
   const logitBytes = config.vocabSize * (graph.floatType === "float64" ? 8 : 4);
   const blockRows = Math.max(1, Math.floor((shape.headBlockBytes ?? HEAD_BLOCK_BYTES) / logitBytes));
   const loss = maskedCrossEntropy(output.hidden, output.head, targets, lossMask, blockRows, shape.logSoftmax);
+  return { graph, tensors, params, loss };
+}
+
+function lossGraph(config: ModelConfig, shape: GraphShape, withGradients: boolean): BuiltGraph {
+  const { graph, tensors, params, loss } = lossOf(config, shape);
   const grads = withGradients ? gradients(loss, params) : [];
   const blocks = grads.flatMap((g, i) =>
     gradientOutputs((params[i] as Tensor).name, g, shape.maxOutputBytes ?? MAX_OUTPUT_BYTES),
@@ -125,6 +131,45 @@ function lossGraph(config: ModelConfig, shape: GraphShape, withGradients: boolea
     ...blocks.map(({ output, tensor }) => ({ name: output.name, tensor })),
   ];
   return { onnx: toOnnxModel(graph, outputs), tensors, gradients: blocks.map((b) => b.output) };
+}
+
+export const nextParamName = (param: string): string => `next.${param}`;
+const MaxOp: OpDef = { type: "Max" };
+
+/**
+ * One SGD step inside the graph, for weights that stay on the device from step to step (see resident.ts).
+ * Inputs: the training graph's and learning_rate (float scalar). Outputs: loss, grad_norm (the global norm of
+ * the gradient before clipping) and next.<name> = w − learning_rate · s · g for every parameter, where
+ * s = clipNorm / max(‖g‖, clipNorm) clips the global norm to clipNorm (s = 1 without clipNorm), as
+ * client/train/gradients.ts does on the host.
+ */
+export function buildSgdStepGraph(config: ModelConfig, shape: GraphShape, clipNorm?: number): BuiltGraph {
+  if (clipNorm !== undefined && !(clipNorm > 0)) {
+    throw new EngineInputError(`clipNorm must be > 0, got ${clipNorm}`);
+  }
+  const { graph, tensors, params, loss } = lossOf(config, shape);
+  const learningRate = graph.input("learning_rate", [], graph.floatType);
+  const grads = gradients(loss, params);
+  // Rows first, then their sums: one float32 sum over millions of squares is off by ~1e-5 relative (the host
+  // sums in float64), and the clip scale with it.
+  const squares = grads.map((g) => {
+    const rows = g.rank > 1 ? reduceSum(mul(g, g), [g.rank - 1], false) : mul(g, g);
+    return reduceSum(rows, [...rows.shape.keys()], false);
+  });
+  const norm = sqrt(squares.reduce((sum, sq) => add(sum, sq)));
+  const step =
+    clipNorm === undefined
+      ? learningRate
+      : mul(
+          learningRate,
+          div(clipNorm, graph.apply(MaxOp, [norm, graph.scalar(clipNorm)], {}, [], graph.floatType)),
+        );
+  const outputs = [
+    { name: "loss", tensor: loss },
+    { name: "grad_norm", tensor: norm },
+    ...params.map((w, i) => ({ name: nextParamName(w.name), tensor: sub(w, mul(grads[i] as Tensor, step)) })),
+  ];
+  return { onnx: toOnnxModel(graph, outputs), tensors, gradients: [] };
 }
 
 /** Inputs: parameters, input_ids int64 [B, T], targets int64 [B, T], loss_mask float [B, T].

@@ -88,12 +88,18 @@ function providerFailureHelp(device: Device, err: unknown): string | undefined {
   return undefined;
 }
 
-const graphShape = (opts: SessionOptions): GraphShape => ({
+/** The graph options a session on `opts.device` builds with. */
+export const graphShape = (opts: SessionOptions): GraphShape => ({
   ...opts,
   logSoftmax: opts.logSoftmax ?? (opts.device === "webgpu" ? "composed" : "fused"),
 });
 
-async function createSession(onnx: Uint8Array, opts: SessionOptions): Promise<ort.InferenceSession> {
+/** A session for `opts.device`. `deviceOutputs` name outputs to leave in the device's memory (see resident.ts). */
+export async function createSession(
+  onnx: Uint8Array,
+  opts: SessionOptions,
+  deviceOutputs: string[] = [],
+): Promise<ort.InferenceSession> {
   const device = opts.device ?? "cpu";
   if (!isDevice(device)) {
     throw new EngineInputError(`device must be one of ${DEVICES.join(", ")}, got ${device}`);
@@ -113,6 +119,13 @@ async function createSession(onnx: Uint8Array, opts: SessionOptions): Promise<or
     enableMemPattern: false,
     ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
     ...(opts.profilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profilePrefix } : {}),
+    ...(device !== "cpu" && deviceOutputs.length > 0
+      ? {
+          preferredOutputLocation: Object.fromEntries(
+            deviceOutputs.map((name) => [name, "gpu-buffer" as const]),
+          ),
+        }
+      : {}),
   };
   try {
     return await ort.InferenceSession.create(onnx, sessionOptions);
@@ -138,7 +151,7 @@ export async function ensureDeviceAvailable(device: Device): Promise<void> {
 const floatTensor = (data: FloatData, dims: readonly number[]): ort.Tensor =>
   new ort.Tensor(data instanceof Float64Array ? "float64" : "float32", data, dims);
 
-abstract class EngineSession {
+export abstract class EngineSession {
   protected constructor(
     protected readonly session: ort.InferenceSession,
     readonly config: ModelConfig,

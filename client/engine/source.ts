@@ -5,9 +5,10 @@
 import type { Batch } from "../data/batches.ts";
 import type { ModelConfig, TensorSpec } from "../models/index.ts";
 import { modelTensors } from "../models/index.ts";
-import type { GradientSource } from "../train/loop.ts";
+import type { GradientSource, ResidentSgd } from "../train/loop.ts";
 import type { ParamRecord } from "../train/params.ts";
 import { EngineInputError } from "./build.ts";
+import { ResidentSgdSession } from "./resident.ts";
 import { type FloatData, LossSession, type Params, type SessionOptions, TrainingSession } from "./session.ts";
 
 export type SourceOptions = Omit<SessionOptions, "floatType">;
@@ -15,6 +16,7 @@ export type SourceOptions = Omit<SessionOptions, "floatType">;
 export class OnnxGradientSource implements GradientSource {
   private training?: TrainingSession;
   private evaluation?: LossSession;
+  private residentSgd?: { clipNorm: number | undefined; session: Promise<ResidentSgdSession> };
   /** Gradient arrays reused every step (GradientSource callers do not keep them past the next call). */
   private grads?: Map<string, FloatData>;
   private readonly tensors: TensorSpec[];
@@ -41,9 +43,30 @@ export class OnnxGradientSource implements GradientSource {
     return this.evaluation.loss(this.params(params), this.pad(batch));
   }
 
+  /** SGD steps with the weights kept by the session between steps (see resident.ts), clipped to `clipNorm`. */
+  resident(clipNorm?: number): ResidentSgd {
+    let entry = this.residentSgd;
+    if (!entry || entry.clipNorm !== clipNorm) {
+      const previous = entry?.session;
+      const session = (async () => {
+        await (await previous)?.release();
+        return ResidentSgdSession.create(this.config, this.options, clipNorm);
+      })();
+      entry = { clipNorm, session };
+      this.residentSgd = entry;
+    }
+    const { session } = entry;
+    return {
+      begin: async (params) => (await session).begin(this.params(params)),
+      step: async (batch, lr) => (await session).step(this.pad(batch), lr),
+      finish: async () => (await session).finish(),
+    };
+  }
+
   async release(): Promise<void> {
     await this.training?.release();
     await this.evaluation?.release();
+    await (await this.residentSgd?.session)?.release();
   }
 
   /** Flat arrays with the config's shapes; unknown names pass through so the session can name them. */

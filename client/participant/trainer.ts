@@ -10,7 +10,7 @@ import { OnnxGradientSource } from "../engine/source.ts";
 import type { Tokenizer } from "../formats/tokenizer.ts";
 import type { ModelConfig } from "../models/index.ts";
 import { tensorViews } from "../sync/weights.ts";
-import { evaluateLoss, trainLocal } from "../train/loop.ts";
+import { evaluateLoss, type StepReport, trainLocal, trainResident } from "../train/loop.ts";
 import { Sgd } from "../train/optimizers.ts";
 import type { ParamRecord } from "../train/params.ts";
 import { makeSchedule } from "../train/schedule.ts";
@@ -19,6 +19,8 @@ import { type ZerothOrderOptions, zerothOrderSteps } from "../train/zeroth-order
 /** Rows held out for evaluation: this fraction of the client's rows, at least one and at most MAX_EVAL_ROWS. */
 const EVAL_FRACTION = 0.1;
 const MAX_EVAL_ROWS = 8;
+/** Local steps clip the gradient to this global norm. */
+const CLIP_NORM = 1;
 
 export interface LocalData {
   train: Sequence[];
@@ -40,6 +42,8 @@ export interface TrainerOptions {
   device: Device;
   threads?: number;
   batchSize: number;
+  /** Keep the weights in the device's memory between local steps (default: on a GPU; see engine/resident.ts). */
+  residentWeights?: boolean;
 }
 
 export interface RoundTraining {
@@ -54,6 +58,7 @@ export class LocalTrainer {
     private readonly data: LocalData,
     private readonly engine: OnnxGradientSource,
     private readonly batchSize: number,
+    private readonly residentWeights: boolean,
   ) {}
 
   static async create(config: ModelConfig, plan: Plan, data: LocalData, options: TrainerOptions) {
@@ -64,7 +69,14 @@ export class LocalTrainer {
       device: options.device,
       ...(options.threads ? { threads: options.threads } : {}),
     };
-    return new LocalTrainer(plan, data, new OnnxGradientSource(config, { ...common, batchSize }), batchSize);
+    const engine = new OnnxGradientSource(config, { ...common, batchSize });
+    return new LocalTrainer(
+      plan,
+      data,
+      engine,
+      batchSize,
+      options.residentWeights ?? options.device !== "cpu",
+    );
   }
 
   /** Rows of training data, the weight this client's update gets when the server weights by examples. */
@@ -90,18 +102,19 @@ export class LocalTrainer {
     learningRate: number,
     onStep?: (step: number, loss: number) => void,
   ): Promise<RoundTraining> {
-    const reports = await trainLocal(
-      this.record(values),
-      this.engine,
-      epochBatches(this.data.train, { batchSize: this.batchSize, seed: round + 1 }),
-      {
-        steps,
-        optimizer: new Sgd(),
-        schedule: makeSchedule({ kind: "constant", lr: learningRate }),
-        clipNorm: 1,
-        onStep: (r) => onStep?.(r.step, r.loss),
-      },
-    );
+    const data = epochBatches(this.data.train, { batchSize: this.batchSize, seed: round + 1 });
+    const options = {
+      steps,
+      schedule: makeSchedule({ kind: "constant", lr: learningRate }),
+      onStep: (r: StepReport) => onStep?.(r.step, r.loss),
+    };
+    const reports = this.residentWeights
+      ? await trainResident(this.record(values), this.engine.resident(CLIP_NORM), data, options)
+      : await trainLocal(this.record(values), this.engine, data, {
+          ...options,
+          optimizer: new Sgd(),
+          clipNorm: CLIP_NORM,
+        });
     const tokens = reports.reduce((sum, r) => sum + r.tokens, 0);
     const trainLoss = reports.reduce((sum, r) => sum + r.loss * r.tokens, 0) / Math.max(tokens, 1);
     return { trainLoss, steps: reports.length, tokens };

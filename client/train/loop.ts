@@ -4,7 +4,7 @@
  */
 import type { Batch } from "../data/batches.ts";
 import { clipByGlobalNorm, finiteGlobalNorm, GradientAccumulator } from "./gradients.ts";
-import type { Optimizer } from "./optimizers.ts";
+import { checkLearningRate, type Optimizer } from "./optimizers.ts";
 import { type ParamRecord, TrainingError } from "./params.ts";
 import type { LrSchedule } from "./schedule.ts";
 
@@ -84,6 +84,53 @@ export async function trainLocal(
     reports.push(report);
     options.onStep?.(report);
   }
+  return reports;
+}
+
+/**
+ * An engine that keeps the weights between SGD steps itself (on a GPU, in the GPU's memory) and applies
+ * w ← w − lr·g, with g clipped to the global norm the engine was made with. `begin` takes the starting weights,
+ * `finish` writes the final ones back into them.
+ */
+export interface ResidentSgd {
+  begin(params: ParamRecord): Promise<void>;
+  step(batch: Batch, lr: number): Promise<{ loss: number; gradNorm: number }>;
+  finish(): Promise<void>;
+}
+
+/**
+ * T steps of plain SGD, one batch a step, on a ResidentSgd: trainLocal's steps with the update done where the
+ * weights are. `params` change only once every step has succeeded.
+ */
+export async function trainResident(
+  params: ParamRecord,
+  engine: ResidentSgd,
+  batches: Iterator<Batch>,
+  options: Pick<LocalTrainingOptions, "steps" | "schedule" | "onStep">,
+): Promise<StepReport[]> {
+  if (!Number.isInteger(options.steps) || options.steps < 0) {
+    throw new TrainingError("BAD_OPTION", `steps must be an integer ≥ 0, got ${options.steps}`);
+  }
+  await engine.begin(params);
+  const reports: StepReport[] = [];
+  for (let step = 0; step < options.steps; step++) {
+    const batch = nextBatch(batches, step, 0, options.steps);
+    const tokens = maskedTokens(batch);
+    const lr = options.schedule(step);
+    checkLearningRate(lr);
+    const { loss, gradNorm } = await engine.step(batch, lr);
+    if (!Number.isFinite(loss)) throw new TrainingError("NON_FINITE_LOSS", `loss is ${loss} at step ${step}`);
+    if (!Number.isFinite(gradNorm)) {
+      throw new TrainingError(
+        "NON_FINITE_GRADIENT",
+        `gradient norm is ${gradNorm} at step ${step}; a gradient holds NaN or ±Infinity`,
+      );
+    }
+    const report = { step, loss, gradNorm, lr, tokens };
+    reports.push(report);
+    options.onStep?.(report);
+  }
+  await engine.finish();
   return reports;
 }
 

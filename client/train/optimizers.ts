@@ -10,9 +10,14 @@ export interface Optimizer {
   step(params: ParamRecord, grads: ParamRecord, lr: number): void;
 }
 
-function checkStep(params: ParamRecord, grads: ParamRecord, lr: number): void {
+/** A learning rate an optimizer can step with, or an error saying what it was. */
+export function checkLearningRate(lr: number): void {
   if (!Number.isFinite(lr) || lr < 0)
     throw new TrainingError("BAD_LR", `learning rate must be finite and ≥ 0, got ${lr}`);
+}
+
+function checkStep(params: ParamRecord, grads: ParamRecord, lr: number): void {
+  checkLearningRate(lr);
   checkGradients(params, grads); // before any write, so a bad call changes nothing
 }
 

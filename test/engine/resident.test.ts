@@ -1,0 +1,70 @@
+import { describe, expect, it } from "vitest";
+import { OnnxGradientSource } from "../../client/engine/source.ts";
+import { parseModelConfig } from "../../client/models/index.ts";
+import { initWeights } from "../../client/models/init.ts";
+import { trainLocal, trainResident } from "../../client/train/loop.ts";
+import { Sgd } from "../../client/train/optimizers.ts";
+import type { ParamRecord } from "../../client/train/params.ts";
+import { makeSchedule } from "../../client/train/schedule.ts";
+import { TINY_GPT2, TINY_LLAMA } from "./fixtures.ts";
+
+// The weights-resident path does on the device what trainLocal does on the host. On the CPU its step outputs
+// are host arrays, so `npm test` runs the same loop a GPU runs, only without the device memory.
+const [batchSize, seqLen] = [2, 4];
+const batchAt = (step: number) => ({
+  batchSize,
+  seqLen,
+  inputIds: Int32Array.from({ length: 8 }, (_, i) => (i * 5 + step * 3) % 13),
+  targets: Int32Array.from({ length: 8 }, (_, i) => (i * 7 + step) % 13),
+  lossMask: Float32Array.from([1, 1, 1, 0, 1, 1, 1, 1]),
+});
+function* batches() {
+  for (let step = 0; ; step++) yield batchAt(step);
+}
+
+describe.each([
+  ["GPT-2", TINY_GPT2],
+  ["LLaMA", TINY_LLAMA],
+])("trainResident (%s)", (_, json) => {
+  const config = parseModelConfig(json);
+  const record = (): ParamRecord =>
+    Object.fromEntries([...initWeights(config, 4)].map(([name, w]) => [name, w.data]));
+  const schedule = makeSchedule({ kind: "constant", lr: 0.3 });
+
+  // clipNorm 100 leaves these gradients alone; 0.05 clips every step.
+  it.each([100, 0.05])("gives trainLocal's losses, norms and weights (clipNorm %s)", async (clipNorm) => {
+    const source = new OnnxGradientSource(config, { batchSize, seqLen, threads: 1 });
+    const [host, resident] = [record(), record()];
+    const expected = await trainLocal(host, source, batches(), {
+      steps: 5,
+      optimizer: new Sgd(),
+      schedule,
+      clipNorm,
+    });
+    const got = await trainResident(resident, source.resident(clipNorm), batches(), { steps: 5, schedule });
+    got.forEach((report, step) => {
+      const want = expected[step] as (typeof expected)[number];
+      expect(report.tokens).toBe(want.tokens);
+      expect(report.loss).toBeCloseTo(want.loss, 5);
+      expect(Math.abs(report.gradNorm - want.gradNorm)).toBeLessThan(1e-5 * want.gradNorm);
+    });
+    for (const [name, w] of Object.entries(host)) {
+      const r = resident[name] as Float32Array;
+      const worst = Math.max(...w.map((x, i) => Math.abs((r[i] as number) - x) / (1 + Math.abs(x))));
+      expect(worst, name).toBeLessThan(1e-5);
+    }
+    expect(resident).not.toEqual(record()); // the steps moved the weights
+    await source.release();
+  });
+
+  it("leaves the weights as they were when a step fails", async () => {
+    const source = new OnnxGradientSource(config, { batchSize, seqLen, threads: 1 });
+    const params = record();
+    const exploding = () => 1e30;
+    await expect(
+      trainResident(params, source.resident(1), batches(), { steps: 3, schedule: exploding }),
+    ).rejects.toThrow(/NaN|Infinity/);
+    expect(params).toEqual(record());
+    await source.release();
+  });
+});
