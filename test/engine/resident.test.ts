@@ -1,11 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { OnnxGradientSource } from "../../client/engine/source.ts";
-import { parseModelConfig } from "../../client/models/index.ts";
+import { modelTensors, parseModelConfig } from "../../client/models/index.ts";
 import { initWeights } from "../../client/models/init.ts";
+import { LocalTrainer } from "../../client/participant/trainer.ts";
 import { trainLocal, trainResident } from "../../client/train/loop.ts";
 import { Sgd } from "../../client/train/optimizers.ts";
 import type { ParamRecord } from "../../client/train/params.ts";
 import { makeSchedule } from "../../client/train/schedule.ts";
+import { buildPlan } from "../../core/plan.ts";
 import { TINY_GPT2, TINY_LLAMA } from "./fixtures.ts";
 
 // The weights-resident path does on the device what trainLocal does on the host. On the CPU its step outputs
@@ -66,5 +68,42 @@ describe.each([
     ).rejects.toThrow(/NaN|Infinity/);
     expect(params).toEqual(record());
     await source.release();
+  });
+});
+
+// What the client runs: LocalTrainer picks the resident path on a GPU; forced here on the CPU.
+describe("LocalTrainer", () => {
+  it("trains to the same weights with the weights resident or not", async () => {
+    const config = parseModelConfig(TINY_GPT2);
+    const plan = buildPlan(modelTensors(config), { totalK: 64 });
+    const sequences = Array.from({ length: 6 }, (_, row) => {
+      const ids = Int32Array.from({ length: 5 }, (_, i) => (row * 3 + i * 5) % 13);
+      return {
+        inputIds: ids.subarray(0, 4),
+        targets: ids.subarray(1),
+        lossMask: new Float32Array(4).fill(1),
+      };
+    });
+    const data = { train: sequences.slice(0, 4), eval: sequences.slice(4) };
+    const start = Float32Array.from([...initWeights(config, 2).values()].flatMap((t) => [...t.data]));
+    const trained = [];
+    for (const residentWeights of [false, true]) {
+      const trainer = await LocalTrainer.create(config, plan, data, {
+        device: "cpu",
+        threads: 1,
+        batchSize: 2,
+        residentWeights,
+      });
+      const values = start.slice();
+      const { steps, trainLoss } = await trainer.trainSteps(values, 3, 4, 0.2);
+      expect(steps).toBe(4);
+      expect(Number.isFinite(trainLoss)).toBe(true);
+      trained.push(values);
+    }
+    const [host, resident] = trained as [Float32Array, Float32Array];
+    expect(resident).not.toEqual(start);
+    expect(resident).not.toEqual(host); // they round differently: the resident path did run
+    const worst = Math.max(...host.map((x, i) => Math.abs((resident[i] as number) - x) / (1 + Math.abs(x))));
+    expect(worst).toBeLessThan(1e-5);
   });
 });
