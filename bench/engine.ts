@@ -77,9 +77,9 @@ const peakRssTrainingAlone = peakRss();
 const forward = await LossSession.create(config, options);
 const runForward = () => forward.loss(weights, batch);
 for (let i = 0; i < WARMUP; i++) await runForward();
-// On a GPU the client keeps the weights in device memory between local steps (client/engine/resident.ts): that
+// On webgpu the client keeps the weights in GPU memory between local steps (client/engine/resident.ts): that
 // step (forward, backward, clipping and the SGD update, all in the graph) is timed too, in the same rounds.
-const resident = DEVICE === "cpu" ? undefined : await ResidentSgdSession.create(config, options, 1);
+const resident = DEVICE === "webgpu" ? await ResidentSgdSession.create(config, options, 1) : undefined;
 resident?.begin(weights);
 const runResidentStep = async () => resident?.step(batch, LEARNING_RATE);
 for (let i = 0; resident && i < WARMUP; i++) await runResidentStep();

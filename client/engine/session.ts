@@ -94,7 +94,7 @@ export const graphShape = (opts: SessionOptions): GraphShape => ({
   logSoftmax: opts.logSoftmax ?? (opts.device === "webgpu" ? "composed" : "fused"),
 });
 
-/** A session for `opts.device`. `deviceOutputs` name outputs to leave in the device's memory (see resident.ts). */
+/** A session for `opts.device`. `deviceOutputs` name outputs to leave in GPU memory on webgpu (see resident.ts). */
 export async function createSession(
   onnx: Uint8Array,
   opts: SessionOptions,
@@ -119,7 +119,8 @@ export async function createSession(
     enableMemPattern: false,
     ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
     ...(opts.profilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profilePrefix } : {}),
-    ...(device !== "cpu" && deviceOutputs.length > 0
+    // "gpu-buffer" is WebGPU's location in onnxruntime-node; elsewhere outputs come back to the host.
+    ...(device === "webgpu" && deviceOutputs.length > 0
       ? {
           preferredOutputLocation: Object.fromEntries(
             deviceOutputs.map((name) => [name, "gpu-buffer" as const]),

@@ -42,7 +42,7 @@ export interface TrainerOptions {
   device: Device;
   threads?: number;
   batchSize: number;
-  /** Keep the weights in the device's memory between local steps (default: on a GPU; see engine/resident.ts). */
+  /** Keep the weights in the device's memory between local steps (default: on webgpu; see engine/resident.ts). */
   residentWeights?: boolean;
 }
 
@@ -75,7 +75,7 @@ export class LocalTrainer {
       data,
       engine,
       batchSize,
-      options.residentWeights ?? options.device !== "cpu",
+      options.residentWeights ?? options.device === "webgpu",
     );
   }
 
