@@ -16,7 +16,8 @@ export type SourceOptions = Omit<SessionOptions, "floatType">;
 export class OnnxGradientSource implements GradientSource {
   private training?: TrainingSession;
   private evaluation?: LossSession;
-  private residentSgd?: { clipNorm: number | undefined; session: Promise<ResidentSgdSession> };
+  /** One weights-resident session per clip norm its graph was built with. */
+  private readonly residentSessions = new Map<number | undefined, Promise<ResidentSgdSession>>();
   /** Gradient arrays reused every step (GradientSource callers do not keep them past the next call). */
   private grads?: Map<string, FloatData>;
   private readonly tensors: TensorSpec[];
@@ -45,28 +46,29 @@ export class OnnxGradientSource implements GradientSource {
 
   /** SGD steps with the weights kept by the session between steps (see resident.ts), clipped to `clipNorm`. */
   resident(clipNorm?: number): ResidentSgd {
-    let entry = this.residentSgd;
-    if (!entry || entry.clipNorm !== clipNorm) {
-      const previous = entry?.session;
-      const session = (async () => {
-        await (await previous)?.release();
-        return ResidentSgdSession.create(this.config, this.options, clipNorm);
-      })();
-      entry = { clipNorm, session };
-      this.residentSgd = entry;
+    let session = this.residentSessions.get(clipNorm);
+    if (!session) {
+      session = ResidentSgdSession.create(this.config, this.options, clipNorm);
+      this.residentSessions.set(clipNorm, session);
     }
-    const { session } = entry;
+    const ready = session;
     return {
-      begin: async (params) => (await session).begin(this.params(params)),
-      step: async (batch, lr) => (await session).step(this.pad(batch), lr),
-      finish: async () => (await session).finish(),
+      begin: async (params) => (await ready).begin(this.params(params)),
+      step: async (batch, lr) => (await ready).step(this.pad(batch), lr),
+      finish: async () => (await ready).finish(),
     };
   }
 
   async release(): Promise<void> {
     await this.training?.release();
     await this.evaluation?.release();
-    await (await this.residentSgd?.session)?.release();
+    for (const session of this.residentSessions.values()) {
+      // A session that failed to start reported that to whoever used it, and holds nothing to release.
+      await session.then(
+        (ready) => ready.release(),
+        () => undefined,
+      );
+    }
   }
 
   /** Flat arrays with the config's shapes; unknown names pass through so the session can name them. */

@@ -33,7 +33,7 @@ export interface PretrainOptions {
   batchSize: number;
   /** onnxruntime intra-op threads; 1 makes runs bit-reproducible (parallel reductions may reorder sums). */
   threads?: number;
-  /** Where to train (default cpu); see client/engine/session.ts. */
+  /** Where to train (default cpu): client/engine/devices.ts. */
   device?: Device;
   /** Called after each step (for a progress bar). */
   onStep?: (report: StepReport, evalLoss?: number) => void;
