@@ -1,4 +1,4 @@
-// `ferret run create|status|start|pause|export`: the operator's side of a run.
+// `ferret run create|upload|status|start|pause|export`: the operator's side of a run.
 import { type Command, Option } from "commander";
 import { FAMILIES } from "../../core/reference.ts";
 import { DEFAULT_BASIS, DEFAULT_ZEROTH_ORDER } from "../../functions/rounds/run-config.ts";
@@ -43,18 +43,14 @@ export interface RunOptions {
 
 /** Creates a run from a model directory and uploads its weights as checkpoint 0. */
 export async function createRun(api: OperatorApi, out: Output, modelDir: string, options: RunOptions) {
-  const [{ loadModelDir, openModelWeights }, { safetensorsImage }] = await Promise.all([
-    import("../participant/model-dir.ts"),
-    import("../../core/formats/safetensors-image.ts"),
-  ]);
-  const model = await loadModelDir(modelDir);
-  // The parts are read from the model's own files as the upload goes: the operator never holds the model.
-  const { tensors, ignored, close } = await openModelWeights(model);
+  const weights = await openWeights(modelDir);
   try {
-    if (ignored.length > 0) out.info(`ignoring tensors the model does not use: ${ignored.join(", ")}`);
+    if (weights.ignored.length > 0) {
+      out.info(`ignoring tensors the model does not use: ${weights.ignored.join(", ")}`);
+    }
     const created = await api.createRun({
       ...strategyConfig(options),
-      tensors: tensors.map(({ name, shape }) => ({ name, shape })),
+      tensors: weights.tensors.map(({ name, shape }) => ({ name, shape })),
       ...(options.blockSize ? { targetBlockSize: options.blockSize } : {}),
       learningRate: options.globalLr,
       clientsPerRound: options.clientsPerRound,
@@ -64,31 +60,84 @@ export async function createRun(api: OperatorApi, out: Output, modelDir: string,
       weighting: options.weighting,
       localSteps: { steps: options.localSteps, learningRate: options.localLr, batchSize: options.batchSize },
     });
-    const file = safetensorsImage(tensors);
-    const parts = Math.max(1, Math.ceil(file.byteLength / PART_BYTES));
-    const upload = await api.startCheckpointUpload(created.runId, parts);
-    const progress = out.progress("uploading checkpoint 0", file.byteLength, "B");
-    const etags: { partNumber: number; etag: string }[] = [];
-    let sent = 0;
-    // Part buffers are reused, so no more than PARTS_IN_FLIGHT are ever allocated, however large the model.
-    const free: Uint8Array[] = [];
-    await forEachLimited(upload.partUrls.length, PARTS_IN_FLIGHT, async (i) => {
-      const buffer = free.pop() ?? new Uint8Array(Math.min(PART_BYTES, file.byteLength));
-      try {
-        const part = buffer.subarray(0, Math.min(PART_BYTES, file.byteLength - i * PART_BYTES));
-        await file.readInto(i * PART_BYTES, part);
-        etags[i] = { partNumber: i + 1, etag: await api.http.upload(upload.partUrls[i] as string, part) };
-        sent += part.byteLength;
-        progress(sent);
-      } finally {
-        free.push(buffer);
-      }
-    });
-    const imported = await api.completeCheckpointUpload(created.runId, upload.uploadId, etags);
-    return { runId: created.runId, config: created.config, checkpoint: imported };
+    try {
+      const checkpoint = await uploadCheckpoint0(api, out, created.runId, weights.tensors);
+      return { runId: created.runId, config: created.config, checkpoint };
+    } catch (error) {
+      out.info(
+        `run ${created.runId} exists without checkpoint 0; upload it again with ` +
+          `ferret run upload --run ${created.runId} --model ${modelDir}`,
+      );
+      throw error;
+    }
   } finally {
-    await close();
+    await weights.close();
   }
+}
+
+/** Uploads checkpoint 0 of a run whose `run create` stopped before the upload completed. */
+export async function uploadInitialCheckpoint(
+  api: OperatorApi,
+  out: Output,
+  runId: string,
+  modelDir: string,
+) {
+  const [{ assertPlanMatches }, status] = await Promise.all([
+    import("../../core/plan.ts"),
+    api.status(runId),
+  ]);
+  if (status.initialCheckpointReady) throw new InputError(`run ${runId} already has checkpoint 0`);
+  const weights = await openWeights(modelDir);
+  try {
+    try {
+      assertPlanMatches(status.config.plan, weights.tensors);
+    } catch (error) {
+      throw new InputError(
+        `${modelDir} is not the model run ${runId} was created from: ${(error as Error).message}`,
+      );
+    }
+    return { runId, checkpoint: await uploadCheckpoint0(api, out, runId, weights.tensors) };
+  } finally {
+    await weights.close();
+  }
+}
+
+// The parts are read from the model's own files as the upload goes: the operator never holds the model.
+async function openWeights(modelDir: string) {
+  const { loadModelDir, openModelWeights } = await import("../participant/model-dir.ts");
+  return openModelWeights(await loadModelDir(modelDir));
+}
+
+type ModelWeights = Awaited<ReturnType<typeof openWeights>>;
+
+async function uploadCheckpoint0(
+  api: OperatorApi,
+  out: Output,
+  runId: string,
+  tensors: ModelWeights["tensors"],
+) {
+  const { safetensorsImage } = await import("../../core/formats/safetensors-image.ts");
+  const file = safetensorsImage(tensors);
+  const parts = Math.max(1, Math.ceil(file.byteLength / PART_BYTES));
+  const upload = await api.startCheckpointUpload(runId, parts);
+  const progress = out.progress("uploading checkpoint 0", file.byteLength, "B");
+  const etags: { partNumber: number; etag: string }[] = [];
+  let sent = 0;
+  // Part buffers are reused, so no more than PARTS_IN_FLIGHT are ever allocated, however large the model.
+  const free: Uint8Array[] = [];
+  await forEachLimited(upload.partUrls.length, PARTS_IN_FLIGHT, async (i) => {
+    const buffer = free.pop() ?? new Uint8Array(Math.min(PART_BYTES, file.byteLength));
+    try {
+      const part = buffer.subarray(0, Math.min(PART_BYTES, file.byteLength - i * PART_BYTES));
+      await file.readInto(i * PART_BYTES, part);
+      etags[i] = { partNumber: i + 1, etag: await api.http.upload(upload.partUrls[i] as string, part) };
+      sent += part.byteLength;
+      progress(sent);
+    } finally {
+      free.push(buffer);
+    }
+  });
+  return api.completeCheckpointUpload(runId, upload.uploadId, etags);
 }
 
 /**
@@ -209,6 +258,29 @@ export function registerRunCommands(program: Command): void {
       created,
       `created run ${created.runId}: ${plan.totalParams} parameters in ${plan.blocks.length} blocks, ${describeStrategy(created.config)}\n` +
         `next: ferret clients add --run ${created.runId} --name NAME, then ferret run start --run ${created.runId}`,
+    );
+  });
+
+  withOperatorOptions(
+    run
+      .command("upload")
+      .description(
+        "upload checkpoint 0 again, for a run whose `run create` stopped before its upload completed",
+      )
+      .addOption(runOption())
+      .requiredOption("--model <dir>", "the model directory the run was created from"),
+  ).action(async (flags: OperatorFlags & { run?: string; model: string }) => {
+    const { api, out } = await operator(flags);
+    const uploaded = await uploadInitialCheckpoint(
+      api,
+      out,
+      required(flags.run, "--run", "FERRET_RUN"),
+      flags.model,
+    );
+    out.result(
+      uploaded,
+      `run ${uploaded.runId} has checkpoint 0: ${uploaded.checkpoint.totalParams} parameters in ` +
+        `${uploaded.checkpoint.shards} shards\nnext: ferret run start --run ${uploaded.runId}`,
     );
   });
 

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Http } from "../../client/api/http.ts";
 import { ClientApi, OperatorApi } from "../../client/api/routes.ts";
 import { Output } from "../../client/cli/output.ts";
-import { createRun, type RunOptions } from "../../client/cli/run.ts";
+import { createRun, type RunOptions, uploadInitialCheckpoint } from "../../client/cli/run.ts";
 import { gpt2Config, writeSeededModel } from "../../client/demo/base-model.ts";
 import { loadModelDir, loadModelWeights } from "../../client/participant/model-dir.ts";
 import { syncTo } from "../../client/sync/sync.ts";
@@ -103,5 +103,36 @@ describe("run create over several multipart parts", () => {
     };
     await expect(createRun(api, new Output(true), dir, options)).rejects.toThrow("part refused");
     expect(completed).toBe(false);
+  });
+
+  it("lets `run upload` finish a run whose create stopped mid-upload, and refuses another model", async () => {
+    const api = operatorApi();
+    let runId = "";
+    const create = api.createRun.bind(api);
+    api.createRun = async (config) => {
+      const created = await create(config);
+      runId = created.runId;
+      return created;
+    };
+    const upload = api.http.upload.bind(api.http);
+    api.http.upload = () => Promise.reject(new Error("link down"));
+    await expect(createRun(api, new Output(true), dir, options)).rejects.toThrow("link down");
+    expect((await api.status(runId)).initialCheckpointReady).toBe(false);
+
+    const other = await mkdtemp(join(tmpdir(), "ferret-other-model-"));
+    await writeSeededModel(other, gpt2Config({ layers: 2, width: 256, heads: 4, context: 32 }), 3);
+    await expect(uploadInitialCheckpoint(api, new Output(true), runId, other)).rejects.toThrow(
+      /is not the model run .* was created from: got \d+ tensors; the plan describes \d+/,
+    );
+    await rm(other, { recursive: true, force: true });
+
+    api.http.upload = upload;
+    const uploaded = await uploadInitialCheckpoint(api, new Output(true), runId, dir);
+    expect(uploaded.checkpoint.checkpoint).toBe(0);
+    const stored = await api.http.download((await api.exportCheckpoint(runId, 0)).url);
+    expect(Buffer.from(stored).equals(Buffer.from(expected))).toBe(true);
+    await expect(uploadInitialCheckpoint(api, new Output(true), runId, dir)).rejects.toThrow(
+      /already has checkpoint 0/,
+    );
   });
 });
