@@ -42,7 +42,12 @@ export interface TrainerOptions {
   device: Device;
   threads?: number;
   batchSize: number;
-  /** Keep the weights in the device's memory between local steps (default: on webgpu; see engine/resident.ts). */
+  /**
+   * Run each local step as one graph that also clips and applies the update, with the weights kept by the
+   * session between steps (engine/resident.ts; default). On webgpu they stay in GPU memory; on the CPU it spares
+   * trainLocal's passes over the weights in JavaScript: at the reference config on 2 cores, 1.05 s a step
+   * against 1.10 s, and 858 MB peak RSS against 889 MB. false: trainLocal with Sgd.
+   */
   residentWeights?: boolean;
 }
 
@@ -70,13 +75,7 @@ export class LocalTrainer {
       ...(options.threads ? { threads: options.threads } : {}),
     };
     const engine = new OnnxGradientSource(config, { ...common, batchSize });
-    return new LocalTrainer(
-      plan,
-      data,
-      engine,
-      batchSize,
-      options.residentWeights ?? options.device === "webgpu",
-    );
+    return new LocalTrainer(plan, data, engine, batchSize, options.residentWeights ?? true);
   }
 
   /** Rows of training data, the weight this client's update gets when the server weights by examples. */
