@@ -24,9 +24,9 @@ const rowScatters = new WeakMap<Tensor, Rows & { base: Tensor }>();
 /**
  * base with each row `updates[i]` added at row `indices[i]` ([N, 1]); repeated rows accumulate in order.
  * ScatterElements rather than ScatterND: onnxruntime's CPU ScatterND with reduction "add" hands rows to
- * threads, and two threads adding into one row lose updates (a tied embedding's gradient for repeated tokens
- * came out wrong on 2 and on 16 cores). Its ScatterElements gives each thread its own columns, so every output
- * element is summed by one thread, in row order: the same bytes for any thread count.
+ * threads, and two threads adding into one row lose updates (seen with 2 threads in test/engine/indexing.test.ts,
+ * and in a tied embedding's gradient on 16 cores). Its ScatterElements gives each thread its own columns, so
+ * every output element is summed by one thread, in row order.
  */
 export function scatterAddRows(base: Tensor, indices: Tensor, updates: Tensor): Tensor {
   const rowShape = updates.shape.slice(1).map(() => 1);
