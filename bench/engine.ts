@@ -1,7 +1,8 @@
-// Engine benchmark: forward pass vs. training step (forward + backward + SGD update) of a GPT-2-style model,
-// measured in the same run on the same weights, and peak memory against 6 × parameter bytes + activations.
-// Writes bench/results/engine.json.
-//   npm run bench:engine              (env BENCH_ITERATIONS, BENCH_THREADS, BENCH_DEVICE=cpu|cuda|webgpu)
+// Engine benchmark: forward pass vs. training step (forward + backward + clipping + SGD update, the client's
+// step) of a GPT-2-style model, measured in the same run on the same weights, and peak memory against
+// 6 × parameter bytes + activations. Writes bench/results/engine.json.
+//   npm run bench:engine              (env BENCH_ITERATIONS, BENCH_THREADS, BENCH_DEVICE=cpu|cuda|webgpu,
+//                                      BENCH_HOST_STEP=1 to also time the host path's step)
 // Peak RSS is measured twice: with the training session alone (its warm-up steps, the first thing the process
 // does), then with the loss session added for the timed runs. `npm run profile:engine` breaks the time down.
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -27,6 +28,8 @@ const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 15);
 const THREADS = process.env.BENCH_THREADS ? Number(process.env.BENCH_THREADS) : undefined;
 const DEVICE = (process.env.BENCH_DEVICE ?? "cpu") as Device;
 const LEARNING_RATE = 1e-3;
+/** The client's local steps clip the gradient to this global norm (client/participant/trainer.ts). */
+const CLIP_NORM = 1;
 
 const loadAtStart = loadavg()[0];
 const config = parseModelConfig(CONFIG);
@@ -52,11 +55,18 @@ process.stderr.write(`GPT-2 style, ${paramCount} parameters, batch ${BATCH} × $
 // "Forward" is the forward pass up to the loss (LossSession): the training step minus its backward half and
 // update. ForwardSession would add copying the [B, T, vocab] logits (200 MB here) out to JavaScript, which
 // makes the forward slower and the ratio look better than the backward pass earns.
-const training = await TrainingSession.create(config, options);
+// The training step is the client's (LocalTrainer): forward, backward, global-norm clipping and the SGD update
+// in one graph whose weights stay with the session between steps (client/engine/resident.ts; on webgpu in GPU
+// memory). BENCH_HOST_STEP=1 also times the earlier host path: gradients out to JavaScript, update there.
+const training = await ResidentSgdSession.create(config, options, CLIP_NORM);
+training.begin(weights);
+const runTrainStep = () => training.step(batch, LEARNING_RATE);
+const host = process.env.BENCH_HOST_STEP === "1" ? await TrainingSession.create(config, options) : undefined;
 // A trainer reuses its gradient arrays from step to step (as OnnxGradientSource does).
 let gradArrays: Map<string, Float32Array | Float64Array> | undefined;
-const runTrainStep = async () => {
-  const { grads } = await training.step(weights, batch, gradArrays);
+const runHostStep = async () => {
+  if (!host) return;
+  const { grads } = await host.step(weights, batch, gradArrays);
   gradArrays = grads;
   for (const [name, g] of grads) {
     const w = weights.get(name)?.data as Float32Array;
@@ -76,28 +86,25 @@ for (let i = 0; i < WARMUP; i++) {
 const peakRssTrainingAlone = peakRss();
 const forward = await LossSession.create(config, options);
 const runForward = () => forward.loss(weights, batch);
-for (let i = 0; i < WARMUP; i++) await runForward();
-// On webgpu the client keeps the weights in GPU memory between local steps (client/engine/resident.ts): that
-// step (forward, backward, clipping and the SGD update, all in the graph) is timed too, in the same rounds.
-const resident = DEVICE === "webgpu" ? await ResidentSgdSession.create(config, options, 1) : undefined;
-resident?.begin(weights);
-const runResidentStep = async () => resident?.step(batch, LEARNING_RATE);
-for (let i = 0; resident && i < WARMUP; i++) await runResidentStep();
+for (let i = 0; i < WARMUP; i++) {
+  await runForward();
+  await runHostStep();
+}
 const forwardRuns: { wall: number; cpu: number }[] = [];
 const trainRuns: { wall: number; cpu: number }[] = [];
-const residentTimes: number[] = [];
+const hostTimes: number[] = [];
 for (let i = 0; i < ITERATIONS; i++) {
   const [f, t] = [await measure(runForward), await measure(runTrainStep)];
   forwardRuns.push(f);
   trainRuns.push(t);
-  if (resident) residentTimes.push((await measure(runResidentStep)).wall);
+  if (host) hostTimes.push((await measure(runHostStep)).wall);
   process.stderr.write(
     `${i + 1}/${ITERATIONS}: forward ${f.wall.toFixed(3)} s (cpu ${f.cpu.toFixed(3)} s), ` +
       `train step ${t.wall.toFixed(3)} s (cpu ${t.cpu.toFixed(3)} s)` +
-      (resident ? `, resident step ${(residentTimes[i] as number).toFixed(3)} s\n` : "\n"),
+      (host ? `, host step ${(hostTimes[i] as number).toFixed(3)} s\n` : "\n"),
   );
 }
-await resident?.release();
+await host?.release();
 await forward.release();
 await training.release();
 const forwardTimes = forwardRuns.map((r) => r.wall);
@@ -126,6 +133,7 @@ const result = {
     warmup: WARMUP,
     iterations: ITERATIONS,
     forward: "LossSession (forward to the loss)",
+    trainStep: "ResidentSgdSession: forward, backward, clipping to norm 1 and the SGD update in one graph",
     statistic: "median of alternating runs",
     parameters: paramCount,
   },
@@ -148,12 +156,12 @@ const result = {
   memoryGoalBytes,
   peakRssToGoal: peakRssBothSessions / memoryGoalBytes,
   peakRssTrainingSessionToGoal: peakRssTrainingAlone / memoryGoalBytes,
-  ...(resident
+  ...(host
     ? {
-        /** The client's step on a GPU: weights resident in device memory (peak RSS above includes its session). */
-        residentTrainTokensPerSec: tokens / median(residentTimes),
-        residentTrainToForwardTimeRatio: median(residentTimes) / forwardSeconds,
-        residentTrainSeconds: residentTimes,
+        /** BENCH_HOST_STEP=1: the host path's step (peak RSS above then includes its session). */
+        hostTrainTokensPerSec: tokens / median(hostTimes),
+        hostTrainToForwardTimeRatio: median(hostTimes) / forwardSeconds,
+        hostTrainSeconds: hostTimes,
       }
     : {}),
 };

@@ -33,12 +33,12 @@ export class EngineInputError extends Error {
 export interface BuiltGraph {
   onnx: Uint8Array;
   tensors: TensorSpec[];
-  /** The gradient outputs (training graph only), each a block of rows of one parameter's gradient. */
-  gradients: GradientOutput[];
+  /** Outputs that leave in row blocks: the training graph's gradients, the SGD step graph's next weights. */
+  blocks: RowBlock[];
 }
 
-/** Rows [offset / rowSize, …) of parameter `param`'s gradient: `shape` values starting at flat `offset`. */
-export interface GradientOutput {
+/** Rows [offset / rowSize, …) of a per-parameter output of `param`: `shape` values starting at flat `offset`. */
+export interface RowBlock {
   name: string;
   param: string;
   offset: number;
@@ -49,30 +49,30 @@ export const gradName = (param: string): string => `grad.${param}`;
 
 /** onnxruntime-node copies every output into a new JavaScript buffer. glibc serves an allocation of 32 MiB or
  * more with a fresh mmap whose every page faults on first touch (16 µs a page on the reference machine: 0.2 s a
- * step for GPT-2's 51 MB embedding gradient), while smaller ones reuse freed heap memory. So larger gradients
+ * step for GPT-2's 51 MB embedding gradient), while smaller ones reuse freed heap memory. So larger outputs
  * leave the graph in row blocks of at most this size, which the session writes into one array. */
 export const MAX_OUTPUT_BYTES = 16 * 2 ** 20;
 
-/** Splits `grad` (of `param`) into row blocks of at most `maxBytes` (or single rows), as even as rows allow. */
-function gradientOutputs(
+/** Splits output `name` (of parameter `param`) into row blocks of at most `maxBytes` (or single rows), as even
+ * as rows allow: `name` itself when it fits, else `name`.part<k>. */
+function rowBlocks(
+  name: string,
   param: string,
-  grad: Tensor,
+  t: Tensor,
   maxBytes: number,
-): { output: GradientOutput; tensor: Tensor }[] {
-  const [rows = 1, ...rest] = grad.shape;
-  const bytes = grad.size * (grad.dtype === "float64" ? 8 : 4);
+): { output: RowBlock; tensor: Tensor }[] {
+  const [rows = 1, ...rest] = t.shape;
+  const bytes = t.size * (t.dtype === "float64" ? 8 : 4);
   const parts = Math.min(rows, Math.ceil(bytes / maxBytes));
-  const shape = (n: number): number[] => (grad.rank === 0 ? [] : [n, ...rest]);
-  if (parts <= 1)
-    return [{ output: { name: gradName(param), param, offset: 0, shape: shape(rows) }, tensor: grad }];
+  const shape = (n: number): number[] => (t.rank === 0 ? [] : [n, ...rest]);
+  if (parts <= 1) return [{ output: { name, param, offset: 0, shape: shape(rows) }, tensor: t }];
   const perPart = Math.ceil(rows / parts);
-  const rowSize = grad.size / rows;
+  const rowSize = t.size / rows;
   const blocks = [];
   for (let start = 0, k = 0; start < rows; start += perPart, k++) {
     const end = Math.min(rows, start + perPart);
-    const name = `${gradName(param)}.part${k}`;
-    const output = { name, param, offset: start * rowSize, shape: shape(end - start) };
-    blocks.push({ output, tensor: slice(grad, 0, start, end) });
+    const output = { name: `${name}.part${k}`, param, offset: start * rowSize, shape: shape(end - start) };
+    blocks.push({ output, tensor: slice(t, 0, start, end) });
   }
   return blocks;
 }
@@ -106,7 +106,7 @@ function forwardGraph(config: ModelConfig, shape: GraphShape) {
 export function buildForwardGraph(config: ModelConfig, shape: GraphShape): BuiltGraph {
   const { graph, tensors, output } = forwardGraph(config, shape);
   const logits = linearOutIn(output.hidden, output.head);
-  return { onnx: toOnnxModel(graph, [{ name: "logits", tensor: logits }]), tensors, gradients: [] };
+  return { onnx: toOnnxModel(graph, [{ name: "logits", tensor: logits }]), tensors, blocks: [] };
 }
 
 /** The forward pass to the masked mean cross-entropy, with the loss graphs' inputs. */
@@ -123,14 +123,15 @@ function lossOf(config: ModelConfig, shape: GraphShape) {
 function lossGraph(config: ModelConfig, shape: GraphShape, withGradients: boolean): BuiltGraph {
   const { graph, tensors, params, loss } = lossOf(config, shape);
   const grads = withGradients ? gradients(loss, params) : [];
-  const blocks = grads.flatMap((g, i) =>
-    gradientOutputs((params[i] as Tensor).name, g, shape.maxOutputBytes ?? MAX_OUTPUT_BYTES),
-  );
+  const blocks = grads.flatMap((g, i) => {
+    const param = (params[i] as Tensor).name;
+    return rowBlocks(gradName(param), param, g, shape.maxOutputBytes ?? MAX_OUTPUT_BYTES);
+  });
   const outputs = [
     { name: "loss", tensor: loss },
     ...blocks.map(({ output, tensor }) => ({ name: output.name, tensor })),
   ];
-  return { onnx: toOnnxModel(graph, outputs), tensors, gradients: blocks.map((b) => b.output) };
+  return { onnx: toOnnxModel(graph, outputs), tensors, blocks: blocks.map((b) => b.output) };
 }
 
 export const nextParamName = (param: string): string => `next.${param}`;
@@ -141,9 +142,15 @@ const MaxOp: OpDef = { type: "Max" };
  * Inputs: the training graph's and learning_rate (float scalar). Outputs: loss, grad_norm (the global norm of
  * the gradient before clipping) and next.<name> = w − learning_rate · s · g for every parameter, where
  * s = clipNorm / max(‖g‖, clipNorm) clips the global norm to clipNorm (s = 1 without clipNorm), as
- * client/train/gradients.ts does on the host.
+ * client/train/gradients.ts does on the host. With `blockOutputs` (for outputs that come back to the host),
+ * next weights larger than MAX_OUTPUT_BYTES leave in row blocks, as gradients do.
  */
-export function buildSgdStepGraph(config: ModelConfig, shape: GraphShape, clipNorm?: number): BuiltGraph {
+export function buildSgdStepGraph(
+  config: ModelConfig,
+  shape: GraphShape,
+  clipNorm?: number,
+  blockOutputs = true,
+): BuiltGraph {
   if (clipNorm !== undefined && !(clipNorm > 0)) {
     throw new EngineInputError(`clipNorm must be > 0, got ${clipNorm}`);
   }
@@ -164,12 +171,16 @@ export function buildSgdStepGraph(config: ModelConfig, shape: GraphShape, clipNo
           learningRate,
           div(clipNorm, graph.apply(MaxOp, [norm, graph.scalar(clipNorm)], {}, [], graph.floatType)),
         );
+  const maxBytes = blockOutputs ? (shape.maxOutputBytes ?? MAX_OUTPUT_BYTES) : Number.POSITIVE_INFINITY;
+  const blocks = params.flatMap((w, i) =>
+    rowBlocks(nextParamName(w.name), w.name, sub(w, mul(grads[i] as Tensor, step)), maxBytes),
+  );
   const outputs = [
     { name: "loss", tensor: loss },
     { name: "grad_norm", tensor: norm },
-    ...params.map((w, i) => ({ name: nextParamName(w.name), tensor: sub(w, mul(grads[i] as Tensor, step)) })),
+    ...blocks.map(({ output, tensor }) => ({ name: output.name, tensor })),
   ];
-  return { onnx: toOnnxModel(graph, outputs), tensors, gradients: [] };
+  return { onnx: toOnnxModel(graph, outputs), tensors, blocks: blocks.map((b) => b.output) };
 }
 
 /** Inputs: parameters, input_ids int64 [B, T], targets int64 [B, T], loss_mask float [B, T].

@@ -4,14 +4,15 @@
 // (buildSgdStepGraph), its next.<name> outputs stay in GPU memory and feed the next step, and the host sees
 // the weights again once, when the steps are done.
 import ort from "onnxruntime-node";
-import type { ModelConfig } from "../models/index.ts";
-import { buildSgdStepGraph, EngineInputError, nextParamName } from "./build.ts";
+import type { ModelConfig, TensorSpec } from "../models/index.ts";
+import { buildSgdStepGraph, EngineInputError, type RowBlock } from "./build.ts";
 import { Graph } from "./graph.ts";
 import { toOnnxModel } from "./onnx.ts";
 import {
   type Batch,
   createSession,
   EngineSession,
+  type FloatData,
   graphShape,
   type Params,
   type SessionOptions,
@@ -25,14 +26,29 @@ export class ResidentSgdSession extends EngineSession {
   private current: Record<string, ort.Tensor> = {};
   private download?: Promise<ort.InferenceSession>;
 
+  private constructor(
+    session: ort.InferenceSession,
+    config: ModelConfig,
+    tensors: TensorSpec[],
+    options: SessionOptions,
+    /** Each parameter's next-weight outputs: one, or row blocks when they come back to the host. */
+    private readonly nextBlocks: Map<string, RowBlock[]>,
+  ) {
+    super(session, config, tensors, options);
+  }
+
   static async create(
     config: ModelConfig,
     opts: SessionOptions,
     clipNorm?: number,
   ): Promise<ResidentSgdSession> {
-    const graph = buildSgdStepGraph(config, graphShape(opts), clipNorm);
-    const next = graph.tensors.map((t) => nextParamName(t.name));
-    return new ResidentSgdSession(await createSession(graph.onnx, opts, next), config, graph.tensors, opts);
+    const onGpu = opts.device === "webgpu";
+    const graph = buildSgdStepGraph(config, graphShape(opts), clipNorm, !onGpu);
+    const names = graph.blocks.map((b) => b.name);
+    const session = await createSession(graph.onnx, opts, names);
+    const byParam = new Map<string, RowBlock[]>();
+    for (const block of graph.blocks) byParam.set(block.param, [...(byParam.get(block.param) ?? []), block]);
+    return new ResidentSgdSession(session, config, graph.tensors, opts, byParam);
   }
 
   /** Takes `params` (host arrays, left unchanged until `finish`) as the weights of the first step. */
@@ -48,17 +64,19 @@ export class ResidentSgdSession extends EngineSession {
     feeds.learning_rate = this.floatScalar(learningRate);
     const out = await this.session.run(feeds);
     this.dropCurrent();
-    this.current = Object.fromEntries(
-      this.tensors.map((t) => [t.name, out[nextParamName(t.name)] as ort.Tensor]),
-    );
+    for (const { name, shape } of this.tensors) {
+      const blocks = this.nextBlocks.get(name) ?? [];
+      const whole = blocks.length === 1 ? out[(blocks[0] as RowBlock).name] : undefined;
+      this.current[name] = whole ?? this.assemble(name, shape, blocks, out);
+    }
     return { loss: Number(out.loss?.data[0]), gradNorm: Number(out.grad_norm?.data[0]) };
   }
 
   /** Writes the current weights into the arrays of the `params` given to `begin`. */
   async finish(): Promise<void> {
     if (!this.start) throw new EngineInputError("begin() must come before finish()");
-    const onDevice = Object.values(this.current).some((t) => t.location === "gpu-buffer");
-    const host = onDevice ? await (await this.downloadSession()).run(this.current) : undefined;
+    const onGpu = Object.values(this.current).some((t) => t.location === "gpu-buffer");
+    const host = onGpu ? await (await this.downloadSession()).run(this.current) : undefined;
     for (const [name, { data }] of this.start) {
       const values = (host ? host[hostName(name)] : this.current[name])?.data;
       if (values) data.set(values as typeof data);
@@ -77,6 +95,23 @@ export class ResidentSgdSession extends EngineSession {
     return this.options.floatType === "float64"
       ? new ort.Tensor("float64", Float64Array.of(value), [])
       : new ort.Tensor("float32", Float32Array.of(value), []);
+  }
+
+  /** One host array per parameter whose next weights leave in row blocks, reused from step to step. */
+  private readonly assembled = new Map<string, FloatData>();
+
+  /** A parameter's row blocks copied into its reused array: no fresh large allocation each step. */
+  private assemble(name: string, shape: number[], blocks: RowBlock[], out: ort.InferenceSession.ReturnType) {
+    const size = shape.reduce((a, b) => a * b, 1);
+    let into = this.assembled.get(name);
+    if (!into) {
+      into = this.options.floatType === "float64" ? new Float64Array(size) : new Float32Array(size);
+      this.assembled.set(name, into);
+    }
+    for (const block of blocks) into.set(out[block.name]?.data as FloatData, block.offset);
+    return into instanceof Float64Array
+      ? new ort.Tensor("float64", into, shape)
+      : new ort.Tensor("float32", into, shape);
   }
 
   /** Identity outputs on the host for every weight: the one copy back from the device. */

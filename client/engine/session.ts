@@ -9,8 +9,8 @@ import {
   buildLossGraph,
   buildTrainingGraph,
   EngineInputError,
-  type GradientOutput,
   type GraphShape,
+  type RowBlock,
 } from "./build.ts";
 import { DEVICES, type Device, isDevice } from "./devices.ts";
 import { type FloatType, Graph } from "./graph.ts";
@@ -236,7 +236,7 @@ export class TrainingSession extends EngineSession {
     config: ModelConfig,
     tensors: TensorSpec[],
     options: SessionOptions,
-    private readonly gradients: GradientOutput[],
+    private readonly gradients: RowBlock[],
   ) {
     super(session, config, tensors, options);
   }
@@ -248,7 +248,7 @@ export class TrainingSession extends EngineSession {
       config,
       graph.tensors,
       opts,
-      graph.gradients,
+      graph.blocks,
     );
   }
 

@@ -45,8 +45,8 @@ export interface TrainerOptions {
   /**
    * Run each local step as one graph that also clips and applies the update, with the weights kept by the
    * session between steps (engine/resident.ts; default). On webgpu they stay in GPU memory; on the CPU it spares
-   * trainLocal's passes over the weights in JavaScript: at the reference config on 2 cores, 1.05 s a step
-   * against 1.10 s, and 858 MB peak RSS against 889 MB. false: trainLocal with Sgd.
+   * trainLocal's passes over the weights in JavaScript: at the reference config on 2 cores, 0.86–0.90 s a step
+   * against 1.04–1.10 s, and about 80 MB less peak RSS. false: trainLocal with Sgd.
    */
   residentWeights?: boolean;
 }
