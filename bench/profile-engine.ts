@@ -1,7 +1,8 @@
 // Where a training step's time goes, by onnxruntime's own profiler: kernel time per op type and per node for the
-// loss graph (forward) and the training graph, and the time each run spends outside onnxruntime's executor
-// (feeding inputs, copying outputs into JavaScript). Kernel time does not count other processes' work between
-// runs, so on a shared machine the kernel-time ratio is steadier than bench/engine.ts's wall-time ratio.
+// loss graph (forward) and the client's training step (one graph: forward, backward, clipping, update), and the
+// time each run spends outside onnxruntime's executor (feeding inputs, copying outputs into JavaScript). Kernel
+// time does not count other processes' work between runs, so on a shared machine the kernel-time ratio is
+// steadier than bench/engine.ts's wall-time ratio.
 //   npm run profile:engine            (env PROFILE_RUNS, default 4; PROFILE_TOP, default 12;
 //                                      PROFILE_DEVICE=cpu|cuda|webgpu, default cpu)
 // On a GPU device a kernel's time is the time to issue it, and kernelMsByProvider shows which nodes onnxruntime
@@ -10,13 +11,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Device } from "../client/engine/devices.ts";
-import {
-  type Batch,
-  LossSession,
-  type Params,
-  type StepResult,
-  TrainingSession,
-} from "../client/engine/session.ts";
+import { ResidentSgdSession } from "../client/engine/resident.ts";
+import { type Batch, LossSession, type Params } from "../client/engine/session.ts";
 import { parseModelConfig } from "../client/models/index.ts";
 import { initWeights } from "../client/models/init.ts";
 import { BATCH, REFERENCE_CONFIG, referenceBatch, SEQ } from "./engine-reference.ts";
@@ -108,14 +104,23 @@ const options = (label: string) => ({
 try {
   const loss = await LossSession.create(config, options("loss"));
   const forward = await profile("loss", dir, Object.assign(loss, { run: () => loss.loss(weights, batch) }));
-  const training = await TrainingSession.create(config, options("train"));
-  let grads: StepResult["grads"] | undefined; // reused from step to step, as a trainer does
-  const step = async () => {
-    grads = (await training.step(weights, batch, grads)).grads;
-  };
-  const train = await profile("train", dir, Object.assign(training, { run: step }));
+  // The client's step: forward, backward, clipping and the SGD update in one graph (client/engine/resident.ts).
+  const training = await ResidentSgdSession.create(config, options("train"), 1);
+  training.begin(weights);
+  const train = await profile(
+    "train",
+    dir,
+    Object.assign(training, { run: () => training.step(batch, 1e-3) }),
+  );
   const result = {
-    config: { ...REFERENCE_CONFIG, batchSize: BATCH, seqLen: SEQ, runs: RUNS, device: DEVICE },
+    config: {
+      ...REFERENCE_CONFIG,
+      batchSize: BATCH,
+      seqLen: SEQ,
+      runs: RUNS,
+      device: DEVICE,
+      trainStep: "one graph",
+    },
     kernelTimeRatio: train.kernelMs / forward.kernelMs,
     wallTimeRatio: train.wallMs / forward.wallMs,
     loadAverage: [loadAtStart, loadavg()[0]],
