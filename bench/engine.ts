@@ -13,6 +13,7 @@ import { ResidentSgdSession } from "../client/engine/resident.ts";
 import { LossSession, TrainingSession } from "../client/engine/session.ts";
 import { type Gpt2Config, modelTensors, parseModelConfig } from "../client/models/index.ts";
 import { initWeights } from "../client/models/init.ts";
+import { CLIP_NORM } from "../client/participant/trainer.ts";
 import {
   ACTIVATION_FORMULA,
   BATCH,
@@ -28,8 +29,6 @@ const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 15);
 const THREADS = process.env.BENCH_THREADS ? Number(process.env.BENCH_THREADS) : undefined;
 const DEVICE = (process.env.BENCH_DEVICE ?? "cpu") as Device;
 const LEARNING_RATE = 1e-3;
-/** The client's local steps clip the gradient to this global norm (client/participant/trainer.ts). */
-const CLIP_NORM = 1;
 
 const loadAtStart = loadavg()[0];
 const config = parseModelConfig(CONFIG);
@@ -133,7 +132,7 @@ const result = {
     warmup: WARMUP,
     iterations: ITERATIONS,
     forward: "LossSession (forward to the loss)",
-    trainStep: "ResidentSgdSession: forward, backward, clipping to norm 1 and the SGD update in one graph",
+    trainStep: `ResidentSgdSession: forward, backward, clipping to norm ${CLIP_NORM} and the SGD update in one graph`,
     statistic: "median of alternating runs",
     parameters: paramCount,
   },

@@ -15,6 +15,7 @@ import { ResidentSgdSession } from "../client/engine/resident.ts";
 import { type Batch, LossSession, type Params } from "../client/engine/session.ts";
 import { parseModelConfig } from "../client/models/index.ts";
 import { initWeights } from "../client/models/init.ts";
+import { CLIP_NORM } from "../client/participant/trainer.ts";
 import { BATCH, REFERENCE_CONFIG, referenceBatch, SEQ } from "./engine-reference.ts";
 
 const RUNS = Number(process.env.PROFILE_RUNS ?? 4);
@@ -105,7 +106,7 @@ try {
   const loss = await LossSession.create(config, options("loss"));
   const forward = await profile("loss", dir, Object.assign(loss, { run: () => loss.loss(weights, batch) }));
   // The client's step: forward, backward, clipping and the SGD update in one graph (client/engine/resident.ts).
-  const training = await ResidentSgdSession.create(config, options("train"), 1);
+  const training = await ResidentSgdSession.create(config, options("train"), CLIP_NORM);
   training.begin(weights);
   const train = await profile(
     "train",

@@ -1,5 +1,6 @@
 // `ferret run create|upload|status|start|pause|export`: the operator's side of a run.
 import { type Command, Option } from "commander";
+import { assertPlanMatches } from "../../core/plan.ts";
 import { FAMILIES } from "../../core/reference.ts";
 import { DEFAULT_BASIS, DEFAULT_ZEROTH_ORDER } from "../../functions/rounds/run-config.ts";
 import { forEachLimited } from "../api/concurrency.ts";
@@ -82,10 +83,7 @@ export async function uploadInitialCheckpoint(
   runId: string,
   modelDir: string,
 ) {
-  const [{ assertPlanMatches }, status] = await Promise.all([
-    import("../../core/plan.ts"),
-    api.status(runId),
-  ]);
+  const status = await api.status(runId);
   if (status.initialCheckpointReady) throw new InputError(`run ${runId} already has checkpoint 0`);
   const weights = await openWeights(modelDir);
   try {

@@ -3,9 +3,10 @@
 // H200, 71 MB each way took 105 ms of a 243 ms step). Here the step graph updates the weights itself
 // (buildSgdStepGraph), its next.<name> outputs stay in GPU memory and feed the next step, and the host sees
 // the weights again once, when the steps are done.
-import ort from "onnxruntime-node";
+import type ort from "onnxruntime-node";
 import type { ModelConfig, TensorSpec } from "../models/index.ts";
 import { buildSgdStepGraph, EngineInputError, type RowBlock } from "./build.ts";
+import { keepsOutputsOnDevice } from "./devices.ts";
 import { Graph } from "./graph.ts";
 import { toOnnxModel } from "./onnx.ts";
 import {
@@ -13,6 +14,7 @@ import {
   createSession,
   EngineSession,
   type FloatData,
+  floatTensor,
   graphShape,
   type Params,
   type SessionOptions,
@@ -42,8 +44,7 @@ export class ResidentSgdSession extends EngineSession {
     opts: SessionOptions,
     clipNorm?: number,
   ): Promise<ResidentSgdSession> {
-    const onGpu = opts.device === "webgpu";
-    const graph = buildSgdStepGraph(config, graphShape(opts), clipNorm, !onGpu);
+    const graph = buildSgdStepGraph(config, graphShape(opts), clipNorm, !keepsOutputsOnDevice(opts.device));
     const names = graph.blocks.map((b) => b.name);
     const session = await createSession(graph.onnx, opts, names);
     const byParam = new Map<string, RowBlock[]>();
@@ -61,7 +62,9 @@ export class ResidentSgdSession extends EngineSession {
   async step(batch: Batch, learningRate: number): Promise<{ loss: number; gradNorm: number }> {
     if (!this.start) throw new EngineInputError("begin() must come before step()");
     const feeds = { ...this.lossFeeds(this.start, batch), ...this.current };
-    feeds.learning_rate = this.floatScalar(learningRate);
+    const rate =
+      this.options.floatType === "float64" ? Float64Array.of(learningRate) : Float32Array.of(learningRate);
+    feeds.learning_rate = floatTensor(rate, []);
     const out = await this.session.run(feeds);
     this.dropCurrent();
     for (const { name, shape } of this.tensors) {
@@ -91,12 +94,6 @@ export class ResidentSgdSession extends EngineSession {
     await super.release();
   }
 
-  private floatScalar(value: number): ort.Tensor {
-    return this.options.floatType === "float64"
-      ? new ort.Tensor("float64", Float64Array.of(value), [])
-      : new ort.Tensor("float32", Float32Array.of(value), []);
-  }
-
   /** One host array per parameter whose next weights leave in row blocks, reused from step to step. */
   private readonly assembled = new Map<string, FloatData>();
 
@@ -109,9 +106,7 @@ export class ResidentSgdSession extends EngineSession {
       this.assembled.set(name, into);
     }
     for (const block of blocks) into.set(out[block.name]?.data as FloatData, block.offset);
-    return into instanceof Float64Array
-      ? new ort.Tensor("float64", into, shape)
-      : new ort.Tensor("float32", into, shape);
+    return floatTensor(into, shape);
   }
 
   /** Identity outputs on the host for every weight: the one copy back from the device. */

@@ -12,7 +12,7 @@ import {
   type GraphShape,
   type RowBlock,
 } from "./build.ts";
-import { DEVICES, type Device, isDevice } from "./devices.ts";
+import { DEVICES, type Device, isDevice, keepsOutputsOnDevice } from "./devices.ts";
 import { type FloatType, Graph } from "./graph.ts";
 import type { LogSoftmaxForm } from "./head.ts";
 import { toOnnxModel } from "./onnx.ts";
@@ -94,7 +94,8 @@ export const graphShape = (opts: SessionOptions): GraphShape => ({
   logSoftmax: opts.logSoftmax ?? (opts.device === "webgpu" ? "composed" : "fused"),
 });
 
-/** A session for `opts.device`. `deviceOutputs` name outputs to leave in GPU memory on webgpu (see resident.ts). */
+/** A session for `opts.device`. `deviceOutputs` name outputs to leave in the device's memory where it can keep
+ * them (keepsOutputsOnDevice; see resident.ts). */
 export async function createSession(
   onnx: Uint8Array,
   opts: SessionOptions,
@@ -119,8 +120,7 @@ export async function createSession(
     enableMemPattern: false,
     ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
     ...(opts.profilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profilePrefix } : {}),
-    // "gpu-buffer" is WebGPU's location in onnxruntime-node; elsewhere outputs come back to the host.
-    ...(device === "webgpu" && deviceOutputs.length > 0
+    ...(keepsOutputsOnDevice(device) && deviceOutputs.length > 0
       ? {
           preferredOutputLocation: Object.fromEntries(
             deviceOutputs.map((name) => [name, "gpu-buffer" as const]),
@@ -149,7 +149,7 @@ export async function ensureDeviceAvailable(device: Device): Promise<void> {
   await session.release();
 }
 
-const floatTensor = (data: FloatData, dims: readonly number[]): ort.Tensor =>
+export const floatTensor = (data: FloatData, dims: readonly number[]): ort.Tensor =>
   new ort.Tensor(data instanceof Float64Array ? "float64" : "float32", data, dims);
 
 export abstract class EngineSession {

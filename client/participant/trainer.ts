@@ -20,7 +20,7 @@ import { type ZerothOrderOptions, zerothOrderSteps } from "../train/zeroth-order
 const EVAL_FRACTION = 0.1;
 const MAX_EVAL_ROWS = 8;
 /** Local steps clip the gradient to this global norm. */
-const CLIP_NORM = 1;
+export const CLIP_NORM = 1;
 
 export interface LocalData {
   train: Sequence[];
