@@ -11,6 +11,22 @@ export const REFERENCE_CONFIG = {
   n_layer: 6,
   n_head: 8,
 };
+/** GPT-2 small's published shape (124M parameters): `BENCH_MODEL=gpt2-small npm run bench:engine` shows how
+ * memory and speed go at the smallest model a user would fine-tune, where the process's fixed costs weigh less. */
+export const GPT2_SMALL_CONFIG = { ...REFERENCE_CONFIG, n_embd: 768, n_layer: 12, n_head: 12 };
+const BENCH_MODELS: Record<string, typeof REFERENCE_CONFIG> = {
+  reference: REFERENCE_CONFIG,
+  "gpt2-small": GPT2_SMALL_CONFIG,
+};
+
+/** The model a benchmark's environment variable names (default: the reference config). */
+export function benchModel(variable: string): { name: string; config: typeof REFERENCE_CONFIG } {
+  const name = process.env[variable] ?? "reference";
+  const config = BENCH_MODELS[name];
+  if (!config)
+    throw new Error(`${variable} must be one of ${Object.keys(BENCH_MODELS).join(", ")}, got ${name}`);
+  return { name, config };
+}
 export const [BATCH, SEQ] = [8, 128];
 
 /** A fixed full batch: token ids spread over the vocabulary, every position in the loss. */

@@ -1,8 +1,9 @@
 // Engine benchmark: forward pass vs. training step (forward + backward + clipping + SGD update, the client's
 // step) of a GPT-2-style model, measured in the same run on the same weights, and peak memory against
-// 6 × parameter bytes + activations. Writes bench/results/engine.json.
+// 6 × parameter bytes + activations. Writes bench/results/engine.json (engine-<model>.json for another model).
 //   npm run bench:engine              (env BENCH_ITERATIONS, BENCH_THREADS, BENCH_DEVICE=cpu|cuda|webgpu,
-//                                      BENCH_HOST_STEP=1 to also time the host path's step)
+//                                      BENCH_HOST_STEP=1 to also time the host path's step,
+//                                      BENCH_MODEL=reference|gpt2-small)
 // Peak RSS is measured twice: with the training session alone (its warm-up steps, the first thing the process
 // does), then with the loss session added for the timed runs. `npm run profile:engine` breaks the time down.
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -17,7 +18,7 @@ import { CLIP_NORM } from "../client/participant/trainer.ts";
 import {
   ACTIVATION_FORMULA,
   BATCH,
-  REFERENCE_CONFIG as CONFIG,
+  benchModel,
   gpt2ActivationBytes,
   referenceBatch,
   SEQ,
@@ -29,6 +30,7 @@ const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 15);
 const THREADS = process.env.BENCH_THREADS ? Number(process.env.BENCH_THREADS) : undefined;
 const DEVICE = (process.env.BENCH_DEVICE ?? "cpu") as Device;
 const LEARNING_RATE = 1e-3;
+const { name: MODEL, config: CONFIG } = benchModel("BENCH_MODEL");
 
 const loadAtStart = loadavg()[0];
 const config = parseModelConfig(CONFIG);
@@ -127,6 +129,7 @@ const result = {
     (process.env.GLIBC_TUNABLES ? `, GLIBC_TUNABLES=${process.env.GLIBC_TUNABLES}` : ""),
   config: {
     ...CONFIG,
+    model: MODEL,
     batchSize: BATCH,
     seqLen: SEQ,
     warmup: WARMUP,
@@ -165,5 +168,6 @@ const result = {
     : {}),
 };
 mkdirSync(new URL("results/", import.meta.url), { recursive: true });
-writeFileSync(new URL("results/engine.json", import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
+const file = MODEL === "reference" ? "engine.json" : `engine-${MODEL}.json`;
+writeFileSync(new URL(`results/${file}`, import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
 console.log(JSON.stringify(result, null, 2));

@@ -4,7 +4,8 @@
 // time does not count other processes' work between runs, so on a shared machine the kernel-time ratio is
 // steadier than bench/engine.ts's wall-time ratio.
 //   npm run profile:engine            (env PROFILE_RUNS, default 4; PROFILE_TOP, default 12;
-//                                      PROFILE_DEVICE=cpu|cuda|webgpu, default cpu)
+//                                      PROFILE_DEVICE=cpu|cuda|webgpu, default cpu;
+//                                      PROFILE_MODEL=reference|gpt2-small, default reference)
 // On a GPU device a kernel's time is the time to issue it, and kernelMsByProvider shows which nodes onnxruntime
 // left on the CPU (with the copies between devices they cost).
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
@@ -16,11 +17,12 @@ import { type Batch, LossSession, type Params } from "../client/engine/session.t
 import { parseModelConfig } from "../client/models/index.ts";
 import { initWeights } from "../client/models/init.ts";
 import { CLIP_NORM } from "../client/participant/trainer.ts";
-import { BATCH, REFERENCE_CONFIG, referenceBatch, SEQ } from "./engine-reference.ts";
+import { BATCH, benchModel, referenceBatch, SEQ } from "./engine-reference.ts";
 
 const RUNS = Number(process.env.PROFILE_RUNS ?? 4);
 const TOP = Number(process.env.PROFILE_TOP ?? 12);
 const DEVICE = (process.env.PROFILE_DEVICE ?? "cpu") as Device;
+const MODEL = benchModel("PROFILE_MODEL");
 
 /** One event of onnxruntime's Chrome-trace profile (times in microseconds). */
 interface ProfileEvent {
@@ -92,7 +94,7 @@ async function profile(label: string, dir: string, session: Profiled) {
 }
 
 const loadAtStart = loadavg()[0];
-const config = parseModelConfig(REFERENCE_CONFIG);
+const config = parseModelConfig(MODEL.config);
 const weights: Params = initWeights(config, 0);
 const batch: Batch = referenceBatch(config.vocabSize);
 const dir = mkdtempSync(join(tmpdir(), "ferret-profile-"));
@@ -115,7 +117,8 @@ try {
   );
   const result = {
     config: {
-      ...REFERENCE_CONFIG,
+      ...MODEL.config,
+      model: MODEL.name,
       batchSize: BATCH,
       seqLen: SEQ,
       runs: RUNS,
