@@ -1,5 +1,5 @@
 // Building blocks shared by the model families, composed from the differentiable ops.
-import type { Tensor } from "./graph.ts";
+import type { OpDef, Tensor } from "./graph.ts";
 import { headCrossEntropy, type LogSoftmaxForm } from "./head.ts";
 import {
   add,
@@ -30,13 +30,44 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
   return mul(div(x, sqrt(add(meanLast(mul(x, x)), eps))), weight);
 }
 
-/** GELU, tanh approximation (HF "gelu_new" / "gelu_pytorch_tanh"). */
-export function geluTanh(x: Tensor): Tensor {
-  const inner = mul(add(x, mul(mul(mul(x, x), x), 0.044715)), Math.sqrt(2 / Math.PI));
-  return mul(mul(x, 0.5), add(tanh(inner), 1));
+// The activations below are composite ops whose backward rule recomputes their inner values from the input, as
+// PyTorch's do. Differentiated op by op, the training graph would keep every intermediate until the backward
+// pass: for GPT-2's GELU that is x, x², x/2, tanh and 1 + tanh, 20 of the 34·d floats each layer keeps per token.
+// Recomputing costs a few elementwise passes over a tensor the backward pass reads anyway.
+
+const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+const GELU_CUBIC = 0.044715;
+
+/** tanh(√(2/π) · (x + 0.044715 x³)) */
+const geluTanhInner = (x: Tensor): Tensor =>
+  tanh(mul(add(x, mul(mul(mul(x, x), x), GELU_CUBIC)), SQRT_2_OVER_PI));
+
+/** d/dx of x/2 · (1 + t) = (1 + t)/2 + x/2 · (1 − t²) · √(2/π)(1 + 3 · 0.044715 x²). */
+function geluTanhSlope(x: Tensor): Tensor {
+  const x2 = mul(x, x);
+  const t = geluTanhInner(x);
+  const innerSlope = add(mul(x2, 3 * SQRT_2_OVER_PI * GELU_CUBIC), SQRT_2_OVER_PI);
+  return add(mul(add(t, 1), 0.5), mul(mul(mul(x, 0.5), sub(1, mul(t, t))), innerSlope));
 }
 
-export const silu = (x: Tensor): Tensor => mul(x, sigmoid(x));
+/** d/dx of x · σ(x) = σ(x) · (1 + x · (1 − σ(x))). */
+function siluSlope(x: Tensor): Tensor {
+  const s = sigmoid(x);
+  return mul(s, add(mul(x, sub(1, s)), 1));
+}
+
+/** The product a · b that ends activation f(x), as one node whose gradient is g · f'(x) with f' built from x. */
+function activation(x: Tensor, a: Tensor, b: Tensor, slope: (x: Tensor) => Tensor): Tensor {
+  const op: OpDef = { type: "Mul", backward: (g) => [mul(g, slope(x))] };
+  return x.graph.apply(op, [a, b], {}, [...x.shape], x.dtype, {}, [x]);
+}
+
+/** GELU, tanh approximation (HF "gelu_new" / "gelu_pytorch_tanh"): x/2 · (1 + tanh(√(2/π)(x + 0.044715x³))). */
+export const geluTanh = (x: Tensor): Tensor =>
+  activation(x, mul(x, 0.5), add(geluTanhInner(x), 1), geluTanhSlope);
+
+/** SiLU, x · σ(x). */
+export const silu = (x: Tensor): Tensor => activation(x, x, sigmoid(x), siluSlope);
 
 /** x @ W (+ b) for W stored [in, out] (GPT-2 Conv1D layout). */
 export function linearInOut(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
