@@ -153,7 +153,7 @@ const result = {
   /** Whole process while it held only the training session (its warm-up steps). */
   peakRssTrainingSessionBytes: peakRssTrainingAlone,
   activationBytes,
-  activationFormula: `${ACTIVATION_FORMULA} with B=${BATCH}, T=${SEQ}, L=${CONFIG.n_layer}, d=${CONFIG.n_embd}, a=${CONFIG.n_head}, V=${CONFIG.vocab_size}`,
+  activationFormula: `${ACTIVATION_FORMULA} with B=${BATCH}, T=${SEQ}, L=${CONFIG.n_layer}, d=${CONFIG.n_embd}, V=${CONFIG.vocab_size}`,
   /** The goal: peak RSS ≤ 6 × paramBytes + activationBytes. */
   memoryGoalBytes,
   peakRssToGoal: peakRssBothSessions / memoryGoalBytes,

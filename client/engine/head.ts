@@ -3,7 +3,19 @@
 // a time, and the backward pass works from each block's log-probabilities without forming d logits.
 import { GraphShapeError, type OpDef, type Tensor } from "./graph.ts";
 import { gather, requireInt64, scatterAddRows } from "./indexing.ts";
-import { add, concat, matmul, mul, neg, reduceSum, reshape, slice, sub, transposeLast } from "./ops.ts";
+import {
+  add,
+  concat,
+  firstElement,
+  matmul,
+  mul,
+  neg,
+  reduceSum,
+  reshape,
+  slice,
+  sub,
+  transposeLast,
+} from "./ops.ts";
 
 // Inner nodes of the composite: the composite's backward rule differentiates them together.
 const LogSoftmaxOp: OpDef = { type: "LogSoftmax" };
@@ -132,8 +144,7 @@ function headBackward(g: Tensor, x: Tensor, weight: Tensor, targets: Tensor, blo
 function sequenced(dx: Tensor[], dws: Tensor[], blocks: Block[]): Tensor[] {
   const out: Tensor[] = new Array(dx.length);
   for (let b = dx.length - 1; b >= 0; b--) {
-    const first = (t: Tensor) => slice(slice(t, 0, 0, 1), 1, 0, 1);
-    const anchor = add(first(dws[b] as Tensor), first((blocks[b] as Block).picked));
+    const anchor = add(firstElement(dws[b] as Tensor), firstElement((blocks[b] as Block).picked));
     out[b] = add(dx[b] as Tensor, mul(anchor, 0));
   }
   return out;

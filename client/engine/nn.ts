@@ -1,9 +1,11 @@
 // Building blocks shared by the model families, composed from the differentiable ops.
-import type { OpDef, Tensor } from "./graph.ts";
+import type { Graph, OpDef, Tensor } from "./graph.ts";
 import { headCrossEntropy, type LogSoftmaxForm } from "./head.ts";
 import {
   add,
+  broadcastShape,
   div,
+  firstElement,
   matmul,
   mul,
   reduceSum,
@@ -12,6 +14,7 @@ import {
   softmax,
   sqrt,
   sub,
+  sumTo,
   tanh,
   transposeLast,
 } from "./ops.ts";
@@ -34,6 +37,13 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
 // PyTorch's do. Differentiated op by op, the training graph would keep every intermediate until the backward
 // pass: for GPT-2's GELU that is x, x², x/2, tanh and 1 + tanh, 20 of the 34·d floats each layer keeps per token.
 // Recomputing costs a few elementwise passes over a tensor the backward pass reads anyway.
+
+/** `x` + 0 · (an element of `g`): the same values, available only once the gradient `g` is. onnxruntime orders
+ * nodes by their data alone and runs a node as early as its inputs allow, so a backward rule's recomputation from
+ * forward tensors would run right after the forward pass, and every layer's recomputed tensors would be alive at
+ * once, which is what recomputing is meant to avoid. (x + 0·y = x for finite y, and y is finite whenever the
+ * gradient is.) */
+const whenGradient = (x: Tensor, g: Tensor): Tensor => add(x, mul(firstElement(g), 0));
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 const GELU_CUBIC = 0.044715;
@@ -58,7 +68,7 @@ function siluSlope(x: Tensor): Tensor {
 
 /** The product a · b that ends activation f(x), as one node whose gradient is g · f'(x) with f' built from x. */
 function activation(x: Tensor, a: Tensor, b: Tensor, slope: (x: Tensor) => Tensor): Tensor {
-  const op: OpDef = { type: "Mul", backward: (g) => [mul(g, slope(x))] };
+  const op: OpDef = { type: "Mul", backward: (g) => [mul(g, slope(whenGradient(x, g)))] };
   return x.graph.apply(op, [a, b], {}, [...x.shape], x.dtype, {}, [x]);
 }
 
@@ -80,20 +90,62 @@ export function linearOutIn(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
   return linearInOut(x, transposeLast(weight), bias);
 }
 
-/** [T, T] additive mask: 0 where key ≤ query, a large negative number above the diagonal. A finite value (not
- * -inf) keeps 0·mask = 0 in the backward pass; exp(-1e9) underflows to exactly 0 in float32 and float64. */
-function causalMask(like: Tensor, t: number): Tensor {
-  const values = new Float64Array(t * t);
-  for (let q = 0; q < t; q++) for (let k = q + 1; k < t; k++) values[q * t + k] = -1e9;
-  return like.graph.constant(values, [t, t]);
+const causalMasks = new WeakMap<Graph, Map<number, Tensor>>();
+
+/** [T, T] additive mask: 0 where key ≤ query, a large negative number above the diagonal; one constant per graph
+ * and length, which every layer (and the backward pass) shares. A finite value (not -inf) keeps 0·mask = 0 in the
+ * backward pass; exp(-1e9) underflows to exactly 0 in float32 and float64. */
+function causalMask(graph: Graph, t: number): Tensor {
+  let masks = causalMasks.get(graph);
+  if (!masks) {
+    masks = new Map();
+    causalMasks.set(graph, masks);
+  }
+  let mask = masks.get(t);
+  if (!mask) {
+    const values = new Float64Array(t * t);
+    for (let q = 0; q < t; q++) for (let k = q + 1; k < t; k++) values[q * t + k] = -1e9;
+    mask = graph.constant(values, [t, t]);
+    masks.set(t, mask);
+  }
+  return mask;
 }
 
-/** softmax(q kᵀ / √d + causal) v over the last two axes. Leading axes broadcast, so grouped-query attention
- * passes q as [B, kvHeads, group, T, d] and k, v as [B, kvHeads, 1, T, d] without copying k and v. */
-export function causalAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {
+/** softmax(q kᵀ / √d + causal) over the last axis: the attention probabilities. */
+function attentionProbs(q: Tensor, k: Tensor): Tensor {
   const [t, d] = q.shape.slice(-2) as [number, number];
-  const scores = add(mul(matmul(q, transposeLast(k)), 1 / Math.sqrt(d)), causalMask(q, t));
-  return matmul(softmax(scores), v);
+  return softmax(add(mul(matmul(q, transposeLast(k)), 1 / Math.sqrt(d)), causalMask(q.graph, t)));
+}
+
+/**
+ * softmax(q kᵀ / √d + causal) v over the last two axes. Leading axes broadcast, so grouped-query attention
+ * passes q as [B, kvHeads, group, T, d] and k, v as [B, kvHeads, 1, T, d] without copying k and v.
+ *
+ * The backward pass recomputes the probabilities P from q and k rather than keeping them: they are a·T floats
+ * per token and layer (at GPT-2's 1024 positions, 12 · 1024 against the 18·d = 13,824 of everything else a layer
+ * keeps), and recomputing them costs one q kᵀ product and a softmax per layer. With dP = g vᵀ and
+ * dS = P ⊙ (dP − Σ_keys dP ⊙ P) / √d: dq = dS k, dk = dSᵀ q, dv = Pᵀ g.
+ */
+export function causalAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {
+  const [t, dv] = [q.shape[q.rank - 2] as number, lastDim(v)];
+  const shape = [...broadcastShape(q.shape.slice(0, -2), v.shape.slice(0, -2)), t, dv];
+  const op: OpDef = {
+    type: "MatMul",
+    backward: (g) => {
+      const probs = attentionProbs(whenGradient(q, g), k);
+      const dProbs = matmul(g, transposeLast(v));
+      const dScores = mul(
+        mul(probs, sub(dProbs, reduceSum(mul(dProbs, probs), [-1], true))),
+        1 / Math.sqrt(lastDim(q)),
+      );
+      return [
+        sumTo(matmul(dScores, k), q.shape),
+        sumTo(matmul(transposeLast(dScores), q), k.shape),
+        sumTo(matmul(transposeLast(probs), g), v.shape),
+      ];
+    },
+  };
+  return q.graph.apply(op, [attentionProbs(q, k), v], {}, shape, q.dtype, {}, [q, k, v]);
 }
 
 /** Σ mask·(−log p(target)) / Σ mask over all positions, where p = softmax(hidden · headᵀ): hidden [B, T, d],

@@ -253,6 +253,13 @@ export function slice(a: Tensor, axis: number, start: number, end: number): Tens
   return graph.apply(SliceOp, inputs, {}, shape, a.dtype, { axis: ax, start, end });
 }
 
+/** The first element of `a` as a scalar: its slice [0, 1) on every axis. */
+export function firstElement(a: Tensor): Tensor {
+  let first = a;
+  for (let axis = 0; axis < a.rank; axis++) first = slice(first, axis, 0, 1);
+  return reshape(first, []);
+}
+
 // Backward-only: zero padding is the adjoint of Slice.
 const PadOp: OpDef = { type: "Pad" };
 function pad(a: Tensor, pads: number[]): Tensor {

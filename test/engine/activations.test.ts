@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { gpt2ActivationBytes } from "../../bench/engine-reference.ts";
 import { gradients } from "../../client/engine/autodiff.ts";
 import { Graph, type Tensor } from "../../client/engine/graph.ts";
-import { geluTanh, maskedCrossEntropy, silu } from "../../client/engine/nn.ts";
+import { causalAttention, geluTanh, maskedCrossEntropy, silu } from "../../client/engine/nn.ts";
 import { mul, reduceSum } from "../../client/engine/ops.ts";
 import { type Gpt2Config, modelOutput, modelTensors, parseModelConfig } from "../../client/models/index.ts";
 import { TINY_GPT2 } from "./fixtures.ts";
@@ -34,16 +34,68 @@ function tape(loss: Tensor, wrt: Tensor[]): Set<Tensor> {
   return saved;
 }
 
-describe("activations whose backward pass recomputes from the input", () => {
-  it.each([
-    ["geluTanh", geluTanh],
-    ["silu", silu],
-  ])("%s keeps only its input for the backward pass", (_, activation) => {
-    const graph = new Graph("float32");
-    const w = graph.input("w", [3, 4], "float32", true);
-    const x = mul(w, w);
-    const loss = reduceSum(activation(x), [0, 1], false);
-    expect([...tape(loss, [w])].map((t) => t.name)).toEqual([x.name]);
+/** The nodes `gradients` adds for `loss`, each with whether it waits for the loss's gradient (depends on the
+ * gradient seed, the first node gradients builds). */
+function backwardNodes(loss: Tensor, wrt: Tensor[]) {
+  const { graph } = loss;
+  const forwardNodes = graph.nodes.length;
+  gradients(loss, wrt);
+  const waits = new Set<Tensor>();
+  return graph.nodes.slice(forwardNodes).map((node, i) => {
+    const waitsForGradient = i === 0 || node.inputs.some((t) => waits.has(t));
+    if (waitsForGradient) waits.add(node.output);
+    return { type: node.op.type, waitsForGradient };
+  });
+}
+
+describe("ops whose backward pass recomputes from their inputs", () => {
+  const square = (graph: Graph, shape: number[], name: string) => {
+    const w = graph.input(name, shape, "float32", true);
+    return { w, x: mul(w, w) };
+  };
+  const cases: [string, (graph: Graph) => { loss: Tensor; wrt: Tensor[]; kept: Tensor[] }][] = [
+    [
+      "geluTanh",
+      (graph) => {
+        const { w, x } = square(graph, [3, 4], "w");
+        return { loss: reduceSum(geluTanh(x), [0, 1], false), wrt: [w], kept: [x] };
+      },
+    ],
+    [
+      "silu",
+      (graph) => {
+        const { w, x } = square(graph, [3, 4], "w");
+        return { loss: reduceSum(silu(x), [0, 1], false), wrt: [w], kept: [x] };
+      },
+    ],
+    [
+      "causalAttention",
+      (graph) => {
+        const [q, k, v] = [
+          square(graph, [2, 3, 4], "q"),
+          square(graph, [2, 3, 4], "k"),
+          square(graph, [2, 3, 4], "v"),
+        ];
+        const out = causalAttention(q.x, k.x, v.x);
+        return { loss: reduceSum(out, [0, 1, 2], false), wrt: [q.w, k.w, v.w], kept: [q.x, k.x, v.x] };
+      },
+    ],
+  ];
+
+  it.each(cases)("%s keeps only its inputs for the backward pass", (_, build) => {
+    const { loss, wrt, kept } = build(new Graph("float32"));
+    expect(new Set([...tape(loss, wrt)].map((t) => t.name))).toEqual(new Set(kept.map((t) => t.name)));
+  });
+
+  // onnxruntime runs a node as soon as its inputs exist: a recomputation that did not wait for the gradient would
+  // run right after the forward pass, and every layer's recomputed tensors would be alive at once.
+  it.each(cases)("%s recomputes only once the gradient reaches it", (_, build) => {
+    const { loss, wrt } = build(new Graph("float32"));
+    const recomputed = backwardNodes(loss, wrt).filter((n) =>
+      ["Tanh", "Sigmoid", "Softmax"].includes(n.type),
+    );
+    expect(recomputed.length).toBeGreaterThan(0);
+    expect(recomputed.filter((n) => !n.waitsForGradient)).toEqual([]);
   });
 });
 
