@@ -35,8 +35,8 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
 
 // The activations below are composite ops whose backward rule recomputes their inner values from the input, as
 // PyTorch's do. Differentiated op by op, the training graph would keep every intermediate until the backward
-// pass: for GPT-2's GELU that is x, x², x/2, tanh and 1 + tanh, 20 of the 34·d floats each layer keeps per token.
-// Recomputing costs a few elementwise passes over a tensor the backward pass reads anyway.
+// pass: for GPT-2's GELU, x, x², x/2, tanh and 1 + tanh are 20·d floats per token and layer, where the input
+// alone is 4·d. Recomputing costs a few elementwise passes over a tensor the backward pass reads anyway.
 
 /** `x` + 0 · (an element of `g`): the same values, available only once the gradient `g` is. onnxruntime orders
  * nodes by their data alone and runs a node as early as its inputs allow, so a backward rule's recomputation from
