@@ -42,14 +42,14 @@ export function referenceBatch(vocabSize: number) {
 /**
  * Activation bytes of a float32 GPT-2 training step: the forward tensors its reverse pass reads (this engine's
  * autodiff tape; test/engine/activations.test.ts counts them in the built graph). Per token and layer: each layer
- * norm keeps its centered input, normalized input and std (2d + 1, twice); the matmuls' inputs (ln_1 and ln_2
- * outputs, merged heads, GELU output: d + d + d + 4d); q, k, v (3d; the backward pass recomputes the attention
- * probabilities from them); the GELU's input (4d; its backward pass recomputes the rest). See client/engine/nn.ts.
- * After the last layer: ln_f (2d + 1), the head's input (d), the log-probabilities (V; counted whole, though the
- * head computes them a block at a time) and the loss mask (1).
+ * norm's input (d, twice; the backward pass recomputes the normalized values from it); the matmuls' inputs (ln_1
+ * and ln_2 outputs, merged heads, GELU output: d + d + d + 4d); q, k, v (3d; the backward pass recomputes the
+ * attention probabilities from them); the GELU's input (4d; its backward pass recomputes the rest). See
+ * client/engine/nn.ts. After the last layer: ln_f's input (d), the head's input (d), the log-probabilities (V;
+ * counted whole, though the head computes them a block at a time) and the loss mask (1).
  */
-export const ACTIVATION_FORMULA = "4 bytes · B·T · (L·(18·d + 2) + 3·d + 2 + V)";
+export const ACTIVATION_FORMULA = "4 bytes · B·T · (L·16·d + 2·d + 1 + V)";
 export function gpt2ActivationBytes(c: Gpt2Config, batch: number, seq: number): number {
   const d = c.hiddenSize;
-  return 4 * batch * seq * (c.numLayers * (18 * d + 2) + 3 * d + 2 + c.vocabSize);
+  return 4 * batch * seq * (c.numLayers * 16 * d + 2 * d + 1 + c.vocabSize);
 }

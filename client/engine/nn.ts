@@ -23,16 +23,6 @@ const lastDim = (x: Tensor): number => x.shape[x.rank - 1] as number;
 
 const meanLast = (x: Tensor): Tensor => mul(reduceSum(x, [-1], true), 1 / lastDim(x));
 
-export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number): Tensor {
-  const centered = sub(x, meanLast(x));
-  const std = sqrt(add(meanLast(mul(centered, centered)), eps));
-  return add(mul(div(centered, std), weight), bias);
-}
-
-export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
-  return mul(div(x, sqrt(add(meanLast(mul(x, x)), eps))), weight);
-}
-
 // The activations below are composite ops whose backward rule recomputes their inner values from the input, as
 // PyTorch's do. Differentiated op by op, the training graph would keep every intermediate until the backward
 // pass: for GPT-2's GELU, x, x², x/2, tanh and 1 + tanh are 20·d floats per token and layer, where the input
@@ -78,6 +68,45 @@ export const geluTanh = (x: Tensor): Tensor =>
 
 /** SiLU, x · σ(x). */
 export const silu = (x: Tensor): Tensor => activation(x, x, sigmoid(x), siluSlope);
+
+// The norms recompute too: the backward pass rebuilds x̂ and its scale from x, where op by op it would keep
+// x − μ, x̂ and σ (2d + 1 floats per token) from the forward pass.
+
+/** x̂ = x / scale over the last axis: LayerNorm centers x first (scale σ = √(var + eps)), RMSNorm does not
+ * (scale = √(mean(x²) + eps)). */
+function normalize(x: Tensor, eps: number, centered: boolean): { normalized: Tensor; scale: Tensor } {
+  const shifted = centered ? sub(x, meanLast(x)) : x;
+  const scale = sqrt(add(meanLast(mul(shifted, shifted)), eps));
+  return { normalized: div(shifted, scale), scale };
+}
+
+/**
+ * x̂ · w (+ b) as one node whose backward pass recomputes x̂ from x. With ĝ = g ⊙ w:
+ * dx = (ĝ − x̂ · mean(ĝ ⊙ x̂) − mean(ĝ)) / scale, without the mean(ĝ) term when x was not centered;
+ * dw = Σ g ⊙ x̂ and db = Σ g over the leading axes.
+ */
+function norm(x: Tensor, weight: Tensor, bias: Tensor | undefined, eps: number, centered: boolean): Tensor {
+  const { normalized } = normalize(x, eps, centered);
+  const backward = (g: Tensor): Tensor[] => {
+    const recomputed = normalize(whenGradient(x, g), eps, centered);
+    const gw = mul(g, weight);
+    const along = sub(gw, mul(recomputed.normalized, meanLast(mul(gw, recomputed.normalized))));
+    const dx = div(centered ? sub(along, meanLast(gw)) : along, recomputed.scale);
+    const dw = sumTo(mul(g, recomputed.normalized), weight.shape);
+    return bias ? [dx, dw, sumTo(g, bias.shape)] : [dx, dw];
+  };
+  const [op, inputs] = bias
+    ? [{ type: "Add", backward }, [mul(normalized, weight), bias]]
+    : [{ type: "Mul", backward }, [normalized, weight]];
+  const gradInputs = bias ? [x, weight, bias] : [x, weight];
+  return x.graph.apply(op, inputs, {}, [...x.shape], x.dtype, {}, gradInputs);
+}
+
+export const layerNorm = (x: Tensor, weight: Tensor, bias: Tensor, eps: number): Tensor =>
+  norm(x, weight, bias, eps, true);
+
+export const rmsNorm = (x: Tensor, weight: Tensor, eps: number): Tensor =>
+  norm(x, weight, undefined, eps, false);
 
 /** x @ W (+ b) for W stored [in, out] (GPT-2 Conv1D layout). */
 export function linearInOut(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {

@@ -2,7 +2,14 @@ import { describe, expect, it } from "vitest";
 import { gpt2ActivationBytes } from "../../bench/engine-reference.ts";
 import { gradients } from "../../client/engine/autodiff.ts";
 import { Graph, type Tensor } from "../../client/engine/graph.ts";
-import { causalAttention, geluTanh, maskedCrossEntropy, silu } from "../../client/engine/nn.ts";
+import {
+  causalAttention,
+  geluTanh,
+  layerNorm,
+  maskedCrossEntropy,
+  rmsNorm,
+  silu,
+} from "../../client/engine/nn.ts";
 import { mul, reduceSum } from "../../client/engine/ops.ts";
 import { type Gpt2Config, modelOutput, modelTensors, parseModelConfig } from "../../client/models/index.ts";
 import { TINY_GPT2 } from "./fixtures.ts";
@@ -80,6 +87,26 @@ describe("ops whose backward pass recomputes from their inputs", () => {
         return { loss: reduceSum(out, [0, 1, 2], false), wrt: [q.w, k.w, v.w], kept: [q.x, k.x, v.x] };
       },
     ],
+    [
+      "layerNorm",
+      (graph) => {
+        const [{ w, x }, weight, bias] = [
+          square(graph, [3, 4], "w"),
+          graph.input("weight", [4], "float32", true),
+          graph.input("bias", [4], "float32", true),
+        ];
+        const loss = reduceSum(layerNorm(x, weight, bias, 1e-5), [0, 1], false);
+        return { loss, wrt: [w, weight, bias], kept: [x] };
+      },
+    ],
+    [
+      "rmsNorm",
+      (graph) => {
+        const [{ w, x }, weight] = [square(graph, [3, 4], "w"), graph.input("weight", [4], "float32", true)];
+        const loss = reduceSum(rmsNorm(x, weight, 1e-6), [0, 1], false);
+        return { loss, wrt: [w, weight], kept: [x] };
+      },
+    ],
   ];
 
   it.each(cases)("%s keeps only its inputs for the backward pass", (_, build) => {
@@ -92,7 +119,7 @@ describe("ops whose backward pass recomputes from their inputs", () => {
   it.each(cases)("%s recomputes only once the gradient reaches it", (_, build) => {
     const { loss, wrt } = build(new Graph("float32"));
     const recomputed = backwardNodes(loss, wrt).filter((n) =>
-      ["Tanh", "Sigmoid", "Softmax"].includes(n.type),
+      ["Tanh", "Sigmoid", "Softmax", "Sqrt"].includes(n.type),
     );
     expect(recomputed.length).toBeGreaterThan(0);
     expect(recomputed.filter((n) => !n.waitsForGradient)).toEqual([]);
