@@ -35,6 +35,20 @@ const meanLast = (x: Tensor): Tensor => mul(reduceSum(x, [-1], true), 1 / lastDi
  * gradient is.) */
 const whenGradient = (x: Tensor, g: Tensor): Tensor => add(x, mul(firstElement(g), 0));
 
+/** Node `type` over `inputs`, of `shape` and `wrt`'s float type, ending a composite op that is differentiated as
+ * one with respect to `wrt`: `backward` gets the incoming gradient and `wrt` as they are once that gradient exists,
+ * and recomputes what it needs from them. */
+function recomputing<W extends [Tensor, ...Tensor[]]>(
+  type: string,
+  inputs: Tensor[],
+  shape: readonly number[],
+  wrt: W,
+  backward: (g: Tensor, wrt: W) => Tensor[],
+): Tensor {
+  const op: OpDef = { type, backward: (g) => backward(g, wrt.map((t) => whenGradient(t, g)) as W) };
+  return wrt[0].graph.apply(op, inputs, {}, [...shape], wrt[0].dtype, {}, wrt);
+}
+
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 const GELU_CUBIC = 0.044715;
 
@@ -56,11 +70,9 @@ function siluSlope(x: Tensor): Tensor {
   return mul(s, add(mul(x, sub(1, s)), 1));
 }
 
-/** The product a · b that ends activation f(x), as one node whose gradient is g · f'(x) with f' built from x. */
-function activation(x: Tensor, a: Tensor, b: Tensor, slope: (x: Tensor) => Tensor): Tensor {
-  const op: OpDef = { type: "Mul", backward: (g) => [mul(g, slope(whenGradient(x, g)))] };
-  return x.graph.apply(op, [a, b], {}, [...x.shape], x.dtype, {}, [x]);
-}
+/** The product a · b that ends activation f(x), as one node whose gradient is g · f'(x), f' rebuilt from x. */
+const activation = (x: Tensor, a: Tensor, b: Tensor, slope: (x: Tensor) => Tensor): Tensor =>
+  recomputing("Mul", [a, b], x.shape, [x], (g, [x]) => [mul(g, slope(x))]);
 
 /** GELU, tanh approximation (HF "gelu_new" / "gelu_pytorch_tanh"): x/2 · (1 + tanh(√(2/π)(x + 0.044715x³))). */
 export const geluTanh = (x: Tensor): Tensor =>
@@ -86,20 +98,18 @@ function normalize(x: Tensor, eps: number, centered: boolean): { normalized: Ten
  * dw = Σ g ⊙ x̂ and db = Σ g over the leading axes.
  */
 function norm(x: Tensor, weight: Tensor, bias: Tensor | undefined, eps: number, centered: boolean): Tensor {
-  const { normalized } = normalize(x, eps, centered);
-  const backward = (g: Tensor): Tensor[] => {
-    const recomputed = normalize(whenGradient(x, g), eps, centered);
+  const backward = (g: Tensor, [x, weight]: [Tensor, Tensor, ...Tensor[]]): Tensor[] => {
+    const { normalized, scale } = normalize(x, eps, centered);
     const gw = mul(g, weight);
-    const along = sub(gw, mul(recomputed.normalized, meanLast(mul(gw, recomputed.normalized))));
-    const dx = div(centered ? sub(along, meanLast(gw)) : along, recomputed.scale);
-    const dw = sumTo(mul(g, recomputed.normalized), weight.shape);
+    const along = sub(gw, mul(normalized, meanLast(mul(gw, normalized))));
+    const dx = div(centered ? sub(along, meanLast(gw)) : along, scale);
+    const dw = sumTo(mul(g, normalized), weight.shape);
     return bias ? [dx, dw, sumTo(g, bias.shape)] : [dx, dw];
   };
-  const [op, inputs] = bias
-    ? [{ type: "Add", backward }, [mul(normalized, weight), bias]]
-    : [{ type: "Mul", backward }, [normalized, weight]];
-  const gradInputs = bias ? [x, weight, bias] : [x, weight];
-  return x.graph.apply(op, inputs, {}, [...x.shape], x.dtype, {}, gradInputs);
+  const { normalized } = normalize(x, eps, centered);
+  return bias
+    ? recomputing("Add", [mul(normalized, weight), bias], x.shape, [x, weight, bias], backward)
+    : recomputing("Mul", [normalized, weight], x.shape, [x, weight], backward);
 }
 
 export const layerNorm = (x: Tensor, weight: Tensor, bias: Tensor, eps: number): Tensor =>
@@ -158,23 +168,19 @@ function attentionProbs(q: Tensor, k: Tensor): Tensor {
 export function causalAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {
   const [t, dv] = [q.shape[q.rank - 2] as number, lastDim(v)];
   const shape = [...broadcastShape(q.shape.slice(0, -2), v.shape.slice(0, -2)), t, dv];
-  const op: OpDef = {
-    type: "MatMul",
-    backward: (g) => {
-      const probs = attentionProbs(whenGradient(q, g), k);
-      const dProbs = matmul(g, transposeLast(v));
-      const dScores = mul(
-        mul(probs, sub(dProbs, reduceSum(mul(dProbs, probs), [-1], true))),
-        1 / Math.sqrt(lastDim(q)),
-      );
-      return [
-        sumTo(matmul(dScores, k), q.shape),
-        sumTo(matmul(transposeLast(dScores), q), k.shape),
-        sumTo(matmul(transposeLast(probs), g), v.shape),
-      ];
-    },
-  };
-  return q.graph.apply(op, [attentionProbs(q, k), v], {}, shape, q.dtype, {}, [q, k, v]);
+  return recomputing("MatMul", [attentionProbs(q, k), v], shape, [q, k, v], (g, [q, k, v]) => {
+    const probs = attentionProbs(q, k);
+    const dProbs = matmul(g, transposeLast(v));
+    const dScores = mul(
+      mul(probs, sub(dProbs, reduceSum(mul(dProbs, probs), [-1], true))),
+      1 / Math.sqrt(lastDim(q)),
+    );
+    return [
+      sumTo(matmul(dScores, k), q.shape),
+      sumTo(matmul(transposeLast(dScores), q), k.shape),
+      sumTo(matmul(transposeLast(probs), g), v.shape),
+    ];
+  });
 }
 
 /** Σ mask·(−log p(target)) / Σ mask over all positions, where p = softmax(hidden · headᵀ): hidden [B, T, d],
