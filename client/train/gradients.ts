@@ -10,17 +10,20 @@ export function globalNorm(grads: ParamRecord): number {
   return Math.sqrt(sum);
 }
 
-/** The global norm, or an error if it is NaN or infinite: stepping on such a gradient would ruin weights. */
-export function finiteGlobalNorm(grads: ParamRecord): number {
-  const norm = globalNorm(grads);
+/** `norm`, or an error if it is NaN or infinite: stepping on such a gradient would ruin weights. `where` (e.g.
+ * " at step 3") says which gradient it was. */
+export function requireFiniteNorm(norm: number, where = ""): number {
   if (!Number.isFinite(norm)) {
     throw new TrainingError(
       "NON_FINITE_GRADIENT",
-      `gradient norm is ${norm}; a gradient holds NaN or ±Infinity`,
+      `gradient norm is ${norm}${where}; a gradient holds NaN or ±Infinity`,
     );
   }
   return norm;
 }
+
+/** The global norm, or an error if it is NaN or infinite. */
+export const finiteGlobalNorm = (grads: ParamRecord): number => requireFiniteNorm(globalNorm(grads));
 
 /**
  * Scales all gradients by one factor so their global norm is at most `maxNorm` (Pascanu et al. 2013).

@@ -3,7 +3,7 @@
  * around whatever computes loss and gradients (the ONNX training session in production).
  */
 import type { Batch } from "../data/batches.ts";
-import { clipByGlobalNorm, finiteGlobalNorm, GradientAccumulator } from "./gradients.ts";
+import { clipByGlobalNorm, finiteGlobalNorm, GradientAccumulator, requireFiniteNorm } from "./gradients.ts";
 import { checkLearningRate, type Optimizer } from "./optimizers.ts";
 import { type ParamRecord, TrainingError } from "./params.ts";
 import type { LrSchedule } from "./schedule.ts";
@@ -41,6 +41,10 @@ export interface LocalTrainingOptions {
   onStep?: (report: StepReport) => void;
 }
 
+function requireFiniteLoss(loss: number, step: number): void {
+  if (!Number.isFinite(loss)) throw new TrainingError("NON_FINITE_LOSS", `loss is ${loss} at step ${step}`);
+}
+
 /** Runs T steps, updating `params` in place; `batches` must supply steps × accumulation batches. */
 export async function trainLocal(
   params: ParamRecord,
@@ -69,8 +73,7 @@ export async function trainLocal(
       const batch = nextBatch(batches, step, micro, options.steps * accumulation);
       const weight = maskedTokens(batch);
       const { loss, gradients } = await source.lossAndGradients(params, batch);
-      if (!Number.isFinite(loss))
-        throw new TrainingError("NON_FINITE_LOSS", `loss is ${loss} at step ${step}`);
+      requireFiniteLoss(loss, step);
       accumulator.add(gradients, weight);
       lossSum += loss * weight;
       tokens += weight;
@@ -119,13 +122,8 @@ export async function trainResident(
     const lr = options.schedule(step);
     checkLearningRate(lr);
     const { loss, gradNorm } = await engine.step(batch, lr);
-    if (!Number.isFinite(loss)) throw new TrainingError("NON_FINITE_LOSS", `loss is ${loss} at step ${step}`);
-    if (!Number.isFinite(gradNorm)) {
-      throw new TrainingError(
-        "NON_FINITE_GRADIENT",
-        `gradient norm is ${gradNorm} at step ${step}; a gradient holds NaN or ±Infinity`,
-      );
-    }
+    requireFiniteLoss(loss, step);
+    requireFiniteNorm(gradNorm, ` at step ${step}`);
     const report = { step, loss, gradNorm, lr, tokens };
     reports.push(report);
     options.onStep?.(report);
