@@ -30,20 +30,40 @@ const ExpOp: OpDef = { type: "Exp" };
  * 148 ms of kernel time at the benchmark's reference config). */
 export type LogSoftmaxForm = "fused" | "composed";
 
+/** Each row's largest entry of a [rows, columns] tensor → [rows, 1]. */
+const rowMax = (a: Tensor): Tensor =>
+  a.graph.apply(ReduceMaxOp, [a, a.graph.int64([1])], { keepdims: 1 }, [a.shape[0] as number, 1], a.dtype);
+
 function logSoftmaxRows(logits: Tensor, form: LogSoftmaxForm): Tensor {
   const { graph, dtype } = logits;
   const shape = [...logits.shape];
   if (form === "fused") return graph.apply(LogSoftmaxOp, [logits], { axis: -1 }, shape, dtype);
-  const rowMax = graph.apply(
-    ReduceMaxOp,
-    [logits, graph.int64([1])],
-    { keepdims: 1 },
-    [shape[0] as number, 1],
-    dtype,
-  );
-  const shifted = sub(logits, rowMax);
+  const shifted = sub(logits, rowMax(logits));
   const sumExp = reduceSum(graph.apply(ExpOp, [shifted], {}, shape, dtype), [1], true);
   return sub(shifted, graph.apply(LogOp, [sumExp], {}, [...sumExp.shape], dtype));
+}
+
+function requireHeadShapes(op: string, x: Tensor, weight: Tensor, targets: Tensor): void {
+  requireInt64(op, targets);
+  const [rows, d] = x.shape;
+  if (
+    x.rank !== 2 ||
+    weight.rank !== 2 ||
+    weight.shape[1] !== d ||
+    targets.rank !== 1 ||
+    targets.size !== rows
+  ) {
+    throw new GraphShapeError(
+      `${op}: x [${x.shape}], weight [${weight.shape}], targets [${targets.shape}]; ` +
+        "expected x [N, d], weight [V, d], targets [N]",
+    );
+  }
+}
+
+function requirePositiveInteger(op: string, name: string, value: number): void {
+  if (!Number.isInteger(value) || value <= 0) {
+    throw new GraphShapeError(`${op}: ${name} must be a positive integer, got ${value}`);
+  }
 }
 
 interface Block {
@@ -74,24 +94,10 @@ export function headCrossEntropy(
   blockRows: number,
   logSoftmax: LogSoftmaxForm = "fused",
 ): Tensor {
-  requireInt64("headCrossEntropy", targets);
-  const [rows, d] = x.shape as [number, number];
-  if (
-    x.rank !== 2 ||
-    weight.rank !== 2 ||
-    weight.shape[1] !== d ||
-    targets.rank !== 1 ||
-    targets.size !== rows
-  ) {
-    throw new GraphShapeError(
-      `headCrossEntropy: x [${x.shape}], weight [${weight.shape}], targets [${targets.shape}]; ` +
-        "expected x [N, d], weight [V, d], targets [N]",
-    );
-  }
-  if (!Number.isInteger(blockRows) || blockRows <= 0) {
-    throw new GraphShapeError(`headCrossEntropy: blockRows must be a positive integer, got ${blockRows}`);
-  }
+  requireHeadShapes("headCrossEntropy", x, weight, targets);
+  requirePositiveInteger("headCrossEntropy", "blockRows", blockRows);
   const { graph } = x;
+  const rows = x.shape[0] as number;
   const perBlock = Math.ceil(rows / Math.ceil(rows / blockRows));
   const blocks: Block[] = [];
   const losses: Tensor[] = [];
@@ -148,4 +154,46 @@ function sequenced(dx: Tensor[], dws: Tensor[], blocks: Block[]): Tensor[] {
     out[b] = add(dx[b] as Tensor, mul(anchor, 0));
   }
   return out;
+}
+
+/**
+ * Per-row −log softmax(x Wᵀ)[target] → [N] as `headCrossEntropy` gives it, forward only (no backward rule), for
+ * graphs that only compute the loss. It runs `chunkColumns` vocabulary entries at a time over all N rows, so
+ * only one chunk's [N, columns] logits are alive at a time, and W passes through the matrix products once, not
+ * once per row block. Each chunk gives every row its max m_c and s_c = Σ exp(logits − m_c); then
+ * log Σ exp(logits) = m + log Σ_c s_c exp(m_c − m) with m = max_c m_c, and the target's logit is x · W[target].
+ */
+export function headNegLogLikelihood(
+  x: Tensor,
+  weight: Tensor,
+  targets: Tensor,
+  chunkColumns: number,
+): Tensor {
+  requireHeadShapes("headNegLogLikelihood", x, weight, targets);
+  requirePositiveInteger("headNegLogLikelihood", "chunkColumns", chunkColumns);
+  const { graph, dtype } = x;
+  const [rows, vocab] = [x.shape[0] as number, weight.shape[0] as number];
+  const perChunk = Math.ceil(vocab / Math.ceil(vocab / chunkColumns));
+  const maxes: Tensor[] = [];
+  const sums: Tensor[] = [];
+  let input = x;
+  for (let start = 0; start < vocab; start += perChunk) {
+    const logits = matmul(input, transposeLast(rowsOf(weight, start, Math.min(vocab, start + perChunk))));
+    const max = rowMax(logits);
+    const sum = reduceSum(graph.apply(ExpOp, [sub(logits, max)], {}, [...logits.shape], dtype), [1], true);
+    maxes.push(max);
+    sums.push(sum);
+    // The next chunk's product waits for this chunk's sum: left alone, onnxruntime ran every chunk's product
+    // first and held all of them (244 MiB more at the benchmark's reference config, against 95).
+    input = add(x, mul(firstElement(sum), 0));
+  }
+  const chunkMax = concat(maxes, 1);
+  const max = rowMax(chunkMax);
+  const rescaled = mul(
+    concat(sums, 1),
+    graph.apply(ExpOp, [sub(chunkMax, max)], {}, [...chunkMax.shape], dtype),
+  );
+  const logSumExp = add(max, graph.apply(LogOp, [reduceSum(rescaled, [1], true)], {}, [rows, 1], dtype));
+  const picked = reduceSum(mul(x, gather(weight, targets)), [1], true);
+  return reshape(sub(logSumExp, picked), [rows]);
 }

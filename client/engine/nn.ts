@@ -1,6 +1,6 @@
 // Building blocks shared by the model families, composed from the differentiable ops.
 import type { Graph, OpDef, Tensor } from "./graph.ts";
-import { headCrossEntropy, type LogSoftmaxForm } from "./head.ts";
+import { headCrossEntropy, headNegLogLikelihood, type LogSoftmaxForm } from "./head.ts";
 import {
   add,
   broadcastShape,
@@ -183,19 +183,33 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {
   });
 }
 
+/** Per-row −log softmax(x Wᵀ)[target] → [N], for x [N, d], W [V, d] and int64 targets [N] (see head.ts). */
+export type HeadNegLogLikelihood = (x: Tensor, weight: Tensor, targets: Tensor) => Tensor;
+
+/** The head for training graphs: differentiable, `blockRows` positions at a time. */
+export const headInRowBlocks =
+  (blockRows: number, logSoftmax: LogSoftmaxForm = "fused"): HeadNegLogLikelihood =>
+  (x, weight, targets) =>
+    headCrossEntropy(x, weight, targets, blockRows, logSoftmax);
+
+/** The head for graphs that only compute the loss: `chunkColumns` vocabulary entries at a time. */
+export const headInVocabChunks =
+  (chunkColumns: number): HeadNegLogLikelihood =>
+  (x, weight, targets) =>
+    headNegLogLikelihood(x, weight, targets, chunkColumns);
+
 /** Σ mask·(−log p(target)) / Σ mask over all positions, where p = softmax(hidden · headᵀ): hidden [B, T, d],
- * head [V, d], targets int64 [B, T], mask [B, T]. The head runs `blockRows` positions at a time (head.ts). */
+ * head [V, d], targets int64 [B, T], mask [B, T]. */
 export function maskedCrossEntropy(
   hidden: Tensor,
   head: Tensor,
   targets: Tensor,
   lossMask: Tensor,
-  blockRows: number,
-  logSoftmax: LogSoftmaxForm = "fused",
+  negLogLikelihood: HeadNegLogLikelihood,
 ): Tensor {
   const n = targets.size;
   const flat = reshape(hidden, [n, lastDim(hidden)]);
-  const nll = headCrossEntropy(flat, head, reshape(targets, [n]), blockRows, logSoftmax);
+  const nll = negLogLikelihood(flat, head, reshape(targets, [n]));
   const flatMask = reshape(lossMask, [n]);
   return div(reduceSum(mul(nll, flatMask), [0], false), reduceSum(flatMask, [0], false));
 }

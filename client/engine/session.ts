@@ -10,6 +10,7 @@ import {
   buildTrainingGraph,
   EngineInputError,
   type GraphShape,
+  type LossHead,
   type RowBlock,
 } from "./build.ts";
 import { DEVICES, type Device, isDevice, keepsOutputsOnDevice } from "./devices.ts";
@@ -34,6 +35,9 @@ export interface SessionOptions {
   headBlockBytes?: number;
   /** The head's log-softmax (see head.ts); default composed on webgpu, which has no LogSoftmax kernel, else fused. */
   logSoftmax?: LogSoftmaxForm;
+  /** The head of loss graphs without gradients (see build.ts); default vocabulary chunks on the CPU, where they
+   * were measured, and row blocks on GPUs. */
+  lossHead?: LossHead;
   /** Write onnxruntime's per-kernel profile to a JSON file with this path prefix (see bench/profile-engine.ts). */
   profilePrefix?: string;
 }
@@ -92,6 +96,7 @@ function providerFailureHelp(device: Device, err: unknown): string | undefined {
 export const graphShape = (opts: SessionOptions): GraphShape => ({
   ...opts,
   logSoftmax: opts.logSoftmax ?? (opts.device === "webgpu" ? "composed" : "fused"),
+  lossHead: opts.lossHead ?? ((opts.device ?? "cpu") === "cpu" ? "vocabChunks" : "rowBlocks"),
 });
 
 /** A session for `opts.device`. `deviceOutputs` name outputs to leave in the device's memory where it can keep

@@ -5,6 +5,7 @@ import { Graph, type Tensor } from "../../client/engine/graph.ts";
 import {
   causalAttention,
   geluTanh,
+  headInRowBlocks,
   layerNorm,
   maskedCrossEntropy,
   rmsNorm,
@@ -23,7 +24,7 @@ function tapeBytes(config: Gpt2Config, batch: number, seq: number): number {
   const { hidden, head } = modelOutput(config, (name) => byName.get(name) as Tensor, ids);
   const targets = graph.input("targets", [batch, seq], "int64");
   const mask = graph.input("loss_mask", [batch, seq], "float32");
-  const loss = maskedCrossEntropy(hidden, head, targets, mask, batch * seq); // one block: the formula's tape
+  const loss = maskedCrossEntropy(hidden, head, targets, mask, headInRowBlocks(batch * seq)); // one block: the formula's tape
   return [...tape(loss, params)].reduce((bytes, t) => bytes + 4 * t.size, 0);
 }
 

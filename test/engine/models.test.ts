@@ -125,26 +125,33 @@ describe.each(Object.entries(families))("%s", (_, json) => {
     await session.release();
   });
 
-  it("eval loss is the masked mean cross-entropy of the reference logits", async () => {
-    const session = await LossSession.create(config, { batchSize: BATCH, seqLen: SEQ, floatType: "float64" });
-    const params = float64Weights(config);
-    const [inputIds, targets] = [tokens(5, config.vocabSize), tokens(6, config.vocabSize)];
-    const lossMask = Float64Array.from([0, 1, 1, 0, 1, 1, 1, 0, 0, 1]);
-    let [sum, count] = [0, 0];
-    for (let b = 0; b < BATCH; b++) {
-      const seq = Array.from(inputIds.subarray(b * SEQ, (b + 1) * SEQ), Number);
-      const logits = reference(config, params, seq);
-      logits.forEach((row, t) => {
-        const i = b * SEQ + t;
-        const max = Math.max(...row);
-        const logSumExp = max + Math.log(row.reduce((s, x) => s + Math.exp(x - max), 0));
-        sum += (lossMask[i] as number) * (logSumExp - (row[Number(targets[i])] as number));
-        count += lossMask[i] as number;
-      });
-    }
-    expect(await session.loss(params, { inputIds, targets, lossMask })).toBeCloseTo(sum / count, 10);
-    await session.release();
-  });
+  it.each([
+    ["vocabulary chunks (the CPU's default)", "vocabChunks" as const],
+    ["row blocks (GPUs' default)", "rowBlocks" as const],
+  ])(
+    "eval loss with the head in %s is the masked mean cross-entropy of the reference logits",
+    async (_, lossHead) => {
+      const options = { batchSize: BATCH, seqLen: SEQ, floatType: "float64" as const, lossHead };
+      const session = await LossSession.create(config, options);
+      const params = float64Weights(config);
+      const [inputIds, targets] = [tokens(5, config.vocabSize), tokens(6, config.vocabSize)];
+      const lossMask = Float64Array.from([0, 1, 1, 0, 1, 1, 1, 0, 0, 1]);
+      let [sum, count] = [0, 0];
+      for (let b = 0; b < BATCH; b++) {
+        const seq = Array.from(inputIds.subarray(b * SEQ, (b + 1) * SEQ), Number);
+        const logits = reference(config, params, seq);
+        logits.forEach((row, t) => {
+          const i = b * SEQ + t;
+          const max = Math.max(...row);
+          const logSumExp = max + Math.log(row.reduce((s, x) => s + Math.exp(x - max), 0));
+          sum += (lossMask[i] as number) * (logSumExp - (row[Number(targets[i])] as number));
+          count += lossMask[i] as number;
+        });
+      }
+      expect(await session.loss(params, { inputIds, targets, lossMask })).toBeCloseTo(sum / count, 10);
+      await session.release();
+    },
+  );
 
   it("is causal: changing a later token leaves earlier logits unchanged", async () => {
     const session = await ForwardSession.create(config, { batchSize: BATCH, seqLen: SEQ });

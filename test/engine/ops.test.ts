@@ -6,6 +6,7 @@ import { gather } from "../../client/engine/indexing.ts";
 import {
   causalAttention,
   geluTanh,
+  headInRowBlocks,
   layerNorm,
   maskedCrossEntropy,
   rmsNorm,
@@ -134,7 +135,13 @@ const composites: Record<string, OpCase> = {
     build: (hidden, head) => {
       const g = hidden.graph;
       const targets = op.reshape(g.int64([0, 3, 3, 1, 4, 0]), [2, 3]);
-      return maskedCrossEntropy(hidden, head, targets, g.constant([1, 0, 1, 1, 1, 0], [2, 3]), 4);
+      return maskedCrossEntropy(
+        hidden,
+        head,
+        targets,
+        g.constant([1, 0, 1, 1, 1, 0], [2, 3]),
+        headInRowBlocks(4),
+      );
     },
   },
 };
