@@ -7,6 +7,7 @@ import type ort from "onnxruntime-node";
 import type { ModelConfig, TensorSpec } from "../models/index.ts";
 import { buildSgdStepGraph, EngineInputError, type RowBlock } from "./build.ts";
 import { keepsOutputsOnDevice } from "./devices.ts";
+import { collectDroppedOutputs } from "./garbage.ts";
 import { Graph } from "./graph.ts";
 import { toOnnxModel } from "./onnx.ts";
 import {
@@ -60,6 +61,13 @@ export class ResidentSgdSession extends EngineSession {
 
   /** One step: loss and global gradient norm before the update, computed at the current weights. */
   async step(batch: Batch, learningRate: number): Promise<{ loss: number; gradNorm: number }> {
+    const result = await this.run(batch, learningRate);
+    // Only now is nothing left holding the run's outputs (the previous weights, the row blocks).
+    if (!keepsOutputsOnDevice(this.options.device)) collectDroppedOutputs(this.weightBytes);
+    return result;
+  }
+
+  private async run(batch: Batch, learningRate: number): Promise<{ loss: number; gradNorm: number }> {
     if (!this.start) throw new EngineInputError("begin() must come before step()");
     const feeds = { ...this.lossFeeds(this.start, batch), ...this.current };
     const rate =
@@ -92,6 +100,12 @@ export class ResidentSgdSession extends EngineSession {
     this.dropCurrent();
     await (await this.download)?.release();
     await super.release();
+  }
+
+  /** Bytes of all the weights at the session's float type: what each step on the host drops. */
+  private get weightBytes(): number {
+    const elements = this.tensors.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
+    return elements * (this.options.floatType === "float64" ? 8 : 4);
   }
 
   /** One host array per parameter whose next weights leave in row blocks, reused from step to step. */
