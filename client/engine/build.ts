@@ -158,6 +158,20 @@ function lossGraph(config: ModelConfig, shape: GraphShape, withGradients: boolea
 
 export const nextParamName = (param: string): string => `next.${param}`;
 const MaxOp: OpDef = { type: "Max" };
+const ReduceSumSquareOp: OpDef = { type: "ReduceSumSquare" };
+
+/** Σ x² along the last axis, in one pass and without an x² tensor the size of the gradient. */
+function squaresAlongLastAxis(x: Tensor): Tensor {
+  const { graph } = x;
+  const axis = x.rank - 1;
+  return graph.apply(
+    ReduceSumSquareOp,
+    [x, graph.int64([axis])],
+    { keepdims: 0 },
+    x.shape.slice(0, axis),
+    x.dtype,
+  );
+}
 
 /**
  * One SGD step inside the graph, for weights that stay on the device from step to step (see resident.ts).
@@ -182,8 +196,8 @@ export function buildSgdStepGraph(
   // Rows first, then their sums: one float32 sum over millions of squares is off by ~1e-5 relative (the host
   // sums in float64), and the clip scale with it.
   const squares = grads.map((g) => {
-    const rows = g.rank > 1 ? reduceSum(mul(g, g), [g.rank - 1], false) : mul(g, g);
-    return reduceSum(rows, [...rows.shape.keys()], false);
+    const rows = squaresAlongLastAxis(g);
+    return rows.rank > 0 ? reduceSum(rows, [...rows.shape.keys()], false) : rows;
   });
   const norm = sqrt(squares.reduce((sum, sq) => add(sum, sq)));
   const step =

@@ -61,13 +61,13 @@ export class ResidentSgdSession extends EngineSession {
 
   /** One step: loss and global gradient norm before the update, computed at the current weights. */
   async step(batch: Batch, learningRate: number): Promise<{ loss: number; gradNorm: number }> {
-    const result = await this.run(batch, learningRate);
+    const result = await this.runStep(batch, learningRate);
     // Only now is nothing left holding the run's outputs (the previous weights, the row blocks).
     if (!keepsOutputsOnDevice(this.options.device)) collectDroppedOutputs(this.weightBytes);
     return result;
   }
 
-  private async run(batch: Batch, learningRate: number): Promise<{ loss: number; gradNorm: number }> {
+  private async runStep(batch: Batch, learningRate: number): Promise<{ loss: number; gradNorm: number }> {
     if (!this.start) throw new EngineInputError("begin() must come before step()");
     const feeds = { ...this.lossFeeds(this.start, batch), ...this.current };
     const rate =
