@@ -27,15 +27,15 @@ export interface GraphShape {
  * falls with smaller blocks; each block adds a [vocab, d] sum to the head's weight gradient. */
 export const HEAD_BLOCK_BYTES = 64 * 2 ** 20;
 
-/** The forward-only head: `headNegLogLikelihood` in chunks of this many bytes of logits but at least
+/** The forward-only head: `headNegLogLikelihood` in chunks of HEAD_CHUNK_BYTES of logits but at least
  * MIN_CHUNK_COLUMNS vocabulary entries, or `headCrossEntropy`'s row blocks as in the training graphs. */
 export type LossHead = "vocabChunks" | "rowBlocks";
 
-/** 4 MiB of logits (1024 vocabulary entries at 1024 positions). Alone in a process at the reference config,
- * the loss session then peaked 95 MiB above the process's RSS, against 120 MiB with 64 MiB row blocks, at the
- * same speed; 8 MiB chunks held 9 MiB more, and 16 MiB chunks 30–45 MiB more. */
+/** 4 MiB of logits (1024 vocabulary entries at 1024 positions). Alone in a process at the reference config, the
+ * loss session peaked 71–74 MiB above the process's RSS, against 120 MiB with 64 MiB row blocks. 16 MiB chunks
+ * held about as much and ran 10% slower; 1 MiB chunks (256 entries) held 18 MiB more and ran 3% faster. */
 const HEAD_CHUNK_BYTES = 4 * 2 ** 20;
-/** Each chunk adds a pass over the [N, d] hidden states, which chunks this wide keep to a small share. */
+/** Longer sequences or batches make the chunks narrower; below this width they would only multiply the nodes. */
 const MIN_CHUNK_COLUMNS = 1024;
 
 /** Bad arguments to the engine: wrong shapes, missing parameters, token ids out of range, and so on. */

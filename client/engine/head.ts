@@ -1,6 +1,7 @@
-// The output head and its cross-entropy as one differentiable op. Their [rows, vocab] tensors dominate a small
-// model's memory (200 MB each for GPT-2's vocabulary at 1024 tokens), so the forward pass runs a block of rows at
-// a time, and the backward pass works from each block's log-probabilities without forming d logits.
+// The output head and its cross-entropy as one op. Their [rows, vocab] tensors dominate a small model's memory
+// (200 MB each for GPT-2's vocabulary at 1024 tokens), so neither is ever formed whole. For training, the forward
+// pass runs a block of rows at a time, and the backward pass works from each block's log-probabilities without
+// forming d logits. A graph that only needs the loss runs a chunk of the vocabulary at a time instead.
 import { GraphShapeError, type OpDef, type Tensor } from "./graph.ts";
 import { gather, requireInt64, scatterAddRows } from "./indexing.ts";
 import {
@@ -176,16 +177,13 @@ export function headNegLogLikelihood(
   const perChunk = Math.ceil(vocab / Math.ceil(vocab / chunkColumns));
   const maxes: Tensor[] = [];
   const sums: Tensor[] = [];
-  let input = x;
   for (let start = 0; start < vocab; start += perChunk) {
-    const logits = matmul(input, transposeLast(rowsOf(weight, start, Math.min(vocab, start + perChunk))));
+    const end = Math.min(vocab, start + perChunk);
+    const logits = matmul(x, transposeLast(rowsAfter(weight, start, end, sums[sums.length - 1])));
     const max = rowMax(logits);
     const sum = reduceSum(graph.apply(ExpOp, [sub(logits, max)], {}, [...logits.shape], dtype), [1], true);
     maxes.push(max);
     sums.push(sum);
-    // The next chunk's product waits for this chunk's sum: left alone, onnxruntime ran every chunk's product
-    // first and held all of them (244 MiB more at the benchmark's reference config, against 95).
-    input = add(x, mul(firstElement(sum), 0));
   }
   const chunkMax = concat(maxes, 1);
   const max = rowMax(chunkMax);
@@ -196,4 +194,32 @@ export function headNegLogLikelihood(
   const logSumExp = add(max, graph.apply(LogOp, [reduceSum(rescaled, [1], true)], {}, [rows, 1], dtype));
   const picked = reduceSum(mul(x, gather(weight, targets)), [1], true);
   return reshape(sub(logSumExp, picked), [rows]);
+}
+
+const CastOp: OpDef = { type: "Cast" };
+const Int64AddOp: OpDef = { type: "Add" };
+const SliceOp: OpDef = { type: "Slice" };
+const ONNX_INT64 = 7;
+
+/**
+ * Rows [start, end) of `a`, sliced only once `after` exists: the slice starts at start + int64(0 · after[0]).
+ * (A sum of exponentials is finite unless the logits are not, and then the loss is NaN whatever is sliced.)
+ * onnxruntime runs a node as soon as its inputs exist, and the chunks' weight slices depend on nothing else, so
+ * unordered they were all taken up front, the whole head weight again. Alone in a process, the loss session
+ * peaked 143 MiB above the process's RSS at GPT-2 small and 74 MiB at the benchmark's reference config; with the
+ * chunks ordered through x (x + 0 · the previous sum) instead, 211 and 95 MiB.
+ */
+function rowsAfter(a: Tensor, start: number, end: number, after: Tensor | undefined): Tensor {
+  if (!after) return rowsOf(a, start, end);
+  const { graph } = a;
+  const zero = graph.apply(
+    CastOp,
+    [reshape(mul(firstElement(after), 0), [1])],
+    { to: ONNX_INT64 },
+    [1],
+    "int64",
+  );
+  const from = graph.apply(Int64AddOp, [graph.int64([start]), zero], {}, [1], "int64");
+  const shape = [end - start, ...a.shape.slice(1)];
+  return graph.apply(SliceOp, [a, from, graph.int64([end]), graph.int64([0])], {}, shape, a.dtype);
 }
