@@ -12,7 +12,7 @@ import { cpus, loadavg, totalmem } from "node:os";
 import type { Device } from "../client/engine/devices.ts";
 import { ResidentSgdSession } from "../client/engine/resident.ts";
 import { LossSession, TrainingSession } from "../client/engine/session.ts";
-import { type Gpt2Config, modelTensors, parseModelConfig } from "../client/models/index.ts";
+import { type Gpt2Config, parameterCount, parseModelConfig } from "../client/models/index.ts";
 import { initWeights } from "../client/models/init.ts";
 import { CLIP_NORM } from "../client/participant/trainer.ts";
 import {
@@ -35,7 +35,7 @@ const { name: MODEL, config: CONFIG } = benchModel("BENCH_MODEL");
 const loadAtStart = loadavg()[0];
 const config = parseModelConfig(CONFIG);
 const weights = initWeights(config, 0);
-const paramCount = modelTensors(config).reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
+const paramCount = parameterCount(config);
 const tokens = BATCH * SEQ;
 const batch = referenceBatch(config.vocabSize);
 const options = { batchSize: BATCH, seqLen: SEQ, device: DEVICE, ...(THREADS ? { threads: THREADS } : {}) };

@@ -4,7 +4,7 @@
 // (buildSgdStepGraph), its next.<name> outputs stay in GPU memory and feed the next step, and the host sees
 // the weights again once, when the steps are done.
 import type ort from "onnxruntime-node";
-import type { ModelConfig, TensorSpec } from "../models/index.ts";
+import { type ModelConfig, parameterCount, type TensorSpec } from "../models/index.ts";
 import { buildSgdStepGraph, EngineInputError, type RowBlock } from "./build.ts";
 import { keepsOutputsOnDevice } from "./devices.ts";
 import { collectDroppedOutputs } from "./garbage.ts";
@@ -104,8 +104,7 @@ export class ResidentSgdSession extends EngineSession {
 
   /** Bytes of all the weights at the session's float type: what each step on the host drops. */
   private get weightBytes(): number {
-    const elements = this.tensors.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
-    return elements * (this.options.floatType === "float64" ? 8 : 4);
+    return parameterCount(this.config) * (this.options.floatType === "float64" ? 8 : 4);
   }
 
   /** One host array per parameter whose next weights leave in row blocks, reused from step to step. */

@@ -53,6 +53,10 @@ export function modelTensors(c: ModelConfig): TensorSpec[] {
   return c.modelType === "gpt2" ? gpt2Tensors(c) : llamaTensors(c);
 }
 
+/** How many numbers the model's parameters hold. */
+export const parameterCount = (c: ModelConfig): number =>
+  modelTensors(c).reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
+
 export function initRule(c: ModelConfig, name: string): InitRule {
   return c.modelType === "gpt2" ? gpt2InitRule(name, c) : llamaInitRule(name, c);
 }
