@@ -184,17 +184,17 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {
 }
 
 /** Per-row −log softmax(x Wᵀ)[target] → [N], for x [N, d], W [V, d] and int64 targets [N] (see head.ts). */
-export type HeadNegLogLikelihood = (x: Tensor, weight: Tensor, targets: Tensor) => Tensor;
+export type HeadLoss = (x: Tensor, weight: Tensor, targets: Tensor) => Tensor;
 
 /** The head for training graphs: differentiable, `blockRows` positions at a time. */
 export const headInRowBlocks =
-  (blockRows: number, logSoftmax: LogSoftmaxForm = "fused"): HeadNegLogLikelihood =>
+  (blockRows: number, logSoftmax: LogSoftmaxForm = "fused"): HeadLoss =>
   (x, weight, targets) =>
     headCrossEntropy(x, weight, targets, blockRows, logSoftmax);
 
 /** The head for graphs that only compute the loss: `chunkColumns` vocabulary entries at a time. */
 export const headInVocabChunks =
-  (chunkColumns: number): HeadNegLogLikelihood =>
+  (chunkColumns: number): HeadLoss =>
   (x, weight, targets) =>
     headNegLogLikelihood(x, weight, targets, chunkColumns);
 
@@ -205,11 +205,11 @@ export function maskedCrossEntropy(
   head: Tensor,
   targets: Tensor,
   lossMask: Tensor,
-  negLogLikelihood: HeadNegLogLikelihood,
+  headLoss: HeadLoss,
 ): Tensor {
   const n = targets.size;
   const flat = reshape(hidden, [n, lastDim(hidden)]);
-  const nll = negLogLikelihood(flat, head, reshape(targets, [n]));
+  const nll = headLoss(flat, head, reshape(targets, [n]));
   const flatMask = reshape(lossMask, [n]);
   return div(reduceSum(mul(nll, flatMask), [0], false), reduceSum(flatMask, [0], false));
 }
