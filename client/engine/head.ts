@@ -7,7 +7,6 @@ import { gather, requireInt64, scatterAddRows } from "./indexing.ts";
 import {
   add,
   concat,
-  firstElement,
   matmul,
   mul,
   neg,
@@ -16,6 +15,7 @@ import {
   slice,
   sub,
   transposeLast,
+  zeroAfter,
 } from "./ops.ts";
 
 // Inner nodes of the composite: the composite's backward rule differentiates them together.
@@ -151,8 +151,8 @@ function headBackward(g: Tensor, x: Tensor, weight: Tensor, targets: Tensor, blo
 function sequenced(dx: Tensor[], dws: Tensor[], blocks: Block[]): Tensor[] {
   const out: Tensor[] = new Array(dx.length);
   for (let b = dx.length - 1; b >= 0; b--) {
-    const anchor = add(firstElement(dws[b] as Tensor), firstElement((blocks[b] as Block).picked));
-    out[b] = add(dx[b] as Tensor, mul(anchor, 0));
+    const anchor = add(zeroAfter(dws[b] as Tensor), zeroAfter((blocks[b] as Block).picked));
+    out[b] = add(dx[b] as Tensor, anchor);
   }
   return out;
 }
@@ -212,13 +212,7 @@ const ONNX_INT64 = 7;
 function rowsAfter(a: Tensor, start: number, end: number, after: Tensor | undefined): Tensor {
   if (!after) return rowsOf(a, start, end);
   const { graph } = a;
-  const zero = graph.apply(
-    CastOp,
-    [reshape(mul(firstElement(after), 0), [1])],
-    { to: ONNX_INT64 },
-    [1],
-    "int64",
-  );
+  const zero = graph.apply(CastOp, [reshape(zeroAfter(after), [1])], { to: ONNX_INT64 }, [1], "int64");
   const from = graph.apply(Int64AddOp, [graph.int64([start]), zero], {}, [1], "int64");
   const shape = [end - start, ...a.shape.slice(1)];
   return graph.apply(SliceOp, [a, from, graph.int64([end]), graph.int64([0])], {}, shape, a.dtype);

@@ -5,7 +5,6 @@ import {
   add,
   broadcastShape,
   div,
-  firstElement,
   matmul,
   mul,
   reduceSum,
@@ -17,6 +16,7 @@ import {
   sumTo,
   tanh,
   transposeLast,
+  zeroAfter,
 } from "./ops.ts";
 
 const lastDim = (x: Tensor): number => x.shape[x.rank - 1] as number;
@@ -28,12 +28,10 @@ const meanLast = (x: Tensor): Tensor => mul(reduceSum(x, [-1], true), 1 / lastDi
 // pass: for GPT-2's GELU, x, x², x/2, tanh and 1 + tanh are 20·d floats per token and layer, where the input
 // alone is 4·d. Recomputing costs a few elementwise passes over a tensor the backward pass reads anyway.
 
-/** `x` + 0 · (an element of `g`): the same values, available only once the gradient `g` is. onnxruntime orders
- * nodes by their data alone and runs a node as early as its inputs allow, so a backward rule's recomputation from
- * forward tensors would run right after the forward pass, and every layer's recomputed tensors would be alive at
- * once, which is what recomputing is meant to avoid. (x + 0·y = x for finite y, and y is finite whenever the
- * gradient is.) */
-const whenGradient = (x: Tensor, g: Tensor): Tensor => add(x, mul(firstElement(g), 0));
+/** `x`, available only once the gradient `g` is. Otherwise a backward rule's recomputation from forward tensors
+ * would run right after the forward pass (see zeroAfter), and every layer's recomputed tensors would be alive at
+ * once, which is what recomputing is meant to avoid. */
+const whenGradient = (x: Tensor, g: Tensor): Tensor => add(x, zeroAfter(g));
 
 /** Node `type` over `inputs`, of `shape` and `wrt`'s float type, ending a composite op that is differentiated as
  * one with respect to `wrt`: `backward` gets the incoming gradient and `wrt` as they are once that gradient exists,

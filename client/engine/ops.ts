@@ -253,11 +253,15 @@ export function slice(a: Tensor, axis: number, start: number, end: number): Tens
   return graph.apply(SliceOp, inputs, {}, shape, a.dtype, { axis: ax, start, end });
 }
 
-/** The first element of `a` as a scalar: its slice [0, 1) on every axis. */
-export function firstElement(a: Tensor): Tensor {
+/**
+ * A scalar 0 that exists only once `a` does: 0 · a[0]. onnxruntime has no control edges and runs a node as soon
+ * as its inputs exist, so adding this to a node's input is how a graph makes that node wait for `a`. (0 · y = 0
+ * for finite y; where a[0] is not finite, neither is what `a` feeds.)
+ */
+export function zeroAfter(a: Tensor): Tensor {
   let first = a;
   for (let axis = 0; axis < a.rank; axis++) first = slice(first, axis, 0, 1);
-  return reshape(first, []);
+  return mul(reshape(first, []), 0);
 }
 
 // Backward-only: zero padding is the adjoint of Slice.
