@@ -50,16 +50,20 @@ function recomputing<W extends [Tensor, ...Tensor[]]>(
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 const GELU_CUBIC = 0.044715;
 
-/** tanh(√(2/π) · (x + 0.044715 x³)) */
-const geluTanhInner = (x: Tensor): Tensor =>
-  tanh(mul(add(x, mul(mul(mul(x, x), x), GELU_CUBIC)), SQRT_2_OVER_PI));
+/** w = √(2/π) · 0.044715 · x², the cubic term's share of tanh's argument x · (√(2/π) + w). */
+const geluCubic = (x: Tensor): Tensor => mul(mul(x, x), SQRT_2_OVER_PI * GELU_CUBIC);
 
-/** d/dx of x/2 · (1 + t) = (1 + t)/2 + x/2 · (1 − t²) · √(2/π)(1 + 3 · 0.044715 x²). */
+/** t = tanh(√(2/π) · (x + 0.044715 x³)) = tanh(x · (√(2/π) + w)). */
+const geluTanhInner = (x: Tensor, w: Tensor): Tensor => tanh(mul(x, add(w, SQRT_2_OVER_PI)));
+
+/** d/dx of x/2 · (1 + t) = (1 + t)/2 + x/2 · (1 − t²) · √(2/π)(1 + 3 · 0.044715 x²). With
+ * k = x · (√(2/π)/2 + 3w/2) that is 1/2 + k + t · (1/2 − k·t): 13 elementwise passes where the formula as written
+ * takes 17, each over the MLP's widest tensor. */
 function geluTanhSlope(x: Tensor): Tensor {
-  const x2 = mul(x, x);
-  const t = geluTanhInner(x);
-  const innerSlope = add(mul(x2, 3 * SQRT_2_OVER_PI * GELU_CUBIC), SQRT_2_OVER_PI);
-  return add(mul(add(t, 1), 0.5), mul(mul(mul(x, 0.5), sub(1, mul(t, t))), innerSlope));
+  const w = geluCubic(x);
+  const t = geluTanhInner(x, w);
+  const k = mul(x, add(mul(w, 1.5), SQRT_2_OVER_PI / 2));
+  return add(add(k, 0.5), mul(t, sub(0.5, mul(k, t))));
 }
 
 /** d/dx of x · σ(x) = σ(x) · (1 + x · (1 − σ(x))). */
@@ -74,7 +78,7 @@ const activation = (x: Tensor, a: Tensor, b: Tensor, slope: (x: Tensor) => Tenso
 
 /** GELU, tanh approximation (HF "gelu_new" / "gelu_pytorch_tanh"): x/2 · (1 + tanh(√(2/π)(x + 0.044715x³))). */
 export const geluTanh = (x: Tensor): Tensor =>
-  activation(x, mul(x, 0.5), add(geluTanhInner(x), 1), geluTanhSlope);
+  activation(x, mul(x, 0.5), add(geluTanhInner(x, geluCubic(x)), 1), geluTanhSlope);
 
 /** SiLU, x · σ(x). */
 export const silu = (x: Tensor): Tensor => activation(x, x, sigmoid(x), siluSlope);
