@@ -12,40 +12,18 @@
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 
-let collect: (() => void) | undefined;
-
-/** A full, synchronous garbage collection. */
-export function collectGarbage(): void {
-  if (!collect) {
-    const exposed = (globalThis as { gc?: () => void }).gc;
-    if (exposed) collect = exposed;
-    else {
-      // As for transfer below: a context made after this flag is set has gc(), and the flag changes nothing else.
-      setFlagsFromString("--expose-gc");
-      collect = runInNewContext("gc") as () => void;
-    }
-  }
-  collect();
-}
-
 const FREE_UP_TO_WEIGHT_BYTES = 128 * 2 ** 20;
+
+/** `expression`, evaluated in a context made after V8's `flag` is set: how Node 20 reaches builtins that its V8
+ * has only behind a flag (a new context has them, and the flag changes nothing else). */
+function builtinBehindFlag<T>(flag: string, expression: string): T {
+  setFlagsFromString(flag);
+  return runInNewContext(expression) as T;
+}
 
 type Transfer = (this: ArrayBuffer, newLength: number) => ArrayBuffer;
 let transfer: Transfer | undefined;
-
-function arrayBufferTransfer(): Transfer {
-  if (!transfer) {
-    const native = (ArrayBuffer.prototype as { transfer?: Transfer }).transfer;
-    if (native) transfer = native;
-    else {
-      // Node 20's V8 has transfer behind a flag; a context made after the flag is set has it, and the flag
-      // changes nothing else.
-      setFlagsFromString("--harmony-rab-gsab-transfer");
-      transfer = runInNewContext("ArrayBuffer.prototype.transfer") as Transfer;
-    }
-  }
-  return transfer;
-}
+let collect: (() => void) | undefined;
 
 /** Whether a session on the host frees the outputs it drops at once, for a model of `weightBytes`. */
 export function freesDroppedOutputs(weightBytes: number): boolean {
@@ -63,6 +41,14 @@ export function freeArrays(arrays: readonly ArrayBufferView[]): void {
       );
     }
   }
-  const detach = arrayBufferTransfer();
-  for (const array of arrays) detach.call(array.buffer as ArrayBuffer, 0);
+  transfer ??=
+    (ArrayBuffer.prototype as { transfer?: Transfer }).transfer ??
+    builtinBehindFlag<Transfer>("--harmony-rab-gsab-transfer", "ArrayBuffer.prototype.transfer");
+  for (const array of arrays) transfer.call(array.buffer as ArrayBuffer, 0);
+}
+
+/** A full, synchronous garbage collection. */
+export function collectGarbage(): void {
+  collect ??= (globalThis as { gc?: () => void }).gc ?? builtinBehindFlag<() => void>("--expose-gc", "gc");
+  collect();
 }
