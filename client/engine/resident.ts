@@ -4,10 +4,10 @@
 // (buildSgdStepGraph), its next.<name> outputs stay in GPU memory and feed the next step, and the host sees
 // the weights again once, when the steps are done.
 import type ort from "onnxruntime-node";
-import { type ModelConfig, parameterCount, type TensorSpec } from "../models/index.ts";
+import type { ModelConfig, TensorSpec } from "../models/index.ts";
 import { buildSgdStepGraph, EngineInputError, type RowBlock } from "./build.ts";
 import { keepsOutputsOnDevice } from "./devices.ts";
-import { collectGarbage, freeArrays, freesDroppedOutputs } from "./freeing.ts";
+import { collectGarbage, freeArrays } from "./freeing.ts";
 import { Graph } from "./graph.ts";
 import { toOnnxModel } from "./onnx.ts";
 import {
@@ -98,11 +98,6 @@ export class ResidentSgdSession extends EngineSession {
     await super.release();
   }
 
-  /** Whether host outputs are freed as soon as they are dropped (freeing.ts), by the weights' size. */
-  private readonly freesOutputs = freesDroppedOutputs(
-    parameterCount(this.config) * (this.options.floatType === "float64" ? 8 : 4),
-  );
-
   /** One host array per parameter whose next weights leave in row blocks, reused from step to step. */
   private readonly assembled = new Map<string, FloatData>();
 
@@ -120,7 +115,7 @@ export class ResidentSgdSession extends EngineSession {
       into.set(part, block.offset);
       parts.push(part);
     }
-    if (this.freesOutputs) freeArrays(parts);
+    freeArrays(parts);
     return floatTensor(into, shape);
   }
 
@@ -143,13 +138,13 @@ export class ResidentSgdSession extends EngineSession {
     return this.download;
   }
 
-  /** Frees the previous step's weights: on the device, and on the host where this session frees its outputs
-   * (not the arrays `assemble` reuses). */
+  /** Frees the previous step's weights, on the device or on the host (freeing.ts), but not the arrays `assemble`
+   * reuses. */
   private dropCurrent(): void {
     const onHost: FloatData[] = [];
     for (const [name, t] of Object.entries(this.current)) {
       if (t.location === "gpu-buffer") t.dispose();
-      else if (this.freesOutputs && t.data !== this.assembled.get(name)) onHost.push(t.data as FloatData);
+      else if (t.data !== this.assembled.get(name)) onHost.push(t.data as FloatData);
     }
     this.current = {};
     freeArrays(onHost);

@@ -1,6 +1,6 @@
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
-import { collectGarbage, freeArrays, freesDroppedOutputs } from "../../client/engine/freeing.ts";
+import { collectGarbage, freeArrays } from "../../client/engine/freeing.ts";
 
 describe("freeArrays", () => {
   it("empties each array and every other view of its buffer", () => {
@@ -17,14 +17,6 @@ describe("freeArrays", () => {
     expect(() => freeArrays([whole, part])).toThrow(/whole ArrayBuffer, got 48 of 64 bytes/);
     expect(whole.length).toBe(16);
     expect(part.length).toBe(12);
-  });
-});
-
-describe("freesDroppedOutputs", () => {
-  it("frees for models up to 128 MiB of weights, and leaves larger ones to the collector", () => {
-    expect(freesDroppedOutputs(4096)).toBe(true);
-    expect(freesDroppedOutputs(68 * 2 ** 20)).toBe(true);
-    expect(freesDroppedOutputs(129 * 2 ** 20)).toBe(false);
   });
 });
 
