@@ -83,6 +83,21 @@ function cudaProviderMissing(): boolean {
   );
 }
 
+/** Why device cuda cannot start here, or undefined when it may: this platform's onnxruntime-node has no CUDA
+ * provider at all (its install flag would fail too), or it has one that the install did not download. */
+export function cudaUnavailableHelp(
+  backends: readonly { name: string; bundled: boolean }[] = ort.listSupportedBackends(),
+): string | undefined {
+  const cuda = backends.find((b) => b.name === "cuda");
+  if (!cuda) {
+    return (
+      `onnxruntime-node has no CUDA execution provider on ${process.platform}/${process.arch} (it offers one ` +
+      `on Linux x64); use device ${backends.some((b) => b.name === "webgpu") ? "webgpu or " : ""}cpu.`
+    );
+  }
+  return !cuda.bundled && cudaProviderMissing() ? CUDA_HELP : undefined;
+}
+
 /** The help for a failure to start `device`'s provider, or undefined when `err` is some other failure (a bad
  * graph, say), which must surface unchanged. */
 function providerFailureHelp(device: Device, err: unknown): string | undefined {
@@ -113,7 +128,8 @@ export async function createSession(
   if (opts.threads !== undefined && (!Number.isInteger(opts.threads) || opts.threads <= 0)) {
     throw new EngineInputError(`threads must be a positive integer, got ${opts.threads}`);
   }
-  if (device === "cuda" && cudaProviderMissing()) throw new DeviceUnavailableError(CUDA_HELP);
+  const cudaHelp = device === "cuda" ? cudaUnavailableHelp() : undefined;
+  if (cudaHelp) throw new DeviceUnavailableError(cudaHelp);
   const sessionOptions: ort.InferenceSession.SessionOptions = {
     executionProviders: [device],
     // onnxruntime's extended fusions (e.g. x·sigmoid(x) → QuickGelu) have float kernels only.

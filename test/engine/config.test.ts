@@ -2,7 +2,12 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { EngineInputError } from "../../client/engine/build.ts";
 import type { Device } from "../../client/engine/devices.ts";
-import { DeviceUnavailableError, ForwardSession, TrainingSession } from "../../client/engine/session.ts";
+import {
+  cudaUnavailableHelp,
+  DeviceUnavailableError,
+  ForwardSession,
+  TrainingSession,
+} from "../../client/engine/session.ts";
 import { ModelConfigError, UnknownArchitectureError } from "../../client/models/config.ts";
 import { modelTensors, parseModelConfig } from "../../client/models/index.ts";
 import { initWeights } from "../../client/models/init.ts";
@@ -152,6 +157,20 @@ describe("session input checks", () => {
       expect(err).toBeInstanceOf(DeviceUnavailableError);
       expect((err as Error).message).toContain("--onnxruntime-node-install=cuda12");
     }
+  });
+
+  // onnxruntime-node 1.30 downloads a CUDA provider for Linux x64 only; elsewhere its install flag fails too.
+  it("device cuda where onnxruntime-node has no CUDA provider at all names the devices it does have", () => {
+    const windows = [
+      { name: "cpu", bundled: true },
+      { name: "dml", bundled: true },
+      { name: "webgpu", bundled: true },
+    ];
+    expect(cudaUnavailableHelp(windows)).toMatch(
+      /has no CUDA execution provider on .*; use device webgpu or cpu/,
+    );
+    expect(cudaUnavailableHelp([{ name: "cpu", bundled: true }])).toMatch(/; use device cpu\.$/);
+    expect(cudaUnavailableHelp(windows)).not.toContain("--onnxruntime-node-install");
   });
 
   it("device webgpu without a GPU adapter says what Dawn needs", async (ctx) => {
