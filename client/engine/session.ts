@@ -83,19 +83,22 @@ function cudaProviderMissing(): boolean {
   );
 }
 
-/** Why device cuda cannot start here, or undefined when it may: this platform's onnxruntime-node has no CUDA
- * provider at all (its install flag would fail too), or it has one that the install did not download. */
-export function cudaUnavailableHelp(
+/** Why `device` cannot start here, or undefined when it may: this platform's onnxruntime-node has no provider for
+ * it at all (CUDA is for Linux x64, WebGPU not on Linux arm64; no install flag adds one), or its CUDA provider is
+ * one the install did not download. */
+export function deviceUnavailableHelp(
+  device: Device,
   backends: readonly { name: string; bundled: boolean }[] = ort.listSupportedBackends(),
 ): string | undefined {
-  const cuda = backends.find((b) => b.name === "cuda");
-  if (!cuda) {
+  const backend = backends.find((b) => b.name === device);
+  if (!backend) {
+    const there = DEVICES.filter((d) => backends.some((b) => b.name === d));
     return (
-      `onnxruntime-node has no CUDA execution provider on ${process.platform}/${process.arch} (it offers one ` +
-      `on Linux x64); use device ${backends.some((b) => b.name === "webgpu") ? "webgpu or " : ""}cpu.`
+      `onnxruntime-node has no ${device} execution provider on ${process.platform}/${process.arch}; ` +
+      `use device ${there.join(" or ")}.`
     );
   }
-  return !cuda.bundled && cudaProviderMissing() ? CUDA_HELP : undefined;
+  return device === "cuda" && !backend.bundled && cudaProviderMissing() ? CUDA_HELP : undefined;
 }
 
 /** The help for a failure to start `device`'s provider, or undefined when `err` is some other failure (a bad
@@ -128,8 +131,8 @@ export async function createSession(
   if (opts.threads !== undefined && (!Number.isInteger(opts.threads) || opts.threads <= 0)) {
     throw new EngineInputError(`threads must be a positive integer, got ${opts.threads}`);
   }
-  const cudaHelp = device === "cuda" ? cudaUnavailableHelp() : undefined;
-  if (cudaHelp) throw new DeviceUnavailableError(cudaHelp);
+  const unavailable = deviceUnavailableHelp(device);
+  if (unavailable) throw new DeviceUnavailableError(unavailable);
   const sessionOptions: ort.InferenceSession.SessionOptions = {
     executionProviders: [device],
     // onnxruntime's extended fusions (e.g. x·sigmoid(x) → QuickGelu) have float kernels only.
