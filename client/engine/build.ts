@@ -2,11 +2,12 @@
 // graph (logits). Shapes are static: one graph per (batch size, sequence length).
 import { type ModelConfig, modelOutput, modelTensors, type TensorSpec } from "../models/index.ts";
 import { gradients } from "./autodiff.ts";
-import { type FloatType, Graph, type OpDef, type Tensor } from "./graph.ts";
+import { type FloatType, Graph, type Node, type OpDef, type Tensor } from "./graph.ts";
 import type { LogSoftmaxForm } from "./head.ts";
+import { gather, scatterAddRows } from "./indexing.ts";
 import { headInRowBlocks, headInVocabChunks, linearOutIn, maskedCrossEntropy } from "./nn.ts";
 import { toOnnxModel } from "./onnx.ts";
-import { add, div, mul, reduceSum, slice, sqrt, sub } from "./ops.ts";
+import { add, div, expand, mul, reduceSum, reshape, slice, sqrt, sub, zeros } from "./ops.ts";
 
 export interface GraphShape {
   batchSize: number;
@@ -48,6 +49,16 @@ export interface BuiltGraph {
   tensors: TensorSpec[];
   /** Outputs that leave in row blocks: the training graph's gradients, the SGD step graph's next weights. */
   blocks: RowBlock[];
+  /** Parameters whose next weights leave as the rows the batch looked up (see buildSgdStepGraph). */
+  lookedUp?: LookedUpRows[];
+}
+
+/** A lookup table's next values on the rows the batch looked up: row p of output `rows` goes to table row
+ * `ids`[p] (rows looked up more than once carry the same values). */
+export interface LookedUpRows {
+  param: string;
+  rows: string;
+  ids: string;
 }
 
 /** Rows [offset / rowSize, …) of a per-parameter output of `param`: `shape` values starting at flat `offset`. */
@@ -179,7 +190,9 @@ function squaresAlongLastAxis(x: Tensor): Tensor {
  * the gradient before clipping) and next.<name> = w − learning_rate · s · g for every parameter, where
  * s = clipNorm / max(‖g‖, clipNorm) clips the global norm to clipNorm (s = 1 without clipNorm), as
  * client/train/gradients.ts does on the host. With `blockOutputs` (for outputs that come back to the host),
- * next weights larger than MAX_OUTPUT_BYTES leave in row blocks, as gradients do.
+ * next weights larger than MAX_OUTPUT_BYTES leave in row blocks, as gradients do, and a table whose only use is
+ * one row lookup (an untied token embedding) leaves as next.<name>.rows [N, d] with next.<name>.ids [N]: the rows
+ * the batch looked up, the only ones that change. Its dense gradient and next weights are never formed.
  */
 export function buildSgdStepGraph(
   config: ModelConfig,
@@ -192,12 +205,18 @@ export function buildSgdStepGraph(
   }
   const { graph, tensors, params, loss } = lossOf(config, shape, true);
   const learningRate = graph.input("learning_rate", [], graph.floatType);
-  const grads = gradients(loss, params);
+  const lookups = params.map((w) => (blockOutputs ? onlyLookupOf(w) : undefined));
+  // A lookup table's gradient is its lookup's gradient summed onto the rows looked up: taken before that sum.
+  const wrt = params.map((w, i) => lookups[i]?.output ?? w);
+  const grads = gradients(loss, wrt).map((g, i): ParamGradient => {
+    const lookup = lookups[i];
+    return lookup ? { rows: lookedUpGradient(lookup, g) } : { dense: g };
+  });
   // Rows first, then their sums: one float32 sum over millions of squares is off by ~1e-5 relative (the host
   // sums in float64), and the clip scale with it.
-  const squares = grads.map((g) => {
-    const rows = squaresAlongLastAxis(g);
-    return rows.rank > 0 ? reduceSum(rows, [...rows.shape.keys()], false) : rows;
+  const squares = grads.map(({ dense, rows }) => {
+    const sums = squaresAlongLastAxis(rows ? rows.distinct : (dense as Tensor));
+    return sums.rank > 0 ? reduceSum(sums, [...sums.shape.keys()], false) : sums;
   });
   const norm = sqrt(squares.reduce((sum, sq) => add(sum, sq)));
   const step =
@@ -208,9 +227,16 @@ export function buildSgdStepGraph(
           div(clipNorm, graph.apply(MaxOp, [norm, graph.scalar(clipNorm)], {}, [], graph.floatType)),
         );
   const maxBytes = blockOutputs ? (shape.maxOutputBytes ?? MAX_OUTPUT_BYTES) : Number.POSITIVE_INFINITY;
-  const blocks = params.flatMap((w, i) =>
-    rowBlocks(nextParamName(w.name), w.name, sub(w, mul(grads[i] as Tensor, step)), maxBytes),
-  );
+  const blocks = grads.flatMap(({ dense }, i) => {
+    const w = params[i] as Tensor;
+    return dense ? rowBlocks(nextParamName(w.name), w.name, sub(w, mul(dense, step)), maxBytes) : [];
+  });
+  const lookedUp = grads.flatMap(({ rows }, i) => {
+    const w = params[i] as Tensor;
+    return rows
+      ? [{ param: w.name, rows: sub(gather(w, rows.ids), mul(rows.perPosition, step)), ids: rows.ids }]
+      : [];
+  });
   const outputs = [
     { name: "loss", tensor: loss },
     { name: "grad_norm", tensor: norm },
@@ -221,8 +247,66 @@ export function buildSgdStepGraph(
     ...[...blocks]
       .sort((a, b) => b.tensor.size - a.tensor.size)
       .map(({ output, tensor }) => ({ name: output.name, tensor })),
+    ...lookedUp.flatMap(({ param, rows, ids }) => [
+      { name: `${nextParamName(param)}.rows`, tensor: rows },
+      { name: `${nextParamName(param)}.ids`, tensor: ids },
+    ]),
   ];
-  return { onnx: toOnnxModel(graph, outputs), tensors, blocks: blocks.map((b) => b.output) };
+  return {
+    onnx: toOnnxModel(graph, outputs),
+    tensors,
+    blocks: blocks.map((b) => b.output),
+    lookedUp: lookedUp.map(({ param }) => ({
+      param,
+      rows: `${nextParamName(param)}.rows`,
+      ids: `${nextParamName(param)}.ids`,
+    })),
+  };
+}
+
+/** One parameter's gradient: dense, or a lookup table's `LookedUpGradient`. */
+type ParamGradient = { dense: Tensor; rows?: undefined } | { dense?: undefined; rows: LookedUpGradient };
+
+/** A lookup table's gradient, non-zero only on the rows looked up: `perPosition` [N, d] gives each position its
+ * row's gradient (the sum over the positions that looked that row up), `distinct` [N, d] holds each looked-up
+ * row's gradient once and zeros elsewhere (its squares sum to the table gradient's), `ids` [N] the rows. */
+interface LookedUpGradient {
+  perPosition: Tensor;
+  distinct: Tensor;
+  ids: Tensor;
+}
+
+const ScatterOp: OpDef = { type: "ScatterElements" };
+
+/** The Gather node that is `table`'s only use (an untied token embedding's), if it is. */
+function onlyLookupOf(table: Tensor): Node | undefined {
+  const users = table.graph.nodes.filter((n) => n.inputs.includes(table));
+  const [node] = users;
+  const rowLookup = node?.op.type === "Gather" && node.inputs[0] === table && (node.attrs.axis ?? 0) === 0;
+  return users.length === 1 && rowLookup ? node : undefined;
+}
+
+/** The table's gradient from the gradient g of its lookup's output [..., d], in O(N·d + rows) without a
+ * [rows, d] tensor: a position stands for each looked-up row (whichever of those that looked it up the scatter
+ * keeps: any one will do), the positions' gradients are summed onto their row's stand-in, and read back for every
+ * position. */
+function lookedUpGradient(lookup: Node, g: Tensor): LookedUpGradient {
+  const { graph } = g;
+  const [table, lookedUpIds] = lookup.inputs as [Tensor, Tensor];
+  const ids = reshape(lookedUpIds, [lookedUpIds.size]);
+  const n = ids.size;
+  const rows = table.shape[0] as number;
+  const positions = graph.int64(Array.from({ length: n }, (_, p) => p));
+  const standInOfRow = graph.apply(
+    ScatterOp,
+    [expand(graph.int64([0]), [rows]), ids, positions],
+    { axis: 0 },
+    [rows],
+    "int64",
+  );
+  const standIn = gather(standInOfRow, ids);
+  const distinct = scatterAddRows(zeros(graph, [n, g.size / n]), standIn, reshape(g, [n, g.size / n]));
+  return { perPosition: gather(distinct, standIn), distinct, ids };
 }
 
 /** Inputs: parameters, input_ids int64 [B, T], targets int64 [B, T], loss_mask float [B, T].

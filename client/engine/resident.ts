@@ -5,7 +5,7 @@
 // the weights again once, when the steps are done.
 import type ort from "onnxruntime-node";
 import type { ModelConfig, TensorSpec } from "../models/index.ts";
-import { buildSgdStepGraph, EngineInputError, type RowBlock } from "./build.ts";
+import { buildSgdStepGraph, EngineInputError, type LookedUpRows, type RowBlock } from "./build.ts";
 import { keepsOutputsOnDevice } from "./devices.ts";
 import { collectGarbage, freeArrays } from "./freeing.ts";
 import { Graph } from "./graph.ts";
@@ -36,6 +36,8 @@ export class ResidentSgdSession extends EngineSession {
     options: SessionOptions,
     /** Each parameter's next-weight outputs: one, or row blocks when they come back to the host. */
     private readonly nextBlocks: Map<string, RowBlock[]>,
+    /** Lookup tables whose next weights come back to the host as the rows the step changed. */
+    private readonly lookedUp: Map<string, LookedUpRows>,
   ) {
     super(session, config, tensors, options);
   }
@@ -50,7 +52,8 @@ export class ResidentSgdSession extends EngineSession {
     const session = await createSession(graph.onnx, opts, names);
     const byParam = new Map<string, RowBlock[]>();
     for (const block of graph.blocks) byParam.set(block.param, [...(byParam.get(block.param) ?? []), block]);
-    return new ResidentSgdSession(session, config, graph.tensors, opts, byParam);
+    const lookedUp = new Map((graph.lookedUp ?? []).map((l) => [l.param, l]));
+    return new ResidentSgdSession(session, config, graph.tensors, opts, byParam, lookedUp);
   }
 
   /** Takes `params` (host arrays, left unchanged until `finish`) as the weights of the first step. */
@@ -70,8 +73,14 @@ export class ResidentSgdSession extends EngineSession {
       this.options.floatType === "float64" ? Float64Array.of(learningRate) : Float32Array.of(learningRate);
     feeds.learning_rate = floatTensor(rate, []);
     const out = await this.session.run(feeds);
+    const firstStep = Object.keys(this.current).length === 0;
     this.dropCurrent();
     for (const { name, shape } of this.tensors) {
+      const lookup = this.lookedUp.get(name);
+      if (lookup) {
+        this.current[name] = this.writeLookedUpRows(name, shape, lookup, out, firstStep);
+        continue;
+      }
       const blocks = this.nextBlocks.get(name) ?? [];
       const whole = blocks.length === 1 ? out[(blocks[0] as RowBlock).name] : undefined;
       this.current[name] = whole ?? this.assemble(name, shape, blocks, out);
@@ -98,17 +107,23 @@ export class ResidentSgdSession extends EngineSession {
     await super.release();
   }
 
-  /** One host array per parameter whose next weights leave in row blocks, reused from step to step. */
-  private readonly assembled = new Map<string, FloatData>();
+  /** One host array per parameter whose next weights this session puts together itself (from row blocks, or a
+   * lookup table's changed rows), reused from step to step. */
+  private readonly owned = new Map<string, FloatData>();
+
+  private ownedArray(name: string, shape: number[]): FloatData {
+    let array = this.owned.get(name);
+    if (!array) {
+      const size = shape.reduce((a, b) => a * b, 1);
+      array = this.options.floatType === "float64" ? new Float64Array(size) : new Float32Array(size);
+      this.owned.set(name, array);
+    }
+    return array;
+  }
 
   /** A parameter's row blocks copied into its reused array: no fresh large allocation each step. */
   private assemble(name: string, shape: number[], blocks: RowBlock[], out: ort.InferenceSession.ReturnType) {
-    const size = shape.reduce((a, b) => a * b, 1);
-    let into = this.assembled.get(name);
-    if (!into) {
-      into = this.options.floatType === "float64" ? new Float64Array(size) : new Float32Array(size);
-      this.assembled.set(name, into);
-    }
+    const into = this.ownedArray(name, shape);
     const parts: FloatData[] = [];
     for (const block of blocks) {
       const part = out[block.name]?.data as FloatData;
@@ -116,6 +131,27 @@ export class ResidentSgdSession extends EngineSession {
       parts.push(part);
     }
     freeArrays(parts);
+    return floatTensor(into, shape);
+  }
+
+  /** A lookup table's reused array (`begin`'s weights on a round's first step) with the rows the step changed
+   * written over it: the step's output is the batch's rows, not the whole table. */
+  private writeLookedUpRows(
+    name: string,
+    shape: number[],
+    lookup: LookedUpRows,
+    out: ort.InferenceSession.ReturnType,
+    firstStep: boolean,
+  ) {
+    const into = this.ownedArray(name, shape);
+    if (firstStep) into.set(this.start?.get(name)?.data as FloatData);
+    const rows = out[lookup.rows]?.data as FloatData;
+    const ids = out[lookup.ids]?.data as BigInt64Array;
+    const width = rows.length / ids.length;
+    ids.forEach((id, p) => {
+      into.set(rows.subarray(p * width, (p + 1) * width), Number(id) * width);
+    });
+    freeArrays([rows, ids]);
     return floatTensor(into, shape);
   }
 
@@ -138,13 +174,13 @@ export class ResidentSgdSession extends EngineSession {
     return this.download;
   }
 
-  /** Frees the previous step's weights, on the device or on the host (freeing.ts), but not the arrays `assemble`
+  /** Frees the previous step's weights, on the device or on the host (freeing.ts), but not the arrays the session
    * reuses. */
   private dropCurrent(): void {
     const onHost: FloatData[] = [];
     for (const [name, t] of Object.entries(this.current)) {
       if (t.location === "gpu-buffer") t.dispose();
-      else if (t.data !== this.assembled.get(name)) onHost.push(t.data as FloatData);
+      else if (t.data !== this.owned.get(name)) onHost.push(t.data as FloatData);
     }
     this.current = {};
     freeArrays(onHost);

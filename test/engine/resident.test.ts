@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { buildSgdStepGraph } from "../../client/engine/build.ts";
 import { OnnxGradientSource } from "../../client/engine/source.ts";
 import { modelTensors, parseModelConfig } from "../../client/models/index.ts";
 import { initWeights } from "../../client/models/init.ts";
@@ -89,6 +90,60 @@ describe.each([
     expect(params).toEqual(record());
     await source.release();
   });
+});
+
+// An untied token embedding changes only on the rows a batch looks up, so on the host the step graph returns
+// those rows (summed over the positions that share a row) and the session writes them into its copy of the table.
+describe("trainResident with an untied token embedding", () => {
+  const config = parseModelConfig(TINY_LLAMA);
+  const record = (): ParamRecord =>
+    Object.fromEntries([...initWeights(config, 5)].map(([name, w]) => [name, w.data]));
+  // Rows 1 and 2 each looked up several times, some rows of the table never.
+  const repeated = (step: number) => ({
+    ...batchAt(step),
+    inputIds: Int32Array.from([1, 1, 2, 1, 2, 2, 1, (step % 3) + 3]),
+  });
+  function* repeatedBatches() {
+    for (let step = 0; ; step++) yield repeated(step);
+  }
+
+  it("returns the embedding's looked-up rows, not the whole table, where the weights come back to the host", () => {
+    const embedding = "model.embed_tokens.weight";
+    const hostStep = buildSgdStepGraph(config, { batchSize, seqLen }, 1, true);
+    expect(hostStep.lookedUp?.map((l) => l.param)).toEqual([embedding]);
+    expect(hostStep.blocks.map((b) => b.param)).not.toContain(embedding);
+    expect(buildSgdStepGraph(config, { batchSize, seqLen }, 1, false).lookedUp).toEqual([]);
+    // Tied, the table is also the head's weight: every row has a gradient.
+    const tied = parseModelConfig({ ...TINY_LLAMA, tie_word_embeddings: true });
+    expect(buildSgdStepGraph(tied, { batchSize, seqLen }, 1, true).lookedUp).toEqual([]);
+  });
+
+  it.each([100, 0.05])(
+    "gives trainLocal's norms and weights when rows repeat in a batch (clipNorm %s)",
+    async (clipNorm) => {
+      const source = new OnnxGradientSource(config, { batchSize, seqLen, threads: 1 });
+      const [host, resident] = [record(), record()];
+      const schedule = makeSchedule({ kind: "constant", lr: 0.3 });
+      const options = { steps: 4, schedule };
+      const expected = await trainLocal(host, source, repeatedBatches(), {
+        ...options,
+        optimizer: new Sgd(),
+        clipNorm,
+      });
+      const got = await trainResident(resident, source.resident(clipNorm), repeatedBatches(), options);
+      got.forEach((report, step) => {
+        const want = expected[step] as (typeof expected)[number];
+        expect(Math.abs(report.gradNorm - want.gradNorm)).toBeLessThan(1e-5 * want.gradNorm);
+      });
+      for (const [name, w] of Object.entries(host)) {
+        const r = resident[name] as Float32Array;
+        const worst = Math.max(...w.map((x, i) => Math.abs((r[i] as number) - x) / (1 + Math.abs(x))));
+        expect(worst, name).toBeLessThan(1e-5);
+      }
+      expect(resident["model.embed_tokens.weight"]).not.toEqual(record()["model.embed_tokens.weight"]);
+      await source.release();
+    },
+  );
 });
 
 // What the client runs: LocalTrainer picks the resident path on a GPU; forced here on the CPU.
