@@ -1,9 +1,9 @@
 // Engine benchmark: forward pass vs. training step (forward + backward + clipping + SGD update, the client's
-// step) of a GPT-2-style model, measured in the same run on the same weights, and peak memory against
-// 6 × parameter bytes + activations. Writes bench/results/engine.json (engine-<model>.json for another model).
+// step) of a model (GPT-2 style unless BENCH_MODEL says otherwise), measured in the same run on the same
+// weights, and peak memory against 6 × parameter bytes + activations. Writes bench/results/engine.json (engine-<model>.json for another model).
 //   npm run bench:engine              (env BENCH_ITERATIONS, BENCH_THREADS, BENCH_DEVICE=cpu|cuda|webgpu,
 //                                      BENCH_HOST_STEP=1 to also time the host path's step,
-//                                      BENCH_MODEL=reference|gpt2-small)
+//                                      BENCH_MODEL=reference|gpt2-small|llama)
 // Peak RSS is measured twice: with the training session alone (its warm-up steps, the first thing the process
 // does), then with the loss session added for the timed runs. `npm run profile:engine` breaks the time down.
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -12,17 +12,10 @@ import { cpus, loadavg, totalmem } from "node:os";
 import type { Device } from "../client/engine/devices.ts";
 import { ResidentSgdSession } from "../client/engine/resident.ts";
 import { LossSession, TrainingSession } from "../client/engine/session.ts";
-import { type Gpt2Config, parameterCount, parseModelConfig } from "../client/models/index.ts";
+import { parameterCount, parseModelConfig } from "../client/models/index.ts";
 import { initWeights } from "../client/models/init.ts";
 import { CLIP_NORM } from "../client/participant/trainer.ts";
-import {
-  ACTIVATION_FORMULA,
-  BATCH,
-  benchModel,
-  gpt2ActivationBytes,
-  referenceBatch,
-  SEQ,
-} from "./engine-reference.ts";
+import { activationBytes, BATCH, benchModel, referenceBatch, SEQ } from "./engine-reference.ts";
 import { describeGpus } from "./machine.ts";
 
 const WARMUP = 3;
@@ -52,7 +45,9 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 /** The process's peak resident set so far (Linux VmHWM, as getrusage's maxRSS). */
 const peakRss = (): number => process.resourceUsage().maxRSS * 1024;
 
-process.stderr.write(`GPT-2 style, ${paramCount} parameters, batch ${BATCH} × ${SEQ}, ${DEVICE}\n`);
+process.stderr.write(
+  `${MODEL} (${config.modelType}), ${paramCount} parameters, batch ${BATCH} × ${SEQ}, ${DEVICE}\n`,
+);
 // "Forward" is the forward pass up to the loss (LossSession): the training step minus its backward half and
 // update. ForwardSession would add copying the [B, T, vocab] logits (200 MB here) out to JavaScript, which
 // makes the forward slower and the ratio look better than the backward pass earns.
@@ -116,8 +111,8 @@ const [forwardCpu, trainCpu] = [median(forwardRuns.map((r) => r.cpu)), median(tr
 const ortVersion = (createRequire(import.meta.url)("onnxruntime-node/package.json") as { version: string })
   .version;
 const paramBytes = paramCount * 4;
-const activationBytes = gpt2ActivationBytes(config as Gpt2Config, BATCH, SEQ);
-const memoryGoalBytes = 6 * paramBytes + activationBytes;
+const activations = activationBytes(config, BATCH, SEQ);
+const memoryGoalBytes = 6 * paramBytes + activations.bytes;
 const peakRssBothSessions = peakRss();
 const result = {
   machine:
@@ -152,8 +147,8 @@ const result = {
   peakRssBytes: peakRssBothSessions,
   /** Whole process while it held only the training session (its warm-up steps). */
   peakRssTrainingSessionBytes: peakRssTrainingAlone,
-  activationBytes,
-  activationFormula: `${ACTIVATION_FORMULA} with B=${BATCH}, T=${SEQ}, L=${CONFIG.n_layer}, d=${CONFIG.n_embd}, V=${CONFIG.vocab_size}`,
+  activationBytes: activations.bytes,
+  activationFormula: activations.formula,
   /** The goal: peak RSS ≤ 6 × paramBytes + activationBytes. */
   memoryGoalBytes,
   peakRssToGoal: peakRssBothSessions / memoryGoalBytes,

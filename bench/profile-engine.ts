@@ -5,7 +5,7 @@
 // steadier than bench/engine.ts's wall-time ratio.
 //   npm run profile:engine            (env PROFILE_RUNS, default 4; PROFILE_TOP, default 12;
 //                                      PROFILE_DEVICE=cpu|cuda|webgpu, default cpu;
-//                                      PROFILE_MODEL=reference|gpt2-small, default reference)
+//                                      PROFILE_MODEL=reference|gpt2-small|llama, default reference)
 // On a GPU device a kernel's time is the time to issue it, and kernelMsByProvider shows which nodes onnxruntime
 // left on the CPU (with the copies between devices they cost).
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
