@@ -2,12 +2,12 @@
 // graph (logits). Shapes are static: one graph per (batch size, sequence length).
 import { type ModelConfig, modelOutput, modelTensors, type TensorSpec } from "../models/index.ts";
 import { gradients } from "./autodiff.ts";
-import { type FloatType, Graph, type Node, type OpDef, type Tensor } from "./graph.ts";
+import { type FloatType, Graph, type OpDef, type Tensor } from "./graph.ts";
 import type { LogSoftmaxForm } from "./head.ts";
-import { gather, scatterAddRows } from "./indexing.ts";
+import { gather, type LookedUpGradient, lookedUpGradient, onlyLookupOf } from "./indexing.ts";
 import { headInRowBlocks, headInVocabChunks, linearOutIn, maskedCrossEntropy } from "./nn.ts";
 import { toOnnxModel } from "./onnx.ts";
-import { add, div, expand, mul, reduceSum, reshape, slice, sqrt, sub, zeros } from "./ops.ts";
+import { add, div, mul, reduceSum, slice, sqrt, sub } from "./ops.ts";
 
 export interface GraphShape {
   batchSize: number;
@@ -233,9 +233,13 @@ export function buildSgdStepGraph(
   });
   const lookedUp = grads.flatMap(({ rows }, i) => {
     const w = params[i] as Tensor;
-    return rows
-      ? [{ param: w.name, rows: sub(gather(w, rows.ids), mul(rows.perPosition, step)), ids: rows.ids }]
-      : [];
+    if (!rows) return [];
+    const output = {
+      param: w.name,
+      rows: `${nextParamName(w.name)}.rows`,
+      ids: `${nextParamName(w.name)}.ids`,
+    };
+    return [{ output, rows: sub(gather(w, rows.ids), mul(rows.perPosition, step)), ids: rows.ids }];
   });
   const outputs = [
     { name: "loss", tensor: loss },
@@ -247,67 +251,21 @@ export function buildSgdStepGraph(
     ...[...blocks]
       .sort((a, b) => b.tensor.size - a.tensor.size)
       .map(({ output, tensor }) => ({ name: output.name, tensor })),
-    ...lookedUp.flatMap(({ param, rows, ids }) => [
-      { name: `${nextParamName(param)}.rows`, tensor: rows },
-      { name: `${nextParamName(param)}.ids`, tensor: ids },
+    ...lookedUp.flatMap(({ output, rows, ids }) => [
+      { name: output.rows, tensor: rows },
+      { name: output.ids, tensor: ids },
     ]),
   ];
   return {
     onnx: toOnnxModel(graph, outputs),
     tensors,
     blocks: blocks.map((b) => b.output),
-    lookedUp: lookedUp.map(({ param }) => ({
-      param,
-      rows: `${nextParamName(param)}.rows`,
-      ids: `${nextParamName(param)}.ids`,
-    })),
+    lookedUp: lookedUp.map((l) => l.output),
   };
 }
 
 /** One parameter's gradient: dense, or a lookup table's `LookedUpGradient`. */
 type ParamGradient = { dense: Tensor; rows?: undefined } | { dense?: undefined; rows: LookedUpGradient };
-
-/** A lookup table's gradient, non-zero only on the rows looked up: `perPosition` [N, d] gives each position its
- * row's gradient (the sum over the positions that looked that row up), `distinct` [N, d] holds each looked-up
- * row's gradient once and zeros elsewhere (its squares sum to the table gradient's), `ids` [N] the rows. */
-interface LookedUpGradient {
-  perPosition: Tensor;
-  distinct: Tensor;
-  ids: Tensor;
-}
-
-const ScatterOp: OpDef = { type: "ScatterElements" };
-
-/** The Gather node that is `table`'s only use (an untied token embedding's), if it is. */
-function onlyLookupOf(table: Tensor): Node | undefined {
-  const users = table.graph.nodes.filter((n) => n.inputs.includes(table));
-  const [node] = users;
-  const rowLookup = node?.op.type === "Gather" && node.inputs[0] === table && (node.attrs.axis ?? 0) === 0;
-  return users.length === 1 && rowLookup ? node : undefined;
-}
-
-/** The table's gradient from the gradient g of its lookup's output [..., d], in O(N·d + rows) without a
- * [rows, d] tensor: a position stands for each looked-up row (whichever of those that looked it up the scatter
- * keeps: any one will do), the positions' gradients are summed onto their row's stand-in, and read back for every
- * position. */
-function lookedUpGradient(lookup: Node, g: Tensor): LookedUpGradient {
-  const { graph } = g;
-  const [table, lookedUpIds] = lookup.inputs as [Tensor, Tensor];
-  const ids = reshape(lookedUpIds, [lookedUpIds.size]);
-  const n = ids.size;
-  const rows = table.shape[0] as number;
-  const positions = graph.int64(Array.from({ length: n }, (_, p) => p));
-  const standInOfRow = graph.apply(
-    ScatterOp,
-    [expand(graph.int64([0]), [rows]), ids, positions],
-    { axis: 0 },
-    [rows],
-    "int64",
-  );
-  const standIn = gather(standInOfRow, ids);
-  const distinct = scatterAddRows(zeros(graph, [n, g.size / n]), standIn, reshape(g, [n, g.size / n]));
-  return { perPosition: gather(distinct, standIn), distinct, ids };
-}
 
 /** Inputs: parameters, input_ids int64 [B, T], targets int64 [B, T], loss_mask float [B, T].
  * Outputs: loss (masked mean cross-entropy, scalar) and grad.<name> for every parameter, or its row blocks

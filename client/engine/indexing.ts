@@ -10,7 +10,8 @@ export function requireInt64(op: string, t: Tensor): void {
     throw new GraphShapeError(`${op}: indices must be int64, got ${t.dtype} ${t.name}`);
 }
 
-// Backward-only: scatter-add of rows, and the concatenation of two scatters' row indices.
+// Backward-only: scatters (of rows, and of a lookup's positions) and the concatenation of two scatters' row
+// indices.
 const ScatterElementsOp: OpDef = { type: "ScatterElements" };
 const IndexConcatOp: OpDef = { type: "Concat" };
 
@@ -88,4 +89,44 @@ export function gather(table: Tensor, ids: Tensor): Tensor {
   requireInt64("Gather", ids);
   const shape = [...ids.shape, ...table.shape.slice(1)];
   return table.graph.apply(GatherOp, [table, ids], { axis: 0 }, shape, table.dtype);
+}
+
+/** A lookup table's gradient, non-zero only on the rows looked up: `perPosition` [N, d] gives each position its
+ * row's gradient (the sum over the positions that looked that row up), `distinct` [N, d] holds each looked-up
+ * row's gradient once and zeros elsewhere (its squares sum to the table gradient's), `ids` [N] the rows. */
+export interface LookedUpGradient {
+  perPosition: Tensor;
+  distinct: Tensor;
+  ids: Tensor;
+}
+
+/** The Gather node that is `table`'s only use (an untied token embedding's), if it is. */
+export function onlyLookupOf(table: Tensor): Node | undefined {
+  const users = table.graph.nodes.filter((n) => n.inputs.includes(table));
+  const [node] = users;
+  const rowLookup = node?.op === GatherOp && node.inputs[0] === table;
+  return users.length === 1 && rowLookup ? node : undefined;
+}
+
+/** The table's gradient from the gradient g of its lookup's output [..., d], in O(N·d + rows) without a
+ * [rows, d] tensor: a position stands for each looked-up row (whichever of those that looked it up the scatter
+ * keeps: any one will do), the positions' gradients are summed onto their row's stand-in, and read back for every
+ * position. */
+export function lookedUpGradient(lookup: Node, g: Tensor): LookedUpGradient {
+  const { graph } = g;
+  const [table, lookedUpIds] = lookup.inputs as [Tensor, Tensor];
+  const ids = reshape(lookedUpIds, [lookedUpIds.size]);
+  const n = ids.size;
+  const rows = table.shape[0] as number;
+  const positions = graph.int64(Array.from({ length: n }, (_, p) => p));
+  const standInOfRow = graph.apply(
+    ScatterElementsOp,
+    [expand(graph.int64([0]), [rows]), ids, positions],
+    { axis: 0 },
+    [rows],
+    "int64",
+  );
+  const standIn = gather(standInOfRow, ids);
+  const distinct = scatterAddRows(zeros(graph, [n, g.size / n]), standIn, reshape(g, [n, g.size / n]));
+  return { perPosition: gather(distinct, standIn), distinct, ids };
 }
