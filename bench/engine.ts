@@ -12,6 +12,7 @@ import { cpus, loadavg, totalmem } from "node:os";
 import type { Device } from "../client/engine/devices.ts";
 import { ResidentSgdSession } from "../client/engine/resident.ts";
 import { LossSession, TrainingSession } from "../client/engine/session.ts";
+import { availableCores } from "../client/engine/threads.ts";
 import { parameterCount, parseModelConfig } from "../client/models/index.ts";
 import { initWeights } from "../client/models/init.ts";
 import { CLIP_NORM } from "../client/participant/trainer.ts";
@@ -117,7 +118,7 @@ const peakRssBothSessions = peakRss();
 const result = {
   machine:
     `${cpus()[0]?.model ?? "unknown CPU"} (${cpus().length} logical cores, ${Math.round(totalmem() / 2 ** 30)} GiB), ` +
-    `Node ${process.version}, onnxruntime-node ${ortVersion}, device ${DEVICE}, threads ${THREADS ?? "default"}` +
+    `Node ${process.version}, onnxruntime-node ${ortVersion}, device ${DEVICE}, threads ${THREADS ?? availableCores() ?? "onnxruntime's default"}` +
     (DEVICE === "cpu"
       ? ""
       : `, GPU ${describeGpus().join(" + ") || "model not found (only NVIDIA's are looked for)"}`) +

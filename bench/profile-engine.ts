@@ -14,6 +14,7 @@ import { join } from "node:path";
 import type { Device } from "../client/engine/devices.ts";
 import { ResidentSgdSession } from "../client/engine/resident.ts";
 import { type Batch, LossSession, type Params } from "../client/engine/session.ts";
+import { availableCores } from "../client/engine/threads.ts";
 import { parseModelConfig } from "../client/models/index.ts";
 import { initWeights } from "../client/models/init.ts";
 import { CLIP_NORM } from "../client/participant/trainer.ts";
@@ -123,6 +124,7 @@ try {
       seqLen: SEQ,
       runs: RUNS,
       device: DEVICE,
+      threads: availableCores() ?? "onnxruntime's default",
       trainStep: "one graph",
     },
     kernelTimeRatio: train.kernelMs / forward.kernelMs,
