@@ -6,6 +6,7 @@
 //                                      BENCH_MODEL=reference|gpt2-small|llama)
 // Peak RSS is measured twice: with the training session alone (its warm-up steps, the first thing the process
 // does), then with the loss session added for the timed runs. `npm run profile:engine` breaks the time down.
+import "../client/engine/tune-heap.ts";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { cpus, loadavg, totalmem } from "node:os";

@@ -8,6 +8,7 @@
 //                                      PROFILE_MODEL=reference|gpt2-small|llama, default reference)
 // On a GPU device a kernel's time is the time to issue it, and kernelMsByProvider shows which nodes onnxruntime
 // left on the CPU (with the copies between devices they cost).
+import "../client/engine/tune-heap.ts";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";

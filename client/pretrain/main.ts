@@ -1,4 +1,5 @@
 // npm run pretrain [-- --steps N --seed S --out DIR ...]: trains the demo's base model with a progress bar.
+import "../engine/tune-heap.ts";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
