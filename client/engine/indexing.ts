@@ -1,7 +1,7 @@
 // Integer-indexed ops. Their backward rules scatter-add (ScatterElements with reduction="add"), which costs
 // O(gradient size) instead of the O(N·V·D) of a one-hot matmul.
 import { GraphShapeError, type Node, type OpDef, type Tensor } from "./graph.ts";
-import { add, concat, expand, reshape, zeros } from "./ops.ts";
+import { add, concat, expand, joinSliceGradients, reshape, zeros } from "./ops.ts";
 
 const inp = (node: Node, i: number): Tensor => node.inputs[i] as Tensor;
 
@@ -70,8 +70,11 @@ const GatherOp: OpDef = {
  * output head that saves filling a [vocab, d] zero tensor and adding two [vocab, d] tensors every step. When the
  * other term is itself a row scatter (the head's one-hot rows), the two become one scatter over both sets of
  * rows: onnxruntime's scatter copies its whole [vocab, d] input first, so that is one copy instead of two.
+ * Gradients of adjacent slices of one tensor become one Concat (`joinSliceGradients`).
  */
 export function sumGradients(a: Tensor, b: Tensor): Tensor {
+  const slices = joinSliceGradients(a, b);
+  if (slices) return slices;
   const [other, rows] = rowsIntoZeros(b) ? [a, rowsIntoZeros(b)] : [b, rowsIntoZeros(a)];
   if (!rows) return add(a, b);
   const earlier = rowScatters.get(other);

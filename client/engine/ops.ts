@@ -234,10 +234,7 @@ const SliceOp: OpDef = {
       number,
       number,
     ];
-    const pads = a.shape.map(() => 0).concat(a.shape.map(() => 0));
-    pads[axis] = start;
-    pads[a.rank + axis] = (a.shape[axis] as number) - end;
-    return [pad(g, pads), null, null, null];
+    return [sliceGradient([g], a.shape, axis, start, end), null, null, null];
   },
 };
 /** a[..., start:end, ...] along one axis. */
@@ -269,6 +266,36 @@ const PadOp: OpDef = { type: "Pad" };
 function pad(a: Tensor, pads: number[]): Tensor {
   const shape = a.shape.map((d, i) => d + (pads[i] as number) + (pads[a.rank + i] as number));
   return a.graph.apply(PadOp, [a, a.graph.int64(pads)], {}, shape, a.dtype);
+}
+
+/** Slice gradients, by the range [start, end) of `axis` their parts fill (in order) in a tensor of the sliced shape. */
+const sliceGradients = new WeakMap<Tensor, { parts: Tensor[]; axis: number; start: number; end: number }>();
+
+/** The gradient of a tensor of `shape` whose slices [start, end) along `axis` received `parts`: their concatenation
+ * padded with zeros, or only the concatenation once the slices cover the axis. */
+function sliceGradient(parts: Tensor[], shape: readonly number[], axis: number, start: number, end: number) {
+  const joined = parts.length === 1 ? (parts[0] as Tensor) : concat(parts, axis);
+  const size = shape[axis] as number;
+  if (start === 0 && end === size) return joined;
+  const pads = shape.map(() => 0).concat(shape.map(() => 0));
+  pads[axis] = start;
+  pads[shape.length + axis] = size - end;
+  const padded = pad(joined, pads);
+  sliceGradients.set(padded, { parts, axis, start, end });
+  return padded;
+}
+
+/**
+ * Two gradients of one tensor from adjacent slices of it, as one: GPT-2 splits its fused q, k, v projection into
+ * three slices, and their gradients met as three Pads of the whole [tokens, 3d] width and two Adds, where one
+ * Concat writes that width once. Undefined for any other pair (the caller adds them).
+ */
+export function joinSliceGradients(a: Tensor, b: Tensor): Tensor | undefined {
+  const [x, y] = [sliceGradients.get(a), sliceGradients.get(b)];
+  if (!x || !y || x.axis !== y.axis) return undefined;
+  const [first, second] = x.end === y.start ? [x, y] : y.end === x.start ? [y, x] : [];
+  if (!first || !second) return undefined;
+  return sliceGradient([...first.parts, ...second.parts], a.shape, x.axis, first.start, second.end);
 }
 
 const ConcatOp: OpDef = {

@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { Graph, GraphShapeError } from "../../client/engine/graph.ts";
+import { gradients } from "../../client/engine/autodiff.ts";
+import { Graph, GraphShapeError, type Tensor } from "../../client/engine/graph.ts";
 import { headCrossEntropy } from "../../client/engine/head.ts";
 import { gather } from "../../client/engine/indexing.ts";
 import {
@@ -71,6 +72,29 @@ const cases: Record<string, OpCase> = {
       [2, 3],
     ],
     build: (a, b) => op.concat([op.mul(a, a), b], 1),
+  },
+  // Their gradients meet as one Concat (joinSliceGradients).
+  "slices that cover a tensor, as GPT-2 splits q, k and v": {
+    shapes: [[2, 6]],
+    build: (a) => {
+      const sq = op.mul(a, a);
+      const [q, k, v] = [0, 1, 2].map((j) => op.slice(sq, -1, 2 * j, 2 * j + 2)) as [Tensor, Tensor, Tensor];
+      return op.concat([op.mul(q, v), op.mul(k, k)], -1);
+    },
+  },
+  // Their gradients are added: one pair overlaps, one is adjacent only once another has been added.
+  "slices that overlap or meet out of order": {
+    shapes: [[2, 6]],
+    build: (a) => {
+      const sq = op.mul(a, a);
+      const [mid, left, right, wide] = [
+        [2, 4],
+        [0, 2],
+        [4, 6],
+        [1, 5],
+      ].map(([start, end]) => op.slice(sq, -1, start as number, end as number)) as Tensor[];
+      return op.concat([op.mul(mid as Tensor, left as Tensor), right as Tensor, wide as Tensor], -1);
+    },
   },
   softmax: { shapes: [[2, 5]], build: (a) => op.softmax(a) },
   "gather (repeated ids)": {
@@ -170,6 +194,45 @@ describe("op gradients match central finite differences (float64 through onnxrun
       }),
       { numRuns: 12, seed: 7 },
     );
+  });
+});
+
+describe("gradients of slices", () => {
+  /** The ops the graph runs to compute `t`, with the shapes they write (x's [4, 6] is "wide"). */
+  const opsFor = (t: Tensor): string[] => {
+    const live = new Set([t]);
+    const types: string[] = [];
+    for (const node of [...t.graph.nodes].reverse()) {
+      if (!live.has(node.output)) continue;
+      types.push(`${node.op.type}${node.output.shape.join(",") === "4,6" ? " wide" : ""}`);
+      for (const input of node.inputs) live.add(input);
+    }
+    return types;
+  };
+
+  it("meet as one Concat when the slices cover the tensor, with no Pad or Add of its width", () => {
+    const g = new Graph("float32");
+    const x = g.input("x", [4, 6], "float32", true);
+    const [q, k, v] = [0, 1, 2].map((j) => op.slice(x, -1, 2 * j, 2 * j + 2)) as [Tensor, Tensor, Tensor];
+    const y = op.reduceSum(op.mul(op.mul(q, k), v), [0, 1], false);
+    const [dx] = gradients(y, [x]) as [Tensor];
+    const types = opsFor(dx);
+    expect(types.filter((t) => t.startsWith("Concat"))).toEqual(["Concat wide"]);
+    expect(types.filter((t) => t.startsWith("Pad") || t === "Add wide")).toEqual([]);
+  });
+
+  it("keep their zero padding while the slices leave part of the tensor out", () => {
+    const g = new Graph("float32");
+    const x = g.input("x", [4, 6], "float32", true);
+    const [a, b] = [op.slice(x, -1, 1, 3), op.slice(x, -1, 3, 4)];
+    const squares = (t: Tensor) => op.reduceSum(op.mul(t, t), [0, 1], false);
+    const [dx] = gradients(op.add(squares(a), squares(b)), [x]) as [Tensor];
+    const types = opsFor(dx);
+    expect(types.filter((t) => t.startsWith("Pad") || t.startsWith("Concat"))).toEqual([
+      "Pad wide",
+      "Concat",
+    ]);
+    expect(types).not.toContain("Add wide");
   });
 });
 
