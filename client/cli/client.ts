@@ -87,7 +87,11 @@ export function registerClientCommand(program: Command): void {
       "model directory with config.json and tokenizer (weights come from the server)",
     )
     .addOption(new Option("--device <device>", "where to train").choices(DEVICES).default("cpu"))
-    .option("--threads <n>", "ONNX Runtime threads (default: one per physical core this process may use)", positiveInt)
+    .option(
+      "--threads <n>",
+      "ONNX Runtime threads (default: one per physical core this process may use)",
+      positiveInt,
+    )
     .addOption(
       new Option("--sync <mode>", "how to reach each round's checkpoint")
         .choices(["replay", "download"])
