@@ -3,9 +3,11 @@
 // weights, and peak memory against 6 × parameter bytes + activations. Writes bench/results/engine.json (engine-<model>.json for another model).
 //   npm run bench:engine              (env BENCH_ITERATIONS, BENCH_THREADS, BENCH_DEVICE=cpu|cuda|webgpu,
 //                                      BENCH_HOST_STEP=1 to also time the host path's step,
-//                                      BENCH_MODEL=reference|gpt2-small|llama)
-// Peak RSS is measured twice: with the training session alone (its warm-up steps, the first thing the process
-// does), then with the loss session added for the timed runs. `npm run profile:engine` breaks the time down.
+//                                      BENCH_MODEL=reference|gpt2-small|llama,
+//                                      FERRET_TUNE_HEAP=0 without the glibc heap tunables, client/engine/heap.ts)
+// Threads default to the client's (client/engine/threads.ts). Peak RSS is measured twice: with the training
+// session alone (its warm-up steps, the first thing the process does), then with the loss session added for the
+// timed runs. `npm run profile:engine` breaks the time down.
 import "../client/engine/tune-heap.ts";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";

@@ -36,7 +36,7 @@ export function parseCpuList(list: string): number[] {
 
 /** CPUs allowed by a cgroup quota: v2's cpu.max ("max 100000" or "<quota> <period>"), or v1's quota and period
  * in microseconds (quota -1 for none). Infinity without a limit. */
-export function quotaCpus(quota: number, period: number): number {
+function quotaCpus(quota: number, period: number): number {
   if (!(quota > 0) || !(period > 0)) return Number.POSITIVE_INFINITY;
   return Math.max(1, Math.ceil(quota / period));
 }
