@@ -15,6 +15,7 @@ import {
   createSession,
   EngineSession,
   type FloatData,
+  floatArrayType,
   floatTensor,
   graphShape,
   type Params,
@@ -69,9 +70,7 @@ export class ResidentSgdSession extends EngineSession {
   async step(batch: Batch, learningRate: number): Promise<{ loss: number; gradNorm: number }> {
     if (!this.start) throw new EngineInputError("begin() must come before step()");
     const feeds = { ...this.lossFeeds(this.start, batch), ...this.current };
-    const rate =
-      this.options.floatType === "float64" ? Float64Array.of(learningRate) : Float32Array.of(learningRate);
-    feeds.learning_rate = floatTensor(rate, []);
+    feeds.learning_rate = floatTensor(floatArrayType(this.options.floatType).of(learningRate), []);
     const out = await this.session.run(feeds);
     const firstStep = Object.keys(this.current).length === 0;
     this.dropCurrent();
@@ -114,8 +113,7 @@ export class ResidentSgdSession extends EngineSession {
   private ownedArray(name: string, shape: number[]): FloatData {
     let array = this.owned.get(name);
     if (!array) {
-      const size = shape.reduce((a, b) => a * b, 1);
-      array = this.options.floatType === "float64" ? new Float64Array(size) : new Float32Array(size);
+      array = new (floatArrayType(this.options.floatType))(shape.reduce((a, b) => a * b, 1));
       this.owned.set(name, array);
     }
     return array;

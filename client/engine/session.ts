@@ -102,6 +102,13 @@ export function deviceUnavailableHelp(
   return device === "cuda" && !backend.bundled && cudaProviderMissing() ? CUDA_HELP : undefined;
 }
 
+/** availableCores(), read from the kernel's files once per process: sessions are made several times a run. */
+let cores: { count: number | undefined } | undefined;
+function machineCores(): number | undefined {
+  cores ??= { count: availableCores() };
+  return cores.count;
+}
+
 /** The help for a failure to start `device`'s provider, or undefined when `err` is some other failure (a bad
  * graph, say), which must surface unchanged. */
 function providerFailureHelp(device: Device, err: unknown): string | undefined {
@@ -134,7 +141,7 @@ export async function createSession(
   }
   const unavailable = deviceUnavailableHelp(device);
   if (unavailable) throw new DeviceUnavailableError(unavailable);
-  const threads = opts.threads ?? availableCores();
+  const threads = opts.threads ?? machineCores();
   const sessionOptions: ort.InferenceSession.SessionOptions = {
     executionProviders: [device],
     // onnxruntime's extended fusions (e.g. x·sigmoid(x) → QuickGelu) have float kernels only.
@@ -174,6 +181,12 @@ export async function ensureDeviceAvailable(device: Device): Promise<void> {
   const session = await createSession(onnx, { batchSize: 1, seqLen: 1, device });
   await session.release();
 }
+
+/** The typed array of a float type: every host array a session feeds or fills is one of these. */
+export const floatArrayType = (
+  floatType: FloatType = "float32",
+): { new (length: number): FloatData; of(...values: number[]): FloatData } =>
+  floatType === "float64" ? Float64Array : Float32Array;
 
 export const floatTensor = (data: FloatData, dims: readonly number[]): ort.Tensor =>
   new ort.Tensor(data instanceof Float64Array ? "float64" : "float32", data, dims);
@@ -296,22 +309,17 @@ export class TrainingSession extends EngineSession {
 
   private gradientArrays(into: ReadonlyMap<string, FloatData> | undefined): Map<string, FloatData> {
     const floatType = this.options.floatType ?? "float32";
+    const FloatArray = floatArrayType(floatType);
     const grads = new Map<string, FloatData>();
     for (const spec of this.tensors) {
       const size = spec.shape.reduce((a, b) => a * b, 1);
       const given = into?.get(spec.name);
-      if (
-        into &&
-        !(given?.length === size && given instanceof (floatType === "float64" ? Float64Array : Float32Array))
-      ) {
+      if (into && !(given?.length === size && given instanceof FloatArray)) {
         throw new EngineInputError(
           `gradient array for ${spec.name} must be a ${floatType} array of ${size} values`,
         );
       }
-      grads.set(
-        spec.name,
-        given ?? (floatType === "float64" ? new Float64Array(size) : new Float32Array(size)),
-      );
+      grads.set(spec.name, given ?? new FloatArray(size));
     }
     return grads;
   }

@@ -1,8 +1,8 @@
 import { spawnSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import {
   HEAP_TUNING_SWITCH,
   TRAINING_HEAP_TUNABLES,
@@ -37,6 +37,7 @@ const canExecve = typeof (process as { execve?: unknown }).execve === "function"
 // Node 20 has no process.execve; there a training command runs untuned, which the first test pins down.
 describe("tune-heap.ts", () => {
   const script = join(tmpdir(), `ferret-heap-${process.pid}.mjs`);
+  afterAll(() => rmSync(script, { force: true }));
   const run = (env: NodeJS.ProcessEnv) => {
     writeFileSync(
       script,
