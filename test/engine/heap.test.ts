@@ -12,18 +12,25 @@ import {
 const TUNED = TRAINING_HEAP_TUNABLES.join(":");
 
 describe("tunedHeapEnvironment", () => {
-  it("adds the training tunables, after any the user set", () => {
+  it("adds the training tunables after any others the user set", () => {
     expect(tunedHeapEnvironment({ PATH: "/bin" })).toEqual({ PATH: "/bin", GLIBC_TUNABLES: TUNED });
-    expect(tunedHeapEnvironment({ GLIBC_TUNABLES: "glibc.malloc.hugetlb=1" })?.GLIBC_TUNABLES).toBe(
-      `glibc.malloc.hugetlb=1:${TUNED}`,
+    expect(tunedHeapEnvironment({ GLIBC_TUNABLES: "glibc.malloc.arena_max=2" })?.GLIBC_TUNABLES).toBe(
+      `glibc.malloc.arena_max=2:${TUNED}`,
     );
   });
 
-  it("leaves a process that has them, or that set either threshold itself, as it is", () => {
+  it("keeps the user's own value of a training tunable and adds the rest", () => {
+    expect(
+      tunedHeapEnvironment({ GLIBC_TUNABLES: "glibc.malloc.hugetlb=0:glibc.malloc.trim_threshold=0" })
+        ?.GLIBC_TUNABLES,
+    ).toBe("glibc.malloc.hugetlb=0:glibc.malloc.trim_threshold=0:glibc.malloc.mmap_threshold=33554432");
+  });
+
+  it("leaves a process that has every one of them, or has tuning switched off, as it is", () => {
     // Re-executing a process that already has them would never end.
     expect(tunedHeapEnvironment({ GLIBC_TUNABLES: TUNED })).toBeUndefined();
-    expect(tunedHeapEnvironment({ GLIBC_TUNABLES: "glibc.malloc.trim_threshold=0" })).toBeUndefined();
-    expect(tunedHeapEnvironment({ GLIBC_TUNABLES: "glibc.malloc.mmap_threshold=65536" })).toBeUndefined();
+    const reordered = [...TRAINING_HEAP_TUNABLES].reverse().join(":");
+    expect(tunedHeapEnvironment({ GLIBC_TUNABLES: reordered })).toBeUndefined();
     expect(tunedHeapEnvironment({ [HEAP_TUNING_SWITCH]: "0" })).toBeUndefined();
   });
 });
