@@ -7,10 +7,11 @@
 // step faults about 250 pages and peak RSS stays where it was.
 //
 // The first steps still faulted in every page they touched for the first time, 4 KiB at a time: 104k pages at the
-// reference config and 567k at GPT-2 small. With transparent huge pages in "madvise" mode (as Debian's and Ubuntu's
-// kernels ship), glibc.malloc.hugetlb=1 asks for 2 MiB pages instead: 1.6k and 3k faults, a first step
-// 10–24% shorter, and GPT-2 small's later steps 5–8% shorter (likely fewer TLB misses over its 154 MB head),
-// for 1% more peak RSS. Where THP is off, or glibc is older than 2.35, the tunable does nothing.
+// reference config and 567k at GPT-2 small. With transparent huge pages in "madvise" mode (the 2-core machine's
+// setting; in "always" mode the kernel needs no asking), glibc.malloc.hugetlb=1 asks for 2 MiB pages instead:
+// 1.6k and 3k faults, a first step 10–24% shorter, and GPT-2 small's later steps 5–8% shorter (likely fewer TLB
+// misses over its 154 MB head), for 1% more peak RSS. Where THP is off, or glibc is older than 2.35, the tunable
+// does nothing.
 //
 // Tunables are read once, at process start, from GLIBC_TUNABLES, so a training command re-executes itself with
 // them set (Node 22.15 and later have process.execve; on Node 20, which has reached its end of life, the command
