@@ -69,7 +69,10 @@ export class HfTokenizer implements Tokenizer {
     } catch (error) {
       throw new TokenizerError(`tokenizer.json could not be loaded: ${(error as Error).message}`);
     }
-    this.vocabSize = Math.max(-1, ...this.impl.get_vocab(true).values()) + 1;
+    // A loop, not Math.max(...ids): spreading Llama 3's 128,256 ids as arguments overflows V8's stack.
+    let largestId = -1;
+    for (const id of this.impl.get_vocab(true).values()) largestId = Math.max(largestId, id);
+    this.vocabSize = largestId + 1;
     this.eosId = findEos(this.impl, tokenizerConfig);
   }
 

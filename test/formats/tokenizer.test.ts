@@ -111,6 +111,19 @@ describe("tokenizer.json via @huggingface/tokenizers", () => {
     }
   });
 
+  it("loads vocabularies as large as Llama 3's and Gemma's", () => {
+    const size = 256_000;
+    const vocab = Object.fromEntries(Array.from({ length: size }, (_, i) => [`w${i}`, i]));
+    const model = { type: "WordLevel", vocab, unk_token: "w0" };
+    const json = {
+      ...{ version: "1.0", truncation: null, padding: null, added_tokens: [], normalizer: null },
+      ...{ pre_tokenizer: { type: "Whitespace" }, post_processor: null, decoder: null, model },
+    };
+    const tokenizer = new HfTokenizer(json);
+    expect(tokenizer.vocabSize).toBe(size);
+    expect(tokenizer.encode("w5 w255999")).toEqual([5, 255_999]);
+  });
+
   it("says what is wrong with a bad tokenizer.json or config", async () => {
     expect(() => new HfTokenizer({ model: { type: "Nope" } })).toThrow(TokenizerError);
     const badDir = join(dir, "bad");
