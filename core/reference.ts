@@ -55,7 +55,12 @@ export function sketchEntry(
   const { slot, word } = slotOf(j);
   philox4x32(slot, 0, block, FAMILY_TAG.sketch, key[0], key[1], words);
   const u = words[word] as number;
-  return { bucket: Math.floor(((u >>> 1) * kb) / 2 ** 31), sign: u & 1 ? -1 : 1 };
+  return { bucket: sketchBucket(u, kb), sign: u & 1 ? -1 : 1 };
+}
+
+/** ⌊(u >>> 1)·k_b / 2^31⌋ in BigInt: the product passes 2^53 once k_b > 2^22, and a double would round it. */
+export function sketchBucket(u: number, kb: number): number {
+  return Number((BigInt(u >>> 1) * BigInt(kb)) >> 31n);
 }
 
 const signOf = (m: number, i: number) => ((m >>> i) & 1 ? -1 : 1);

@@ -9,6 +9,7 @@ import {
   referenceProject,
   referenceReconstruct,
   type StreamKey,
+  sketchBucket,
 } from "../../core/reference.ts";
 
 // The WebAssembly kernels against the scalar specification, byte for byte, on random shapes and values.
@@ -112,6 +113,18 @@ describe("gaussian reconstruction with sparse coefficients", () => {
         expect(Object.is(referenceEstimate("gaussian", stream, gamma, j), full)).toBe(true);
       }),
       { numRuns: 300 },
+    );
+  });
+});
+
+describe("the reference's sketch bucket", () => {
+  it("is exact where a double product would round (k_b > 2^22)", () => {
+    // (u >>> 1)·k_b = 92,621,235,192,621,351 > 2^53; in doubles the bucket came out one higher.
+    expect(sketchBucket(926_212_351 * 2, 100_000_001)).toBe(43_130_123);
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 2 ** 32 - 1 }), fc.integer({ min: 1, max: 2 ** 22 }), (u, kb) => {
+        expect(sketchBucket(u, kb)).toBe(Math.floor(((u >>> 1) * kb) / 2 ** 31));
+      }),
     );
   });
 });
