@@ -1,5 +1,6 @@
 // Completes the multipart upload, then imports the safetensors file as checkpoint 0 (checked against the plan).
 import { z } from "zod";
+import { BadRequest, Conflict } from "../errors.ts";
 import { httpHandler, jsonBody, parse, runIdParam } from "../http.ts";
 import { importInitialCheckpoint } from "../rounds/checkpoints.ts";
 import { requireRun } from "../rounds/lifecycle.ts";
@@ -17,7 +18,21 @@ export const handler = httpHandler(async (event, svc) => {
   const { parts } = parse(body, jsonBody(event), "checkpoint_parts");
   const uploadId = parse(z.string().min(1), event.pathParameters?.uploadId, "uploadId");
   const run = await requireRun(svc, runIdParam(event));
-  await svc.bucket.completeMultipart(objectKeys.importUpload(run.runId), uploadId, parts);
+  // Checked before completing: a late completion would replace the file checkpoint 0 was imported from.
+  if (run.initialCheckpointReady) {
+    throw new Conflict("checkpoint_exists", `run ${run.runId} already has checkpoint 0`);
+  }
+  try {
+    await svc.bucket.completeMultipart(objectKeys.importUpload(run.runId), uploadId, parts);
+  } catch (error) {
+    const code = (error as { name?: string }).name;
+    if (code !== "NoSuchUpload" && code !== "InvalidPart" && code !== "InvalidPartOrder") throw error;
+    throw new BadRequest(
+      "invalid_upload",
+      `the checkpoint's multipart upload could not be completed (${code}): expected the uploadId and every ` +
+        "part's number and ETag from this run's checkpoint upload",
+    );
+  }
   const manifest = await importInitialCheckpoint(svc, run.runId);
   return {
     status: 200,

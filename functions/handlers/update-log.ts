@@ -1,4 +1,5 @@
-// Update-log entries for rounds from..to (at most 100): enough to replay w_from -> w_to+1 without downloading weights.
+// Update-log entries of the committed rounds among from..to (at most 100): enough to replay w_from -> w_to+1
+// without downloading weights.
 import { BadRequest } from "../errors.ts";
 import { clientOf, httpHandler, numberParam } from "../http.ts";
 
@@ -14,7 +15,13 @@ export const handler = httpHandler(async (event, svc) => {
       `rounds ${from}..${to}: need from <= to and at most ${MAX_ENTRIES} rounds`,
     );
   }
-  const entries = await svc.table.getLogEntries(runId, from, to);
+  // A round's entry is written when its aggregation begins; only a round that committed (DONE) moved the model.
+  const [logged, rounds] = await Promise.all([
+    svc.table.getLogEntries(runId, from, to),
+    svc.table.listRounds(runId, from, to),
+  ]);
+  const committed = new Set(rounds.filter((r) => r.state === "DONE").map((r) => r.round));
+  const entries = logged.filter((entry) => committed.has(entry.round));
   return {
     status: 200,
     body: {

@@ -101,7 +101,7 @@ export const handler = httpHandler(async (event, svc) => {
         metrics,
         receivedAt,
       },
-      now,
+      svc.now,
     );
   } catch (error) {
     if (!(error instanceof UploadRefused)) throw error;

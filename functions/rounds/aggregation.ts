@@ -179,7 +179,11 @@ async function readDigest(
 export async function commitRound(svc: Services, { runId, round }: RoundRef): Promise<Manifest> {
   const run = await requireRun(svc, runId);
   const record = await requireRound(svc, runId, round);
-  if (record.state === "DONE") return readManifest(svc, runId, round + 1);
+  if (record.state === "DONE") {
+    // A retry of a commit that died after its DONE write: the next round may not have been opened.
+    await advance(svc, runId, round);
+    return readManifest(svc, runId, round + 1);
+  }
   if (record.state !== "AGGREGATING")
     throw new Error(`run ${runId} round ${round} is ${record.state}, not AGGREGATING`);
   const base = await readManifest(svc, runId, record.baseCheckpoint);
@@ -191,11 +195,15 @@ export async function commitRound(svc: Services, { runId, round }: RoundRef): Pr
   return manifest;
 }
 
-/** Catch-all after retries are spent: the round is FAILED with the reason, and the run moves on. */
+/**
+ * Catch-all after retries are spent: the round is FAILED with the reason, and the run moves on. The run moves on
+ * whoever wrote FAILED (or DONE): a retry of a call that died between the two must still open the next round.
+ */
 export async function failAggregation(
   svc: Services,
   { runId, round }: RoundRef,
   reason: string,
 ): Promise<void> {
-  if (await svc.table.failRound(runId, round, "AGGREGATING", reason)) await advance(svc, runId, round);
+  await svc.table.failRound(runId, round, "AGGREGATING", reason);
+  await advance(svc, runId, round);
 }

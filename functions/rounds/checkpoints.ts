@@ -40,16 +40,38 @@ export async function importInitialCheckpoint(svc: Services, runId: string): Pro
       );
     }
     const key = objectKeys.shard(runId, 0, shard.index);
-    if (!(await svc.bucket.exists(key))) await svc.bucket.putNew(key, bytes, "application/octet-stream");
-    results.push(digestShard(plan, shard, values, key));
+    const digest = digestShard(plan, shard, values, key);
+    await writeImported(svc, key, bytes, async () => {
+      const stored = new Float32Array(shard.length);
+      await svc.bucket.readInto(key, new Uint8Array(stored.buffer));
+      return digestShard(plan, shard, stored, key).sha256 === digest.sha256;
+    });
+    results.push(digest);
   }
   const manifest = buildManifest(runId, 0, plan, results);
   const manifestKey = objectKeys.manifest(runId, 0);
-  if (!(await svc.bucket.exists(manifestKey))) {
-    await svc.bucket.putNew(manifestKey, JSON.stringify(manifest), "application/json");
-  }
+  const manifestText = JSON.stringify(manifest);
+  await writeImported(svc, manifestKey, manifestText, async () => {
+    return (await svc.bucket.readText(manifestKey)) === manifestText;
+  });
   await svc.table.markInitialCheckpointReady(runId);
   return manifest;
+}
+
+/**
+ * Writes a shard or the manifest of checkpoint 0, which no round or client uses before the import commits (the
+ * run's ready flag, last). An earlier import that crashed, or was refused at a later shard, may have left the
+ * object from another file: one that differs is replaced, or the manifest would not match the stored bytes.
+ */
+async function writeImported(
+  svc: Services,
+  key: string,
+  body: Uint8Array | string,
+  sameAsStored: () => Promise<boolean>,
+): Promise<void> {
+  if ((await svc.bucket.exists(key)) && (await sameAsStored())) return;
+  const contentType = typeof body === "string" ? "application/json" : "application/octet-stream";
+  await svc.bucket.putUncommitted(key, body, contentType);
 }
 
 /** A checkpoint exists once its manifest is committed: 0 after import, r + 1 once round r is DONE. */

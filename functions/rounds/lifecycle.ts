@@ -55,25 +55,71 @@ export async function openRound(
     uploadCount: 0,
     openedAt: new Date(now).toISOString(),
   };
-  if (!(await svc.table.openRound(record))) return undefined;
+  if (!(await svc.table.openRound(record))) {
+    await scheduleOpenDeadline(svc, run.runId, round);
+    return undefined;
+  }
   await svc.platform.scheduleDeadline(run.runId, round, record.deadline);
   return record;
 }
 
-/** After round `round` finished (DONE or FAILED): opens the next one if the run is active and still on it. */
+/**
+ * Schedules round `round`'s deadline again if the round is still OPEN. Scheduling is idempotent per round, so
+ * this repairs a round whose record was written by a caller that died before its schedule was.
+ */
+async function scheduleOpenDeadline(svc: Services, runId: string, round: number): Promise<void> {
+  const record = await svc.table.getRound(runId, round);
+  if (record?.state === "OPEN") await svc.platform.scheduleDeadline(runId, round, record.deadline);
+}
+
+/**
+ * After round `round` finished (DONE or FAILED): opens the next one if the run is active and still on it. Safe to
+ * call again after a crash at any point: a next round already open gets its deadline scheduled (again).
+ */
 export async function advance(svc: Services, runId: string, round: number): Promise<void> {
   const run = await requireRun(svc, runId);
   const finished = await requireRound(svc, runId, round);
-  if (run.status !== "ACTIVE" || run.currentRound !== round) return;
-  const base = finished.state === "DONE" ? round + 1 : finished.baseCheckpoint;
-  if (finished.state === "DONE" || finished.state === "FAILED") await openRound(svc, run, round + 1, base);
+  if (run.status !== "ACTIVE" || (finished.state !== "DONE" && finished.state !== "FAILED")) return;
+  if (run.currentRound === round + 1) return scheduleOpenDeadline(svc, runId, round + 1);
+  if (run.currentRound !== round) return;
+  await openRound(svc, run, round + 1, finished.state === "DONE" ? round + 1 : finished.baseCheckpoint);
 }
 
-/** The round's deadline arrived: aggregate what came if it reaches the minimum, otherwise fail it and move on. */
+/**
+ * Sets an ACTIVE run's rounds going again: round 0, or the current round where it stands (its deadline scheduled
+ * if it is open, resumed if it closed), or the round after it.
+ */
+export async function resumeRun(svc: Services, run: RunRecord): Promise<void> {
+  if (run.currentRound < 0) {
+    await openRound(svc, run, 0, 0);
+    return;
+  }
+  const current = await requireRound(svc, run.runId, run.currentRound);
+  if (current.state === "OPEN") await scheduleOpenDeadline(svc, run.runId, current.round);
+  else await resumeClosedRound(svc, current);
+}
+
+/**
+ * Finishes what a crashed caller left of a round that is no longer OPEN: an aggregation that was never started
+ * (starting it is idempotent per round), or a next round that was never opened.
+ */
+async function resumeClosedRound(svc: Services, record: RoundRecord): Promise<void> {
+  if (record.state === "AGGREGATING") await svc.platform.startAggregation(record.runId, record.round);
+  else await advance(svc, record.runId, record.round);
+}
+
+/**
+ * The round's deadline arrived: aggregate what came if it reaches the minimum, otherwise fail it and move on. A
+ * round already closed is resumed where a crash may have left it (resumeClosedRound): every round gets its
+ * deadline event, and Lambda retries a deadline invocation that fails.
+ */
 export async function closeAtDeadline(svc: Services, runId: string, round: number) {
   const record = await requireRound(svc, runId, round);
   const now = svc.now();
-  if (record.state !== "OPEN") return { action: "none", state: record.state } as const;
+  if (record.state !== "OPEN") {
+    await resumeClosedRound(svc, record);
+    return { action: "none", state: record.state } as const;
+  }
   if (now < record.deadline) return { action: "early", state: record.state } as const;
   if (record.uploadCount >= record.minUploads) {
     if (await svc.table.closeAtDeadline(runId, round, now)) {
@@ -83,7 +129,7 @@ export async function closeAtDeadline(svc: Services, runId: string, round: numbe
     return { action: "none", state: (await requireRound(svc, runId, round)).state } as const;
   }
   const reason = `deadline passed with ${record.uploadCount} of the minimum ${record.minUploads} uploads`;
-  if (await svc.table.failRound(runId, round, "OPEN", reason)) {
+  if (await svc.table.failAtDeadline(runId, round, now, reason)) {
     await advance(svc, runId, round);
     return { action: "failed", state: "FAILED", reason } as const;
   }

@@ -74,6 +74,13 @@ export class CheckpointBucket {
     );
   }
 
+  /** Writes `body` under `key` whether or not it exists: only for objects no committed checkpoint names yet. */
+  async putUncommitted(key: string, body: Uint8Array | string, contentType: string): Promise<void> {
+    await this.s3.send(
+      new PutObjectCommand({ Bucket: this.bucketName, Key: key, Body: body, ContentType: contentType }),
+    );
+  }
+
   /** Fills `into` from the object's bytes [start, start + into.byteLength), streaming: no second copy. */
   async readInto(key: string, into: Uint8Array, start = 0): Promise<void> {
     const end = start + into.byteLength - 1;

@@ -241,47 +241,54 @@ export class RoundTable {
     return this.get<RoundRecord>(keys.round(runId, round));
   }
 
+  async listRounds(runId: string, from: number, to: number): Promise<RoundRecord[]> {
+    const items = await this.queryAll(`RUN#${runId}`, [keys.round(runId, from).sk, keys.round(runId, to).sk]);
+    return items.map((item) => strip<RoundRecord>(item) as RoundRecord);
+  }
+
   /**
    * Stores the upload and counts it in one transaction: refused unless the round is open, before its deadline,
-   * the client is selected and not revoked, and it has not uploaded already.
+   * the client is selected and not revoked, and it has not uploaded already. `now` is read at every attempt: an
+   * upload that keeps losing races to others must not be let in after the deadline.
    */
-  async recordUpload(upload: UploadRecord, now: number): Promise<void> {
+  async recordUpload(upload: UploadRecord, now: () => number): Promise<void> {
     const { coefficients, ...rest } = upload;
-    const transaction = new TransactWriteCommand({
-      TransactItems: [
-        this.newItem({
-          ...keys.upload(upload.runId, upload.round, upload.clientId),
-          ...rest,
-          coefficients: bytesOf(coefficients),
-        }),
-        {
-          Update: {
-            TableName: this.tableName,
-            Key: keys.round(upload.runId, upload.round),
-            UpdateExpression: "ADD uploadCount :one",
-            ConditionExpression: "#state = :open AND deadline > :now AND contains(selected, :client)",
-            ExpressionAttributeNames: { "#state": "state" },
-            ExpressionAttributeValues: {
-              ":one": 1,
-              ":open": "OPEN",
-              ":now": now,
-              ":client": upload.clientId,
+    const transaction = () =>
+      new TransactWriteCommand({
+        TransactItems: [
+          this.newItem({
+            ...keys.upload(upload.runId, upload.round, upload.clientId),
+            ...rest,
+            coefficients: bytesOf(coefficients),
+          }),
+          {
+            Update: {
+              TableName: this.tableName,
+              Key: keys.round(upload.runId, upload.round),
+              UpdateExpression: "ADD uploadCount :one",
+              ConditionExpression: "#state = :open AND deadline > :now AND contains(selected, :client)",
+              ExpressionAttributeNames: { "#state": "state" },
+              ExpressionAttributeValues: {
+                ":one": 1,
+                ":open": "OPEN",
+                ":now": now(),
+                ":client": upload.clientId,
+              },
             },
           },
-        },
-        {
-          ConditionCheck: {
-            TableName: this.tableName,
-            Key: keys.client(upload.runId, upload.clientId),
-            ConditionExpression: "revoked = :f",
-            ExpressionAttributeValues: { ":f": false },
+          {
+            ConditionCheck: {
+              TableName: this.tableName,
+              Key: keys.client(upload.runId, upload.clientId),
+              ConditionExpression: "revoked = :f",
+              ExpressionAttributeValues: { ":f": false },
+            },
           },
-        },
-      ],
-    });
+        ],
+      });
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.doc.send(transaction);
+        await this.doc.send(transaction());
         return;
       } catch (error) {
         const reasons = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons;
@@ -317,6 +324,14 @@ export class RoundTable {
         ":now": now,
       },
     );
+  }
+
+  /** OPEN -> FAILED at the deadline, if fewer than the minimum uploaded by then. */
+  failAtDeadline(runId: string, round: number, now: number, failureReason: string): Promise<boolean> {
+    return this.transition(runId, round, "OPEN", "FAILED", "uploadCount < minUploads AND deadline <= :now", {
+      failureReason,
+      ":now": now,
+    });
   }
 
   commitRound(runId: string, round: number): Promise<boolean> {

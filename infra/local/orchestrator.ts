@@ -31,6 +31,11 @@ export class Crash extends Error {
 export class LocalOrchestrator implements Platform {
   private readonly running = new Set<Promise<void>>();
   private readonly timers = new Set<NodeJS.Timeout>();
+  /** Rounds (`runId:round`) being aggregated, and rounds with a deadline timer: a second start or schedule of
+   * the same round (a repair after a crash) is a no-op, as Step Functions' and EventBridge's per-round names make
+   * it in AWS. */
+  private readonly aggregating = new Set<string>();
+  private readonly deadlines = new Set<string>();
   readonly started: RoundRef[] = [];
   readonly crashes: Error[] = [];
   /** Every shard task's outcome, kept so tests can check what each task held. */
@@ -43,19 +48,26 @@ export class LocalOrchestrator implements Platform {
   ) {}
 
   async startAggregation(runId: string, round: number): Promise<void> {
+    const key = `${runId}:${round}`;
+    if (this.aggregating.has(key)) return;
+    this.aggregating.add(key);
     this.started.push({ runId, round });
     const closed = performance.now();
     this.track(
-      this.aggregate({ runId, round }).then(() =>
-        this.options.onCommitted?.({ runId, round }, (performance.now() - closed) / 1000),
-      ),
+      this.aggregate({ runId, round })
+        .then(() => this.options.onCommitted?.({ runId, round }, (performance.now() - closed) / 1000))
+        .finally(() => this.aggregating.delete(key)),
     );
   }
 
   async scheduleDeadline(runId: string, round: number, deadline: number): Promise<void> {
+    const key = `${runId}:${round}`;
+    if (this.deadlines.has(key)) return;
+    this.deadlines.add(key);
     const timer = setTimeout(
       () => {
         this.timers.delete(timer);
+        this.deadlines.delete(key);
         this.track(this.fireDeadline(runId, round, deadline));
       },
       Math.min(Math.max(0, deadline - this.svc.now()), 2 ** 31 - 1),
@@ -116,5 +128,6 @@ export class LocalOrchestrator implements Platform {
   close(): void {
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
+    this.deadlines.clear();
   }
 }

@@ -115,7 +115,7 @@ describe("a round at its deadline", () => {
     }
   });
 
-  it("a deadline call that arrives early changes nothing", async () => {
+  it("a deadline call that arrives early changes nothing, and fails so that Lambda retries it", async () => {
     const run = await createRun(
       api,
       model,
@@ -124,8 +124,7 @@ describe("a round at its deadline", () => {
     );
     const { handler } = await import("../../functions/handlers/deadline.ts");
     const before = await snapshot(stack);
-    const outcome = await handler({ runId: run.runId, round: 0 }, {} as never);
-    expect(outcome).toMatchObject({ action: "early", state: "OPEN" });
+    await expect(handler({ runId: run.runId, round: 0 }, {} as never)).rejects.toThrow(/before its deadline/);
     expect(changes(before, await snapshot(stack))).toEqual({ added: [], removed: [] });
   });
 });

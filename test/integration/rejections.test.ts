@@ -73,7 +73,7 @@ describe("refused uploads change nothing", () => {
       receivedAt: new Date().toISOString(),
     };
     const before = await snapshot(stack);
-    const error = await stack.services.table.recordUpload(record, Date.now()).catch((e: unknown) => e);
+    const error = await stack.services.table.recordUpload(record, Date.now).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(UploadRefused);
     expect((error as UploadRefused).refusal.clientRefused).toBe(true);
     expect(changes(before, await snapshot(stack))).toEqual({ added: [], removed: [] });
