@@ -60,6 +60,8 @@ const HANDLERS: Record<string, HandlerAccess> = {
   "start-run.ts": {
     description: "Operator: start or resume a run",
     table: "write",
+    // Resuming finishes what a crash left: a round's deadline, or an aggregation that never started.
+    startsAggregation: true,
     schedulesDeadlines: true,
   },
   "pause-run.ts": { description: "Operator: pause a run", table: "write" },

@@ -89,7 +89,7 @@ describe("Lambda handlers", () => {
     expect(flatten(put?.Resource)).toMatch(/^<StorageCheckpoints\w+\.Arn>\/staging\/\*$/);
   });
 
-  it("lets exactly the upload and deadline handlers start the state machine it names", () => {
+  it("lets exactly the upload, deadline and start handlers start the state machine it names", () => {
     const [[stateMachineId, stateMachine]] = resources("AWS::StepFunctions::StateMachine") as [
       [string, Resource],
     ];
@@ -100,7 +100,7 @@ describe("Lambda handlers", () => {
       const starts = statementsOf(template, file).filter((s) =>
         [s.Action].flat().includes("states:StartExecution"),
       );
-      if (file === "upload.ts" || file === STEP_HANDLERS.deadline) {
+      if (file === "upload.ts" || file === STEP_HANDLERS.deadline || file === "start-run.ts") {
         expect(
           starts.map((s) => flatten(s.Resource)),
           file,
