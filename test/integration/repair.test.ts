@@ -148,6 +148,21 @@ describe("the deadline's fail", () => {
   });
 });
 
+describe("a repeated upload", () => {
+  it("whose first copy closed the round is a duplicate (it counts), not refused as closed", async () => {
+    const run = await createRun(api, model, config, 2);
+    const { uploads } = await uploadRound(api, run);
+    const { clientId, coefficients } = uploads[uploads.length - 1] as (typeof uploads)[number];
+    const client = run.clients.find((c) => c.clientId === clientId) as { token: string };
+    const again = await api.call("POST", `/runs/${run.runId}/rounds/0/uploads?examples=1`, {
+      token: client.token,
+      bytes: new Uint8Array(coefficients.buffer),
+    });
+    expect(again).toMatchObject({ status: 409, body: { error: "duplicate_upload" } });
+    await stack.orchestrator.idle();
+  });
+});
+
 describe("starting a run", () => {
   it("without clients is refused and changes nothing; with them it starts", async () => {
     const created = await api.operator<{ runId: string; config: { plan: never } }>("POST", "/runs", {
