@@ -6,10 +6,16 @@ export interface BackoffOptions {
   baseMs: number;
   /** Largest delay ceiling, in milliseconds. */
   capMs: number;
-  /** Stop retrying once this much time has been spent waiting (milliseconds); Infinity retries forever. */
+  /**
+   * Stop retrying once this much wall-clock time (milliseconds) has passed since the first attempt began, counting
+   * the attempts as well as the waits between them; Infinity retries forever. No wait runs past it, but an attempt
+   * started before it runs to its own end (its timeouts bound that).
+   */
   giveUpAfterMs: number;
   random?: () => number;
   sleep?: (ms: number) => Promise<void>;
+  /** The clock the deadline is read on, in milliseconds; tests that fake `sleep` fake it too. */
+  now?: () => number;
   /** Told before every wait, e.g. to print "server unreachable, retrying in 4 s". */
   onWait?: (wait: { attempt: number; delayMs: number; error: Error }) => void;
 }
@@ -31,7 +37,8 @@ export class GaveUpError extends Error {
 
 /**
  * Runs `attempt` until it succeeds or fails with an error `retryable` rejects. Retryable failures wait with
- * backoff; once the total waiting would pass `giveUpAfterMs`, a GaveUpError carries the last failure.
+ * backoff, never past `giveUpAfterMs` from the start; a failure after that deadline throws a GaveUpError that
+ * carries it.
  */
 export async function withBackoff<T>(
   attempt: () => Promise<T>,
@@ -39,22 +46,25 @@ export async function withBackoff<T>(
   options: BackoffOptions = DEFAULT_BACKOFF,
 ): Promise<T> {
   const wait = options.sleep ?? sleep;
-  let waited = 0;
+  const now = options.now ?? Date.now;
+  const start = now();
+  const deadline = start + options.giveUpAfterMs;
   for (let n = 0; ; n++) {
     try {
       return await attempt();
     } catch (error) {
       if (!(error instanceof Error) || !retryable(error)) throw error;
-      const delayMs = backoffDelay(n, options, options.random);
-      if (waited + delayMs > options.giveUpAfterMs) {
+      const remaining = deadline - now();
+      if (remaining <= 0) {
+        const seconds = ((now() - start) / 1000).toFixed(1);
         throw new GaveUpError(
-          `gave up after ${n + 1} attempts over ${Math.round(waited / 1000)} s: ${error.message}`,
+          `gave up after ${n + 1} attempts over ${seconds} s (the limit is ${options.giveUpAfterMs / 1000} s): ${error.message}`,
           { cause: error },
         );
       }
+      const delayMs = Math.min(backoffDelay(n, options, options.random), remaining);
       options.onWait?.({ attempt: n, delayMs, error });
       await wait(delayMs);
-      waited += delayMs;
     }
   }
 }

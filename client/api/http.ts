@@ -5,7 +5,6 @@ import { createReadStream, createWriteStream } from "node:fs";
 import { rename, rm, stat } from "node:fs/promises";
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
-import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { type BackoffOptions, DEFAULT_BACKOFF, withBackoff } from "./backoff.ts";
 import type { Signer } from "./sigv4.ts";
@@ -22,9 +21,23 @@ export class ApiError extends Error {
   }
 }
 
-/** No connection could be made (refused, reset, DNS, timeout): worth retrying later. */
+/** No connection could be made, or it failed or stalled before the reply was read whole: worth retrying later. */
 export class UnreachableError extends Error {
   override name = "UnreachableError";
+  /** No connection was ever made (refused, DNS, connect timeout): the server surely never saw the request. */
+  readonly unsent: boolean;
+  constructor(message: string, options?: ErrorOptions & { unsent?: boolean }) {
+    super(message, options);
+    this.unsent = options?.unsent ?? false;
+  }
+}
+
+/**
+ * A request that must not be repeated failed after it may have reached the server, so whether it took effect is
+ * unknown. An UnreachableError, so that the CLI exits as for any outage.
+ */
+export class OutcomeUnknownError extends UnreachableError {
+  override name = "OutcomeUnknownError";
 }
 
 /** Bytes sent and received: request line, headers and body as this client wrote and read them. */
@@ -36,6 +49,16 @@ export class ByteCounter {
   }
 }
 
+/** How long a request may wait on the network; none limits a whole transfer, as a slow one may be long. */
+export interface Timeouts {
+  /** From the start of sending (the request's body included) to the reply's headers; an export takes a while. */
+  headersMs: number;
+  /** The longest a reply's body may go without a byte arriving. */
+  idleMs: number;
+}
+
+export const DEFAULT_TIMEOUTS: Timeouts = { headersMs: 120_000, idleMs: 60_000 };
+
 export interface RequestOptions {
   token?: string;
   json?: unknown;
@@ -43,6 +66,15 @@ export interface RequestOptions {
   headers?: Record<string, string>;
   /** Sign the request (SigV4 for IAM-authorized operator routes) instead of sending a bearer token. */
   sign?: Signer;
+}
+
+export interface ApiRequest extends RequestOptions {
+  /**
+   * Whether sending the request twice has the effect of sending it once. If not, it is retried only when it surely
+   * never reached the server (no connection made, or a refusal such as 429 that says nothing was done); a 5xx or a
+   * connection lost after sending throws OutcomeUnknownError instead.
+   */
+  idempotent: boolean;
 }
 
 /** Headers and body of a request: bearer token, then a JSON or octet-stream body with its content type. */
@@ -64,6 +96,31 @@ const retryable = (error: Error) =>
   error instanceof UnreachableError ||
   (error instanceof ApiError && (error.status >= 500 || error.status === 429 || error.code === "round_busy"));
 
+// 429 (API Gateway throttles before the integration runs) and round_busy (the upload transaction was refused)
+// both say the server did nothing. Any other 5xx, 502-504 from a gateway included, may come after the handler ran.
+const surelyNotDone = (error: Error) =>
+  (error instanceof UnreachableError && error.unsent) ||
+  (error instanceof ApiError && (error.status === 429 || error.code === "round_busy"));
+
+// Codes undici's fetch gives (as the cause of its "fetch failed") when no connection could be opened.
+const NO_CONNECTION = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "UND_ERR_CONNECT_TIMEOUT",
+]);
+
+/** A reply whose body has not been read yet: `body` yields its chunks, counting them and timing out when idle. */
+interface Reply {
+  response: Response;
+  body: AsyncGenerator<Uint8Array, void, undefined>;
+}
+
+const abortAfter = (controller: AbortController, ms: number, what: string) =>
+  setTimeout(() => controller.abort(new Error(`timed out: ${what} for ${ms / 1000} s`)), ms);
+
 const headerBytes = (headers: Iterable<[string, string]>) =>
   [...headers].reduce((sum, [k, v]) => sum + k.length + v.length + 4, 0);
 
@@ -73,6 +130,7 @@ export class Http {
   constructor(
     readonly endpoint: string,
     readonly backoff: BackoffOptions = DEFAULT_BACKOFF,
+    readonly timeouts: Timeouts = DEFAULT_TIMEOUTS,
   ) {
     try {
       new URL(endpoint);
@@ -83,37 +141,45 @@ export class Http {
     }
   }
 
-  /** Calls an API route; JSON in, JSON out. 4xx errors throw ApiError at once; outages are retried. */
-  json<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
-    return withBackoff(
-      async () => {
-        const response = await this.send(method, `${this.endpoint.replace(/\/$/, "")}${path}`, options);
-        const text = await this.readText(response);
-        let body: unknown;
-        try {
-          body = text ? JSON.parse(text) : {};
-        } catch {
-          throw new ApiError(response.status, "not_json", `${method} ${path} answered ${text.slice(0, 200)}`);
-        }
-        if (!response.ok) {
-          const { error, message } = body as { error?: string; message?: string };
-          throw new ApiError(response.status, error ?? "error", message ?? text);
-        }
-        return body as T;
-      },
-      retryable,
-      this.backoff,
-    );
+  /** Calls an API route; JSON in, JSON out. 4xx errors throw ApiError at once; outages are retried if safe. */
+  async json<T>(method: string, path: string, options: ApiRequest): Promise<T> {
+    const attempt = async () => {
+      const reply = await this.send(method, `${this.endpoint.replace(/\/$/, "")}${path}`, options);
+      const { response } = reply;
+      const text = await readText(reply);
+      let body: unknown;
+      try {
+        body = text ? JSON.parse(text) : {};
+      } catch {
+        throw new ApiError(response.status, "not_json", `${method} ${path} answered ${text.slice(0, 200)}`);
+      }
+      if (!response.ok) {
+        const { error, message } = body as { error?: string; message?: string };
+        throw new ApiError(response.status, error ?? "error", message ?? text);
+      }
+      return body as T;
+    };
+    try {
+      return await withBackoff(attempt, options.idempotent ? retryable : surelyNotDone, this.backoff);
+    } catch (error) {
+      if (options.idempotent || !(error instanceof Error) || !retryable(error)) throw error;
+      throw new OutcomeUnknownError(
+        `${method} ${path} failed after the server may have received it (${error.message}); it was not sent again ` +
+          "because a repeat could do the work twice. Check whether it took effect before trying again.",
+        { cause: error },
+      );
+    }
   }
 
   /** Fetches a presigned URL into memory. */
   download(url: string): Promise<Uint8Array> {
     return withBackoff(
       async () => {
-        const response = await this.send("GET", url, {});
-        const bytes = new Uint8Array(await response.arrayBuffer());
-        this.bytes.down += bytes.byteLength;
-        if (!response.ok) throw new ApiError(response.status, "storage", Buffer.from(bytes).toString("utf8"));
+        const reply = await this.send("GET", url, {});
+        const bytes = await readAll(reply);
+        if (!reply.response.ok) {
+          throw new ApiError(reply.response.status, "storage", Buffer.from(bytes).toString("utf8"));
+        }
         return bytes;
       },
       retryable,
@@ -123,7 +189,8 @@ export class Http {
 
   /**
    * Streams a presigned URL into a file (written under a temporary name, renamed when complete), reporting
-   * progress against the Content-Length. Returns the bytes written.
+   * progress against the Content-Length. A retry starts over, so progress may go back to 0. Returns the bytes
+   * written.
    */
   downloadToFile(
     url: string,
@@ -132,26 +199,22 @@ export class Http {
   ): Promise<number> {
     return withBackoff(
       async () => {
-        const response = await this.send("GET", url, {});
-        if (!response.ok || !response.body) {
-          throw new ApiError(response.status, "storage", await this.readText(response));
-        }
+        const reply = await this.send("GET", url, {});
+        const { response } = reply;
+        if (!response.ok) throw new ApiError(response.status, "storage", await readText(reply));
         const total = Number(response.headers.get("content-length") ?? 0);
         const temporary = `${path}.part-${process.pid}`;
         let done = 0;
-        const counted = new TransformStream<Uint8Array, Uint8Array>({
-          transform: (chunk, controller) => {
+        const counted = async function* () {
+          for await (const chunk of reply.body) {
             done += chunk.byteLength;
-            this.bytes.down += chunk.byteLength;
             onProgress?.(done, total);
-            controller.enqueue(chunk);
-          },
-        });
+            yield chunk;
+          }
+        };
         try {
-          await pipeline(
-            Readable.fromWeb(response.body.pipeThrough(counted) as never),
-            createWriteStream(temporary),
-          );
+          // A failed read throws the body's UnreachableError (retried); a failed write its own error (not retried).
+          await pipeline(counted, createWriteStream(temporary));
           await rename(temporary, path);
         } catch (error) {
           await rm(temporary, { force: true });
@@ -168,10 +231,10 @@ export class Http {
   upload(url: string, bytes: Uint8Array): Promise<string> {
     return withBackoff(
       async () => {
-        const response = await this.send("PUT", url, { bytes });
-        const text = await this.readText(response);
-        if (!response.ok) throw new ApiError(response.status, "storage", text);
-        return response.headers.get("etag") ?? "";
+        const reply = await this.send("PUT", url, { bytes });
+        const text = await readText(reply);
+        if (!reply.response.ok) throw new ApiError(reply.response.status, "storage", text);
+        return reply.response.headers.get("etag") ?? "";
       },
       retryable,
       this.backoff,
@@ -199,19 +262,18 @@ export class Http {
           2;
         const hash = createHash("sha256");
         let done = 0;
+        const where = `PUT ${target.origin}${target.pathname}`;
         const response = await new Promise<IncomingMessage>((resolve, reject) => {
           const send = target.protocol === "https:" ? httpsRequest : httpRequest;
-          const request = send(target, { method: "PUT", headers, timeout: 120_000 }, resolve);
+          // The socket's idle timeout: it covers the wait for the reply, so it is the headers timeout.
+          const timeout = this.timeouts.headersMs;
+          const request = send(target, { method: "PUT", headers, timeout }, resolve);
           const fail = (error: Error) => {
             request.destroy();
-            reject(
-              new UnreachableError(`PUT ${target.origin}${target.pathname}: ${describe(error)}`, {
-                cause: error,
-              }),
-            );
+            reject(new UnreachableError(`${where}: ${describe(error)}`, { cause: error }));
           };
           request.on("error", fail);
-          request.on("timeout", () => fail(new Error("timed out")));
+          request.on("timeout", () => fail(new Error(`no data moved either way for ${timeout / 1000} s`)));
           const file = createReadStream(path);
           file.on("error", (error) => {
             request.destroy();
@@ -228,14 +290,23 @@ export class Http {
           });
           file.pipe(request);
         });
-        let text = "";
-        for await (const chunk of response) text += String(chunk);
         const status = response.statusCode ?? 0;
         this.bytes.down +=
           `HTTP/1.1 ${status}\r\n`.length +
           headerBytes(Object.entries(response.headers).map(([k, v]) => [k, String(v)])) +
-          2 +
-          Buffer.byteLength(text);
+          2;
+        const chunks: Buffer[] = [];
+        try {
+          for await (const chunk of response) {
+            chunks.push(chunk as Buffer);
+            this.bytes.down += (chunk as Buffer).byteLength;
+          }
+        } catch (error) {
+          throw new UnreachableError(`${where}: reading the reply failed (${describe(error)})`, {
+            cause: error,
+          });
+        }
+        const text = Buffer.concat(chunks).toString("utf8");
         if (status < 200 || status >= 300) throw new ApiError(status, "storage", text);
         return { bytes: done, sha256: hash.digest("hex") };
       },
@@ -244,33 +315,83 @@ export class Http {
     );
   }
 
-  private async send(method: string, url: string, options: RequestOptions): Promise<Response> {
+  /** Sends a request and waits for the reply's headers (at most `timeouts.headersMs`); the body is left to read. */
+  private async send(method: string, url: string, options: RequestOptions): Promise<Reply> {
     const { headers, body } = encodeRequest(options);
     const target = new URL(url);
+    const where = `${method} ${target.origin}${target.pathname}`;
     const sent = options.sign ? await options.sign({ method, url: target, headers, body }) : headers;
     this.bytes.up +=
       `${method} ${target.pathname}${target.search} HTTP/1.1\r\n`.length +
       headerBytes(Object.entries({ host: target.host, ...sent })) +
       2 +
       (typeof body === "string" ? Buffer.byteLength(body) : (body?.byteLength ?? 0));
+    // One controller for the whole exchange: the headers timeout and the body's idle timeout both abort it.
+    const controller = new AbortController();
+    const timer = abortAfter(controller, this.timeouts.headersMs, "no reply headers");
     let response: Response;
     try {
-      response = await fetch(url, { method, headers: sent, body, signal: AbortSignal.timeout(120_000) });
+      response = await fetch(url, { method, headers: sent, body, signal: controller.signal });
     } catch (error) {
-      throw new UnreachableError(`${method} ${target.origin}${target.pathname}: ${describe(error)}`, {
+      const code = (error as { cause?: { code?: string } }).cause?.code;
+      throw new UnreachableError(`${where}: ${describe(error)}`, {
         cause: error,
+        unsent: code !== undefined && NO_CONNECTION.has(code),
       });
+    } finally {
+      clearTimeout(timer);
     }
     this.bytes.down += `HTTP/1.1 ${response.status}\r\n`.length + headerBytes(response.headers) + 2;
-    return response;
+    return { response, body: this.bodyOf(response, controller, where) };
   }
 
-  private async readText(response: Response): Promise<string> {
-    const text = await response.text();
-    this.bytes.down += Buffer.byteLength(text);
-    return text;
+  /**
+   * The chunks of a reply's body, each counted as downlink when it arrives. A read that waits more than
+   * `timeouts.idleMs`, or a connection that breaks, throws an UnreachableError: the request is then made again.
+   */
+  private async *bodyOf(response: Response, controller: AbortController, where: string) {
+    if (!response.body) return;
+    const reader = response.body.getReader();
+    const read = async () => {
+      // Only the wait for the network counts as idle, not the time the caller spends on a chunk (a disk write).
+      const timer = abortAfter(controller, this.timeouts.idleMs, "no body data");
+      try {
+        return await reader.read();
+      } catch (error) {
+        throw new UnreachableError(`${where}: reading the body failed (${describe(error)})`, {
+          cause: error,
+        });
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+    let next = await read();
+    try {
+      for (; !next.done; next = await read()) {
+        this.bytes.down += next.value.byteLength;
+        yield next.value;
+      }
+    } finally {
+      // A caller that stops early (its write failed) must not leave the connection open.
+      if (!next.done) controller.abort();
+    }
   }
 }
+
+/** The whole body in an array of its own (a Buffer may share its memory with others, from Node's pool). */
+async function readAll(reply: Reply): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of reply.body) chunks.push(chunk);
+  const all = new Uint8Array(chunks.reduce((n, chunk) => n + chunk.byteLength, 0));
+  let at = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return all;
+}
+
+const readText = async (reply: Reply) => new TextDecoder().decode(await readAll(reply));
 
 function describe(error: unknown): string {
   const cause = (error as { cause?: { code?: string; message?: string } }).cause;

@@ -1,5 +1,7 @@
 // The Ferret HTTP API as typed calls: the operator's routes (admin token locally, see functions/routes.ts) and the
-// client's (per-client bearer token). Shapes come from the backend's own record types.
+// client's (per-client bearer token). Shapes come from the backend's own record types. Every call says whether it
+// is idempotent, that is whether Http may send it again after it may have reached the server (a lost reply, a 5xx);
+// each POST says why.
 import type { Plan } from "../../core/plan.ts";
 import type { Family } from "../../core/projection.ts";
 import type { Manifest } from "../../functions/rounds/manifest.ts";
@@ -80,23 +82,30 @@ export class ClientApi {
   ) {}
 
   assignment(): Promise<Assignment> {
-    return this.http.json("GET", `/runs/${this.runId}/assignment`, { token: this.token });
+    return this.http.json("GET", `/runs/${this.runId}/assignment`, { token: this.token, idempotent: true });
   }
 
   async log(from: number, to: number): Promise<WireLogEntry[]> {
     const reply = await this.http.json<{ entries: WireLogEntry[] }>(
       "GET",
       `/runs/${this.runId}/log?from=${from}&to=${to}`,
-      { token: this.token },
+      { token: this.token, idempotent: true },
     );
     return reply.entries;
   }
 
   checkpoint(checkpoint: number): Promise<CheckpointLocation> {
-    return this.http.json("GET", `/runs/${this.runId}/checkpoints/${checkpoint}`, { token: this.token });
+    return this.http.json("GET", `/runs/${this.runId}/checkpoints/${checkpoint}`, {
+      token: this.token,
+      idempotent: true,
+    });
   }
 
-  /** A binary upload: ferret's float32 coefficients, or fedkseed's (seed index, gradient) pairs. */
+  /**
+   * A binary upload: ferret's float32 coefficients, or fedkseed's (seed index, gradient) pairs. Idempotent: the
+   * server takes one upload per client and round and refuses a repeat with 409 duplicate_upload (or round_closed
+   * once this upload closed the round), which the participant loop handles.
+   */
   upload(
     round: number,
     body: Float32Array | Uint8Array,
@@ -107,15 +116,25 @@ export class ClientApi {
       token: this.token,
       bytes: new Uint8Array(body.buffer, body.byteOffset, body.byteLength),
       headers: { "x-ferret-metrics": JSON.stringify(metrics) },
+      idempotent: true,
     });
   }
 
-  /** fedavg: where to PUT this client's update for `round` (refused as an upload would be). */
+  /**
+   * fedavg: where to PUT this client's update for `round` (refused as an upload would be). Idempotent: it only
+   * presigns a PUT to the client's own staging key, the same key every time.
+   */
   updateUrl(round: number): Promise<UpdateUrl> {
-    return this.http.json("POST", `/runs/${this.runId}/rounds/${round}/update-url`, { token: this.token });
+    return this.http.json("POST", `/runs/${this.runId}/rounds/${round}/update-url`, {
+      token: this.token,
+      idempotent: true,
+    });
   }
 
-  /** fedavg: commits the staged update; the server checks its length, values and this SHA-256. */
+  /**
+   * fedavg: commits the staged update; the server checks its length, values and this SHA-256. Idempotent as
+   * `upload` is: a repeat is refused with 409 duplicate_upload.
+   */
   commitUpdate(
     round: number,
     sha256: string,
@@ -126,6 +145,7 @@ export class ClientApi {
       token: this.token,
       json: { sha256 },
       headers: { "x-ferret-metrics": JSON.stringify(metrics) },
+      idempotent: true,
     });
   }
 
@@ -143,48 +163,64 @@ export class OperatorApi {
     private readonly auth: OperatorAuth,
   ) {}
 
-  private call<T>(method: string, path: string, json?: unknown): Promise<T> {
+  private call<T>(method: string, path: string, idempotent: boolean, json?: unknown): Promise<T> {
     const auth = "adminToken" in this.auth ? { token: this.auth.adminToken } : { sign: this.auth.sign };
-    return this.http.json<T>(method, path, { ...auth, json });
+    return this.http.json<T>(method, path, { ...auth, json, idempotent });
   }
 
+  /** Not idempotent: every call creates another run. */
   createRun(config: RunConfigInput): Promise<{ runId: string; config: RunConfig }> {
-    return this.call("POST", "/runs", config);
+    return this.call("POST", "/runs", false, config);
   }
 
   status(runId: string): Promise<RunStatus> {
-    return this.call("GET", `/runs/${runId}`);
+    return this.call("GET", `/runs/${runId}`, true);
   }
 
+  /**
+   * Idempotent in effect: a repeat starts another multipart upload to the same key, and the one left unused holds
+   * no parts (the bucket's lifecycle rule aborts it).
+   */
   startCheckpointUpload(runId: string, parts: number): Promise<{ uploadId: string; partUrls: string[] }> {
-    return this.call("POST", `/runs/${runId}/checkpoint/uploads`, { parts });
+    return this.call("POST", `/runs/${runId}/checkpoint/uploads`, true, { parts });
   }
 
+  /**
+   * Not idempotent: the import can outlast a gateway's timeout and go on running, and a repeat cannot complete the
+   * same multipart upload again; it would fail and hide whether the first import took effect.
+   */
   completeCheckpointUpload(
     runId: string,
     uploadId: string,
     parts: { partNumber: number; etag: string }[],
   ): Promise<{ checkpoint: number; shards: number; totalParams: number }> {
-    return this.call("POST", `/runs/${runId}/checkpoint/uploads/${uploadId}/complete`, { parts });
+    return this.call("POST", `/runs/${runId}/checkpoint/uploads/${uploadId}/complete`, false, { parts });
   }
 
+  /** Not idempotent: every call registers another client, whose token only its own reply shows. */
   addClient(runId: string, name: string): Promise<{ clientId: string; name: string; token: string }> {
-    return this.call("POST", `/runs/${runId}/clients`, { name });
+    return this.call("POST", `/runs/${runId}/clients`, false, { name });
   }
 
   revokeClient(runId: string, clientId: string): Promise<{ clientId: string; revoked: true }> {
-    return this.call("DELETE", `/runs/${runId}/clients/${clientId}`);
+    return this.call("DELETE", `/runs/${runId}/clients/${clientId}`, true);
   }
 
+  /**
+   * Idempotent: the server moves the run to ACTIVE only from CREATED or PAUSED, so a repeat cannot open a second
+   * round; it answers 409 already_active.
+   */
   start(runId: string): Promise<Omit<RunRecord, "salt">> {
-    return this.call("POST", `/runs/${runId}/start`);
+    return this.call("POST", `/runs/${runId}/start`, true);
   }
 
+  /** Idempotent: the server moves the run to PAUSED only from ACTIVE; a repeat answers 409 not_active. */
   pause(runId: string): Promise<{ runId: string; status: "PAUSED" }> {
-    return this.call("POST", `/runs/${runId}/pause`);
+    return this.call("POST", `/runs/${runId}/pause`, true);
   }
 
+  /** Idempotent: the export is written only if it is not there yet; each call presigns a fresh URL to it. */
   exportCheckpoint(runId: string, checkpoint: number): Promise<{ checkpoint: number; url: string }> {
-    return this.call("POST", `/runs/${runId}/rounds/${checkpoint}/export`);
+    return this.call("POST", `/runs/${runId}/rounds/${checkpoint}/export`, true);
   }
 }

@@ -45,8 +45,9 @@ describe("backoff", () => {
     expect(calls).toBe(1);
   });
 
-  it("gives up once the waiting budget is spent, keeping the last failure as the cause", async () => {
-    let slept = 0;
+  it("gives up once the time is spent, waiting no longer than it has left, keeping the last failure", async () => {
+    const clock = fakeClock();
+    const delays: number[] = [];
     const failing = withBackoff(
       async () => {
         throw new Error("unreachable");
@@ -57,14 +58,50 @@ describe("backoff", () => {
         capMs: 1000,
         giveUpAfterMs: 3500,
         random: () => 0.999,
-        sleep: async (ms) => {
-          slept += ms;
-        },
+        ...clock,
+        onWait: (w) => delays.push(w.delayMs),
       },
     );
     const error = await failing.catch((e: unknown) => e);
     expect(error).toBeInstanceOf(GaveUpError);
     expect((error as GaveUpError).cause).toEqual(new Error("unreachable"));
-    expect(slept).toBeLessThanOrEqual(3500);
+    expect(delays).toEqual([999, 999, 999, 503]);
+    expect(clock.now()).toBe(3500);
+  });
+
+  it("counts the time the attempts take, not only the waits between them", async () => {
+    const clock = fakeClock();
+    let attempts = 0;
+    const failing = withBackoff(
+      async () => {
+        attempts++;
+        clock.advance(300); // e.g. a server that takes the connection and never answers, until a timeout
+        throw new Error("timed out");
+      },
+      () => true,
+      { baseMs: 100, capMs: 100, giveUpAfterMs: 1000, random: () => 0.5, ...clock },
+    );
+    const error = await failing.catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(GaveUpError);
+    expect((error as Error).message).toBe(
+      "gave up after 3 attempts over 1.0 s (the limit is 1 s): timed out",
+    );
+    // Attempts start at 0, 350 and 700; the third fails at the limit, and no fourth starts.
+    expect(attempts).toBe(3);
+    expect(clock.now()).toBe(1000);
   });
 });
+
+/** A clock that only moves when slept on or advanced, for backoff without real waits. */
+function fakeClock() {
+  let t = 0;
+  return {
+    now: () => t,
+    advance: (ms: number) => {
+      t += ms;
+    },
+    sleep: async (ms: number) => {
+      t += ms;
+    },
+  };
+}

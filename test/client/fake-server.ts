@@ -2,6 +2,8 @@
 // do (one reconstructRange per shard), so client-side sync can be tested against the server's bytes.
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
 import { ApiError, ByteCounter } from "../../client/api/http.ts";
 import type {
   Assignment,
@@ -260,4 +262,25 @@ export class FakeServer {
       },
     };
   }
+}
+
+/**
+ * A real HTTP server on 127.0.0.1 for tests of the transport itself (timeouts, broken connections, retries):
+ * `handle` gets each request with its number, from 1. close() also drops connections left hanging.
+ */
+export async function listen(
+  handle: (request: IncomingMessage, response: ServerResponse, n: number) => void,
+  port = 0,
+) {
+  let requests = 0;
+  const server = createServer((request, response) => handle(request, response, ++requests));
+  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    requests: () => requests,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }

@@ -1,0 +1,136 @@
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import type { ServerResponse } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { GaveUpError } from "../../client/api/backoff.ts";
+import { Http, UnreachableError } from "../../client/api/http.ts";
+import { listen } from "./fake-server.ts";
+
+// Transfers against a real local server that breaks them: a reply without headers, a body that stalls or whose
+// connection drops. The timeouts are a few hundred milliseconds here, so every failure shows within a test.
+const backoff = { baseMs: 1, capMs: 5, giveUpAfterMs: 3_000 };
+const timeouts = { headersMs: 300, idleMs: 200 };
+const body = Buffer.from(Array.from({ length: 1_000_000 }, (_, i) => (i * 31) % 251));
+
+let server: Awaited<ReturnType<typeof listen>> | undefined;
+afterEach(async () => {
+  await server?.close();
+  server = undefined;
+});
+
+/** Headers and the first 100 kB of `body`, then the connection is dropped (or, if `stall`, left silent). */
+function breakOff(response: ServerResponse, stall = false): void {
+  response.writeHead(200, {
+    "content-type": "application/octet-stream",
+    "content-length": String(body.length),
+  });
+  response.write(body.subarray(0, 100_000));
+  if (!stall) setTimeout(() => response.socket?.destroy(), 50);
+}
+
+const whole = (response: ServerResponse) => {
+  response.writeHead(200, { "content-type": "application/octet-stream" });
+  response.end(body);
+};
+
+describe("transfers that break", () => {
+  it("downloads again when the connection drops mid-body, counting the bytes of both attempts", async () => {
+    server = await listen((_, response, n) => (n === 1 ? breakOff(response) : whole(response)));
+    const http = new Http(server.url, backoff, timeouts);
+    const bytes = await http.download(`${server.url}/shard`);
+    expect(Buffer.from(bytes).equals(body)).toBe(true);
+    expect(server.requests()).toBe(2);
+    // The second attempt's whole body plus whatever of the first one was read before the drop, and headers.
+    expect(http.bytes.down).toBeGreaterThan(body.length + 200);
+    expect(http.bytes.down).toBeLessThan(body.length + 100_000 + 2048);
+    expect(http.bytes.up).toBeGreaterThan(2 * "GET /shard HTTP/1.1\r\n".length);
+  }, 5_000);
+
+  it("restarts a broken file download from scratch and leaves only the complete file", async () => {
+    server = await listen((_, response, n) => (n === 1 ? breakOff(response) : whole(response)));
+    const dir = await mkdtemp(join(tmpdir(), "ferret-http-"));
+    try {
+      const path = join(dir, "model.safetensors");
+      const progress: number[] = [];
+      const written = await new Http(server.url, backoff, timeouts).downloadToFile(
+        `${server.url}/export`,
+        path,
+        (done) => progress.push(done),
+      );
+      expect(written).toBe(body.length);
+      expect((await readFile(path)).equals(body)).toBe(true);
+      expect(await readdir(dir)).toEqual(["model.safetensors"]);
+      expect(progress.at(-1)).toBe(body.length);
+      expect(progress.some((done, i) => i > 0 && done < (progress[i - 1] as number))).toBe(true);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 5_000);
+
+  it("retries a reply whose body stalls instead of waiting for it forever", async () => {
+    server = await listen((_, response, n) => (n === 1 ? breakOff(response, true) : whole(response)));
+    const bytes = await new Http(server.url, backoff, timeouts).download(`${server.url}/shard`);
+    expect(bytes.byteLength).toBe(body.length);
+    expect(server.requests()).toBe(2);
+  }, 5_000);
+
+  it("retries a request whose reply headers never come", async () => {
+    server = await listen((_, response, n) => {
+      if (n > 1) response.end(JSON.stringify({ round: 3 }));
+    });
+    const http = new Http(server.url, backoff, timeouts);
+    expect(await http.json("GET", "/runs/r/assignment", { idempotent: true })).toEqual({ round: 3 });
+    expect(server.requests()).toBe(2);
+  }, 5_000);
+
+  it("retries an API reply that breaks off mid-body", async () => {
+    server = await listen((_, response, n) => {
+      response.writeHead(200, { "content-type": "application/json", "content-length": "13" });
+      if (n === 1) response.write('{"rou');
+      else response.end('{"round": 3 }');
+      if (n === 1) setTimeout(() => response.socket?.destroy(), 50);
+    });
+    const http = new Http(server.url, backoff, timeouts);
+    expect(await http.json("GET", "/runs/r/assignment", { idempotent: true })).toEqual({ round: 3 });
+    expect(server.requests()).toBe(2);
+  }, 5_000);
+
+  it("lets a body take far longer than both timeouts while it keeps moving", async () => {
+    server = await listen((_, response) => {
+      response.writeHead(200, { "content-length": String(12 * 1000) });
+      let sent = 0;
+      const timer = setInterval(() => {
+        response.write(body.subarray(sent * 1000, ++sent * 1000));
+        if (sent === 12) {
+          clearInterval(timer);
+          response.end();
+        }
+      }, 100);
+      response.on("close", () => clearInterval(timer));
+    });
+    const bytes = await new Http(server.url, backoff, timeouts).download(`${server.url}/slow`);
+    expect(bytes.byteLength).toBe(12_000);
+    expect(server.requests()).toBe(1);
+  }, 5_000);
+
+  it("gives up on a body that always stalls, naming the URL and the timeout", async () => {
+    server = await listen((_, response) => breakOff(response, true));
+    const http = new Http(server.url, { ...backoff, giveUpAfterMs: 500 }, timeouts);
+    const error = await http.download(`${server.url}/shard`).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(GaveUpError);
+    const cause = (error as GaveUpError).cause;
+    expect(cause).toBeInstanceOf(UnreachableError);
+    expect((cause as Error).message).toBe(
+      `GET ${server.url}/shard: reading the body failed (timed out: no body data for 0.2 s)`,
+    );
+  }, 5_000);
+
+  it("does not retry a download whose file cannot be written", async () => {
+    server = await listen((_, response) => whole(response));
+    const http = new Http(server.url, backoff, timeouts);
+    const path = join(tmpdir(), "ferret-no-such-dir", "model.safetensors");
+    await expect(http.downloadToFile(`${server.url}/export`, path)).rejects.toMatchObject({ code: "ENOENT" });
+    expect(server.requests()).toBe(1);
+  }, 5_000);
+});
