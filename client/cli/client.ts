@@ -16,7 +16,7 @@ import {
   runOption,
 } from "./connection.ts";
 import { milliseconds, nonNegativeInt, positiveInt } from "./options.ts";
-import { EXIT, Output } from "./output.ts";
+import { EXIT, InputError, Output, UsageError } from "./output.ts";
 
 interface ClientFlags {
   endpoint?: string;
@@ -46,8 +46,13 @@ function describe(event: ClientEvent): string {
   switch (event.event) {
     case "waiting":
       return `waiting: ${event.reason}`;
-    case "synced":
-      return `checkpoint ${event.checkpoint}: ${event.method}${event.replayed ? ` (${event.replayed} round(s) replayed)` : ""}, ${event.bytesDown} bytes down`;
+    case "syncing":
+      return `syncing: ${event.message}`;
+    case "synced": {
+      const replayed = event.replayed ? `${event.replayed} round(s) replayed` : undefined;
+      const detail = [replayed, event.reason].filter((part) => part !== undefined).join("; ");
+      return `checkpoint ${event.checkpoint}: ${event.method}${detail ? ` (${detail})` : ""}, ${event.bytesDown} bytes down`;
+    }
     case "eval":
       return `checkpoint ${event.checkpoint}: eval loss ${event.evalLoss.toFixed(4)}`;
     case "training":
@@ -136,8 +141,18 @@ export function registerClientCommand(program: Command): void {
         import("../engine/session.ts"),
       ]);
       const model = await loadModelDir(flags.model);
-      const seqLen = flags.seqLen ?? Math.min(128, model.config.maxPositions);
-      const data = await loadLocalData(flags.data, model.tokenizer, seqLen);
+      const positions = model.config.maxPositions;
+      if (flags.seqLen !== undefined && flags.seqLen > positions) {
+        throw new UsageError(
+          `--seq-len ${flags.seqLen} is longer than the model's context: ${flags.model} has ${positions} ` +
+            `positions, so expected --seq-len ${positions} or less`,
+        );
+      }
+      const seqLen = flags.seqLen ?? Math.min(128, positions);
+      const data = await loadLocalData(flags.data, model.tokenizer, seqLen).catch((error: unknown) => {
+        if ((error as NodeJS.ErrnoException).code !== "EISDIR") throw error;
+        throw new InputError(`--data ${flags.data} is a directory; expected a JSONL file`, { cause: error });
+      });
       await ensureDeviceAvailable(flags.device);
       // The token is per client, so its hash names this client's state and seeds its fedkseed step draws.
       const tokenHash = createHash("sha256").update(token).digest("hex");

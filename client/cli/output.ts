@@ -35,12 +35,18 @@ export class InputError extends Error {
   override name = "InputError";
 }
 
+/** Options that parse but do not fit together or with the inputs (found once those are read). */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
 export function exitCodeOf(error: unknown): number {
   // Parallel transfers that failed together exit as their first failure would have alone.
   if (error instanceof AggregateError && error.errors.length > 0) return exitCodeOf(error.errors[0]);
   if (error instanceof ApiError) return error.status >= 500 ? EXIT.unreachable : EXIT.refused;
   if (error instanceof GaveUpError || error instanceof UnreachableError) return EXIT.unreachable;
   if (error instanceof InputError) return EXIT.input;
+  if (error instanceof UsageError) return EXIT.usage;
   const name = (error as Error)?.name ?? "";
   // Typed errors from the formats, data, models and state modules: all are about local inputs.
   if (
@@ -50,10 +56,8 @@ export function exitCodeOf(error: unknown): number {
   ) {
     return EXIT.input;
   }
-  if (
-    (error as NodeJS.ErrnoException)?.code === "ENOENT" ||
-    (error as NodeJS.ErrnoException)?.code === "EACCES"
-  ) {
+  // A path that is missing, unreadable, or a directory where a file was expected (or the reverse).
+  if (["ENOENT", "EACCES", "EISDIR", "ENOTDIR"].includes((error as NodeJS.ErrnoException)?.code ?? "")) {
     return EXIT.input;
   }
   return EXIT.internal;

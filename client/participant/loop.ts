@@ -1,6 +1,7 @@
 // The client's loop: wait for an assignment → sync to the round's checkpoint → train T steps → upload what the
 // run's strategy sends (strategies.ts). State lives on disk (see state.ts), so a restarted client resends an
-// unacknowledged upload instead of training again, and never uploads twice.
+// unacknowledged upload instead of training again, and never uploads twice. A stop (SIGINT/SIGTERM) ends the
+// loop after the current step: between training steps, after a sync, and before an upload starts.
 import { sleep } from "../api/backoff.ts";
 import { ApiError, type ByteCounter } from "../api/http.ts";
 import { type Assignment, type ClientApi, type Strategy, strategyOf } from "../api/routes.ts";
@@ -13,7 +14,17 @@ export type { Trainer };
 /** What the loop reports; the CLI prints these as lines (or JSON lines with --json). */
 export type ClientEvent =
   | { event: "waiting"; reason: string; round?: number }
-  | { event: "synced"; checkpoint: number; method: string; replayed: number; bytesDown: number }
+  /** A step of a sync: a shard downloaded, rounds replayed, or why replay gave way to a download. */
+  | { event: "syncing"; checkpoint: number; message: string }
+  | {
+      event: "synced";
+      checkpoint: number;
+      method: string;
+      replayed: number;
+      /** Why the checkpoint was downloaded although replay was asked for. */
+      reason?: string;
+      bytesDown: number;
+    }
   | { event: "eval"; checkpoint: number; evalLoss: number }
   | { event: "training"; round: number; steps: number }
   | { event: "step"; round: number; step: number; loss: number }
@@ -43,7 +54,10 @@ export type ClientEvent =
 export interface LoopOptions {
   api: Pick<ClientApi, "assignment" | "log" | "checkpoint" | "runId"> &
     SendApi & { http: Pick<ClientApi["http"], "download"> & { bytes: ByteCounter } };
-  /** Who this client is, for its fedkseed step draws (the CLI passes a hash of its token). */
+  /**
+   * Who this client is, for its fedkseed step draws and as the owner of `state` (the CLI passes a hash of its
+   * token, never the token: it is written to the state directory).
+   */
   clientKey: string;
   state: StateDir;
   /** Built once, from the first assignment (plan, local batch size). */
@@ -53,7 +67,7 @@ export interface LoopOptions {
   /** Stop once this checkpoint is committed, after syncing to it and evaluating it. */
   untilCheckpoint?: number;
   emit: (event: ClientEvent) => void;
-  /** Aborted by SIGINT/SIGTERM: the loop stops between steps. */
+  /** Aborted by SIGINT/SIGTERM: the loop stops after the current step and returns -1. */
   signal?: AbortSignal;
 }
 
@@ -74,15 +88,24 @@ export async function runClient(options: LoopOptions): Promise<number> {
     const before = api.http.bytes.down;
     const held = await syncTo(api as ClientApi, plan, await state.weights(plan.totalParams), target, {
       mode: options.sync,
+      onProgress: (message) => emit({ event: "syncing", checkpoint: target, message }),
     });
     await state.saveWeights(held.checkpoint, held.values);
-    const { method, replayed } = held.result;
-    emit({ event: "synced", checkpoint: target, method, replayed, bytesDown: api.http.bytes.down - before });
+    const { method, replayed, reason } = held.result;
+    emit({
+      event: "synced",
+      checkpoint: target,
+      method,
+      replayed,
+      ...(reason === undefined ? {} : { reason }),
+      bytesDown: api.http.bytes.down - before,
+    });
     trainer ??= await options.trainer(assignment);
     emit({ event: "eval", checkpoint: target, evalLoss: await trainer.evalLoss(held.values) });
     return held.values;
   };
 
+  await state.claim(options.clientKey);
   while (!options.signal?.aborted) {
     let assignment: Assignment;
     try {
@@ -145,16 +168,30 @@ async function takePart(
   const size = bodyBytes(assignment);
   const resent = state.current.pending?.round === round && (await state.pendingFile(size)) !== undefined;
   let trainLoss = state.current.pending?.metrics.trainLoss ?? Number.NaN;
+  const signal = options.signal;
   if (!resent) {
     const base = await syncWeights(assignment, assignment.baseCheckpoint);
+    if (signal?.aborted) return;
     const trainer = currentTrainer() as Trainer;
-    emit({ event: "training", round, steps: assignment.localSteps.steps });
-    const trained = await trainRound(assignment, trainer, base, options.clientKey, (step, loss) =>
-      emit({ event: "step", round, step, loss }),
-    );
+    const { steps } = assignment.localSteps;
+    emit({ event: "training", round, steps });
+    let trained: Awaited<ReturnType<typeof trainRound>>;
+    try {
+      trained = await trainRound(assignment, trainer, base, options.clientKey, (step, loss) => {
+        emit({ event: "step", round, step, loss });
+        // Unwinds the trainer after this step (a finished round is kept). It trains a copy of w_round: `base`,
+        // like weights-<c>.f32, stays the synced checkpoint.
+        if (step + 1 < steps) signal?.throwIfAborted();
+      });
+    } catch (error) {
+      if (signal?.aborted && error === signal.reason) return;
+      throw error;
+    }
     trainLoss = trained.trainLoss;
     await state.savePending(round, trained.body, trainer.examples, { trainLoss });
   }
+  // A body saved but not sent is sent by the next start, as after a kill.
+  if (signal?.aborted) return;
   const upBefore = api.http.bytes.up;
   let duplicate = false;
   try {

@@ -5,8 +5,9 @@
 //                          (seed index, gradient) pairs, or fedavg's full update Δ (then PUT, then committed).
 // Every file is written to a temporary name, flushed and renamed, and state.json is renamed last, so it only
 // ever names complete files. A pending upload found at start is sent again, never recomputed: the server
-// accepts it once and answers "duplicate_upload" to a repeat, which counts as done.
-import { mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
+// accepts it once and answers "duplicate_upload" to a repeat, which counts as done. The directory belongs to
+// one client: another client's pending upload sent under a new token would be counted twice.
+import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 
 export interface PendingUpload {
@@ -19,6 +20,11 @@ export interface PendingUpload {
 export interface ClientState {
   version: 1;
   runId: string;
+  /**
+   * The key of the client whose uploads this directory records (the CLI's is the SHA-256 of its token, never
+   * the token). Absent until the loop claims the directory, and in files written before it was recorded.
+   */
+  client?: string;
   /** Checkpoint held in `weightsFile`, or null before the first sync. */
   checkpoint: number | null;
   weightsFile: string | null;
@@ -32,16 +38,39 @@ export class StateError extends Error {
   override name = "StateError";
 }
 
+/** Names of the files this directory holds besides state.json; any that state.json does not name is left over. */
+const DATA_FILE = /^(?:weights-\d+\.f32|pending-\d+\.bin)$/;
+/** writeAtomically's temporary names, ending in the writer's process id. */
+const TEMPORARY_FILE = /^(?:state\.json|weights-\d+\.f32|pending-\d+\.bin)\.tmp-(\d+)$/;
+
 async function writeAtomically(path: string, data: Uint8Array | string): Promise<void> {
   const temporary = `${path}.tmp-${process.pid}`;
-  const handle = await open(temporary, "w");
   try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
+    const handle = await open(temporary, "w");
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temporary, path);
+  } catch (error) {
+    // A model-sized temporary must not outlive a failed write (disk full, say). The write's error is the one
+    // to report: should this removal fail too, StateDir.open removes the file on the next start.
+    await rm(temporary, { force: true }).catch(() => undefined);
+    throw error;
   }
-  await rename(temporary, path);
+}
+
+/** Whether another live process wrote `pid`'s temporary files: its write may still be in progress. */
+function anotherProcessRuns(pid: number): boolean {
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
 
 const asBytes = (values: Float32Array | Uint8Array) =>
@@ -61,23 +90,19 @@ export class StateDir {
     private state: ClientState,
   ) {}
 
-  /** Opens (or starts) the state of `runId` in `dir`; a directory used for another run is refused. */
+  /**
+   * Opens (or starts) the state of `runId` in `dir`; a directory used for another run is refused. Files a kill
+   * or a failed write left behind (temporaries, weights or a body that state.json no longer names) are removed.
+   */
   static async open(dir: string, runId: string): Promise<StateDir> {
     await mkdir(dir, { recursive: true });
     const text = await readFile(join(dir, "state.json"), "utf8").catch(() => undefined);
-    if (text === undefined) {
-      return new StateDir(dir, {
-        version: 1,
-        runId,
-        checkpoint: null,
-        weightsFile: null,
-        uploaded: [],
-        pending: null,
-      });
-    }
     let state: ClientState;
     try {
-      state = JSON.parse(text) as ClientState;
+      state =
+        text === undefined
+          ? { version: 1, runId, checkpoint: null, weightsFile: null, uploaded: [], pending: null }
+          : (JSON.parse(text) as ClientState);
     } catch {
       throw new StateError(`${join(dir, "state.json")} is not JSON; remove the directory to start afresh`);
     }
@@ -86,7 +111,43 @@ export class StateDir {
         `${dir} holds the state of run ${state.runId}; use another --state directory for run ${runId}`,
       );
     }
-    return new StateDir(dir, state);
+    const opened = new StateDir(dir, state);
+    await opened.removeLeftovers();
+    return opened;
+  }
+
+  private async removeLeftovers(): Promise<void> {
+    const named = new Set([this.state.weightsFile, this.state.pending?.file]);
+    for (const name of await readdir(this.dir)) {
+      const temporary = TEMPORARY_FILE.exec(name);
+      const leftover = temporary
+        ? !anotherProcessRuns(Number(temporary[1]))
+        : DATA_FILE.test(name) && !named.has(name);
+      if (leftover) await rm(join(this.dir, name), { force: true });
+    }
+  }
+
+  /**
+   * Binds the directory to the client with key `client`. Another client's saved upload must not be sent as
+   * this one's (the aggregate would count it twice), nor its uploaded rounds skipped: such a directory is refused.
+   */
+  async claim(client: string): Promise<void> {
+    const owner = this.state.client;
+    if (owner === client) return;
+    if (owner !== undefined) {
+      throw new StateError(
+        `${this.dir} belongs to another client of run ${this.state.runId} (key ${owner.slice(0, 12)}…; ` +
+          `this client's is ${client.slice(0, 12)}…, the SHA-256 of its token); its saved upload is not this ` +
+          "client's to send. Use another --state directory for this token (without --state, each token gets its own)",
+      );
+    }
+    // No owner: a new directory, or one written before owners were recorded. That one was most likely this
+    // client's (the default directory is named after the token), but its pending upload and uploaded rounds
+    // cannot be shown to be: they are dropped. At worst this client trains a round again, and the server answers
+    // a repeat with duplicate_upload. The weights stay: every sync checks them against the manifest.
+    const pending = this.state.pending;
+    await this.commit({ ...this.state, client, uploaded: [], pending: null });
+    if (pending) await rm(join(this.dir, pending.file), { force: true });
   }
 
   get current(): Readonly<ClientState> {
@@ -111,6 +172,7 @@ export class StateDir {
     const file = `weights-${checkpoint}.f32`;
     await writeAtomically(join(this.dir, file), asBytes(values));
     const previous = this.state.weightsFile;
+    // The old file goes only after state.json stops naming it; a kill in between leaves it to open() to remove.
     await this.commit({ ...this.state, checkpoint, weightsFile: file });
     if (previous && previous !== file) await rm(join(this.dir, previous), { force: true });
   }

@@ -35,6 +35,8 @@ export interface SyncResult {
   replayed: number;
   /** Blocks that failed verification after replay (then downloaded). */
   mismatched: number[];
+  /** Why the checkpoint was downloaded: absent when it was not, or when download was asked for. */
+  reason?: string;
 }
 
 /** The server's checkpoint disagrees with its own manifest: nothing local can fix that. */
@@ -51,15 +53,23 @@ export async function syncTo(
 ): Promise<Held & { result: SyncResult }> {
   const say = options.onProgress ?? (() => {});
   const location = await api.checkpoint(target);
+  const fallBack = (reason: string, replayed = 0, mismatched: number[] = []) => {
+    say(`${reason}; downloading`);
+    return download(api, plan, location, { method: "download", replayed, mismatched, reason }, say);
+  };
   if (held && held.checkpoint === target) {
     const mismatched = mismatchedBlocks(plan, held.values, location.manifest);
     if (mismatched.length === 0)
       return { ...held, result: { checkpoint: target, method: "verified", replayed: 0, mismatched } };
-    say(`local checkpoint ${target} differs from the manifest in ${mismatched.length} blocks; downloading`);
-    return download(api, plan, location, { method: "download", replayed: 0, mismatched }, say);
+    return fallBack(
+      `local checkpoint ${target} differs from the manifest in ${mismatched.length} blocks`,
+      0,
+      mismatched,
+    );
   }
   const behind = held ? target - held.checkpoint : Number.POSITIVE_INFINITY;
-  if (held && options.mode === "replay" && behind > 0 && behind <= (options.maxReplayRounds ?? 100)) {
+  const limit = options.maxReplayRounds ?? 100;
+  if (held && options.mode === "replay" && behind > 0 && behind <= limit) {
     const entries = await api.log(held.checkpoint, target - 1);
     const values = held.values;
     const { reached, applied: replayed, stoppedBy } = replay(values, plan, held.checkpoint, target, entries);
@@ -75,13 +85,25 @@ export async function syncTo(
           result: { checkpoint: target, method: "replay", replayed, mismatched },
         };
       }
-      say(`replay to checkpoint ${target} left ${mismatched.length} blocks unlike the manifest; downloading`);
-      return download(api, plan, location, { method: "download", replayed, mismatched }, say);
+      return fallBack(
+        `replay to checkpoint ${target} left ${mismatched.length} blocks unlike the manifest`,
+        replayed,
+        mismatched,
+      );
     }
-    say(
+    return fallBack(
       stoppedBy === undefined
-        ? `update log reaches only checkpoint ${reached} of ${target}; downloading`
-        : `round ${stoppedBy} averaged full updates (fedavg), which the log does not carry; downloading`,
+        ? `update log reaches only checkpoint ${reached} of ${target}`
+        : `round ${stoppedBy} averaged full updates (fedavg), which the log does not carry`,
+    );
+  }
+  if (options.mode === "replay") {
+    return fallBack(
+      !held
+        ? "no checkpoint held locally to replay from"
+        : behind < 0
+          ? `the checkpoint held locally (${held.checkpoint}) is past ${target}`
+          : `${behind} rounds behind, more than the ${limit} that replay covers`,
     );
   }
   return download(api, plan, location, { method: "download", replayed: 0, mismatched: [] }, say);

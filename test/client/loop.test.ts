@@ -11,7 +11,7 @@ import {
   runClient,
   type Trainer,
 } from "../../client/participant/loop.ts";
-import { StateDir } from "../../client/participant/state.ts";
+import { StateDir, StateError } from "../../client/participant/state.ts";
 import { clientStepRandom } from "../../client/train/zeroth-order.ts";
 import { project } from "../../core/projection.ts";
 import { deriveRoundSeed, seedToHex } from "../../core/seed.ts";
@@ -75,6 +75,13 @@ function fakeTrainer(calls: { train: number; zo?: Parameters<Trainer["zerothOrde
   };
 }
 
+/** The state directory as the loop of client-a leaves it: claimed by that client. */
+async function claimed(client = "client-a"): Promise<StateDir> {
+  const state = await StateDir.open(dir, "run");
+  await state.claim(client);
+  return state;
+}
+
 const floats = (bytes: Uint8Array | undefined) =>
   new Float32Array(new Uint8Array(bytes ?? []).buffer.slice(0));
 
@@ -84,13 +91,14 @@ async function run(
   state: StateDir,
   calls: Parameters<typeof fakeTrainer>[0] = { train: 0 },
   api = server.api([assignment(server, 0, "OPEN"), assignment(server, 0, "DONE")]),
+  clientKey = "client-a",
 ) {
   const events: ClientEvent[] = [];
   const options: LoopOptions = {
     api: api as unknown as LoopOptions["api"],
     state,
     trainer: async () => fakeTrainer(calls),
-    clientKey: "client-a",
+    clientKey,
     sync: "replay",
     pollMs: 1,
     untilCheckpoint: 1,
@@ -115,7 +123,7 @@ describe("the client loop", () => {
     expect(floats(server.uploads[0]?.body)).toEqual(
       project(delta, deriveRoundSeed("salt", 0), server.plan, "gaussian"),
     );
-    expect(events.map((e) => e.event)).toEqual([
+    expect(events.filter((e) => e.event !== "syncing").map((e) => e.event)).toEqual([
       "synced",
       "eval",
       "training",
@@ -132,7 +140,7 @@ describe("the client loop", () => {
   it("after a restart, resends the saved coefficients without training, once", async () => {
     const server = new FakeServer();
     server.runRound(0);
-    const first = await StateDir.open(dir, "run");
+    const first = await claimed();
     const saved = Float32Array.from({ length: server.plan.totalK }, (_, i) => i / 7);
     await first.savePending(0, saved, 5, { trainLoss: 2 });
     const calls = { train: 0 };
@@ -143,12 +151,42 @@ describe("the client loop", () => {
     expect(events.find((e) => e.event === "uploaded")).toMatchObject({ resent: true, duplicate: false });
   });
 
+  it("refuses a state directory another client claimed, sending nothing of its saved upload", async () => {
+    const server = new FakeServer();
+    server.runRound(0);
+    await (await claimed("client-a")).savePending(0, new Float32Array(server.plan.totalK), 5, {});
+    const calls = { train: 0 };
+    const other = run(server, await StateDir.open(dir, "run"), calls, undefined, "client-b");
+    await expect(other).rejects.toThrow(StateError);
+    await expect(other).rejects.toThrow(/belongs to another client/);
+    expect(server.uploads).toEqual([]);
+    expect(calls.train).toBe(0);
+  });
+
+  it("passes sync progress on, and says why it downloaded instead of replaying", async () => {
+    const server = new FakeServer();
+    server.runRound(0);
+    const events = await run(server, await StateDir.open(dir, "run"));
+    const syncing = events.flatMap((e) => (e.event === "syncing" ? [e.message] : []));
+    const shards = server.manifest(0).shards.length;
+    expect(syncing[0]).toBe("no checkpoint held locally to replay from; downloading");
+    expect(syncing.filter((m) => m.startsWith("downloaded shard "))).toHaveLength(shards);
+    expect(syncing.at(-1)).toMatch(/^replayed 1 round\(s\) to checkpoint 1/);
+    const synced = events.filter((e) => e.event === "synced");
+    expect(synced[0]).toMatchObject({
+      method: "download",
+      reason: "no checkpoint held locally to replay from",
+    });
+    expect(synced[1]).toMatchObject({ method: "replay", replayed: 1 });
+    expect(synced[1]).not.toHaveProperty("reason");
+  });
+
   it("counts the server's duplicate_upload reply as done (the first send did arrive)", async () => {
     const server = new FakeServer();
     server.runRound(0);
     const saved = Float32Array.from({ length: server.plan.totalK }, () => 0.25);
     server.uploads.push({ round: 0, body: new Uint8Array(saved.buffer) });
-    const state = await StateDir.open(dir, "run");
+    const state = await claimed();
     await state.savePending(0, saved, 5, {});
     const events = await run(server, state);
     expect(server.uploads).toHaveLength(1);
@@ -160,7 +198,7 @@ describe("the client loop", () => {
   it("drops coefficients the server can no longer take (the round closed meanwhile)", async () => {
     const server = new FakeServer();
     server.runRound(0);
-    const state = await StateDir.open(dir, "run");
+    const state = await claimed();
     await state.savePending(0, new Float32Array(server.plan.totalK), 5, {});
     const api = server.api([assignment(server, 0, "OPEN"), assignment(server, 0, "DONE")]);
     api.upload = async () => {
@@ -234,10 +272,11 @@ describe("the client loop, per strategy", () => {
     expect(events.find((e) => e.event === "round")).toMatchObject({ round: 0 });
     const round = events.find((e) => e.event === "round") as { bytesUp: number };
     expect(round.bytesUp).toBeGreaterThanOrEqual(4 * P);
-    // A fedavg entry is not replayable: the client downloads checkpoint 1.
+    // A fedavg entry is not replayable: the client downloads checkpoint 1, and says so.
     expect(events.filter((e) => e.event === "synced").at(-1)).toMatchObject({
       method: "download",
       replayed: 0,
+      reason: "round 0 averaged full updates (fedavg), which the log does not carry",
     });
     expect(state.current.pending).toBeNull();
   });
@@ -249,7 +288,7 @@ describe("the client loop, per strategy", () => {
       server.runRound(0, 2, false, strategy);
       const size = strategy === "fedavg" ? 4 * server.plan.totalParams : 24;
       const saved = Uint8Array.from({ length: size }, (_, i) => (strategy === "fedavg" ? i % 7 : i % 2));
-      await (await StateDir.open(dir, "run")).savePending(0, saved, 5, { trainLoss: 2 });
+      await (await claimed()).savePending(0, saved, 5, { trainLoss: 2 });
       const calls = { train: 0 };
       const restarted = await StateDir.open(dir, "run");
       const events = await strategyRun(server, restarted, strategy, calls);
@@ -264,7 +303,7 @@ describe("the client loop, per strategy", () => {
     server.runRound(0, 2, false, "fedavg");
     const saved = new Uint8Array(4 * server.plan.totalParams);
     server.uploads.push({ round: 0, body: saved });
-    const state = await StateDir.open(dir, "run");
+    const state = await claimed();
     await state.savePending(0, saved, 5, {});
     const events = await strategyRun(server, state, "fedavg");
     expect(server.uploads).toHaveLength(1);

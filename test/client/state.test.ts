@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -47,5 +47,80 @@ describe("client state directory", () => {
     await expect(StateDir.open(dir, "run-2")).rejects.toThrow(StateError);
     await writeFile(join(dir, "state.json"), "{not json");
     await expect(StateDir.open(dir, "run-1")).rejects.toThrow(/not JSON/);
+  });
+
+  it("belongs to the client that claimed it: another client's key is refused, saying whose it is", async () => {
+    const state = await StateDir.open(dir, "run-1");
+    await state.claim("a".repeat(64));
+    await state.savePending(0, Float32Array.of(1), 5, {});
+    await state.claim("a".repeat(64)); // the same client, restarted
+    const other = await StateDir.open(dir, "run-1");
+    const refused = other.claim("b".repeat(64));
+    await expect(refused).rejects.toThrow(StateError);
+    await expect(refused).rejects.toThrow(
+      /belongs to another client of run run-1 \(key a{12}…; this client's is b{12}….*Use another --state directory/,
+    );
+    expect((await StateDir.open(dir, "run-1")).current.pending).toMatchObject({ round: 0 });
+  });
+
+  it("claims a state file written before owners were recorded, dropping the upload it cannot vouch for", async () => {
+    const legacy = await StateDir.open(dir, "run-1");
+    await legacy.saveWeights(2, Float32Array.of(1, 2));
+    await legacy.savePending(3, Float32Array.of(0.5), 5, {});
+    await legacy.markUploaded(1);
+    expect(JSON.parse(await readFile(join(dir, "state.json"), "utf8"))).not.toHaveProperty("client");
+    const state = await StateDir.open(dir, "run-1");
+    await state.claim("client-b");
+    const reopened = await StateDir.open(dir, "run-1");
+    expect(reopened.current).toMatchObject({ client: "client-b", pending: null, uploaded: [] });
+    expect(await reopened.weights(2)).toEqual({ checkpoint: 2, values: Float32Array.of(1, 2) });
+    expect((await readdir(dir)).sort()).toEqual(["state.json", "weights-2.f32"]);
+  });
+
+  it("removes its temporary file when a write fails, and reports the write's error", async () => {
+    const state = await StateDir.open(dir, "run-1");
+    await mkdir(join(dir, "weights-1.f32")); // the rename onto it fails
+    await expect(state.saveWeights(1, Float32Array.of(1, 2))).rejects.toThrow(/EISDIR|EEXIST|ENOTEMPTY/);
+    expect((await readdir(dir)).sort()).toEqual(["weights-1.f32"]);
+    expect(state.current.checkpoint).toBeNull();
+  });
+
+  it("removes at open what a kill left behind, and nothing that is not its own", async () => {
+    const state = await StateDir.open(dir, "run-1");
+    await state.saveWeights(2, Float32Array.of(1, 2));
+    await state.savePending(3, Float32Array.of(0.5), 5, {});
+    const leftovers = [
+      "weights-1.f32", // killed between committing weights-2 and removing weights-1
+      "pending-2.bin", // killed between markUploaded's commit and its removal
+      "weights-3.f32.tmp-4194305", // a write by a process that no longer runs (above Linux's pid_max)
+      `state.json.tmp-${process.pid}`, // an earlier process with this id, as a restarted container's
+    ];
+    const kept = [
+      `weights-4.f32.tmp-${process.ppid}`, // a write in progress by a live process
+      "notes.txt",
+      "weights-final.f32",
+      "pending-1.bin.bak",
+    ];
+    for (const name of [...leftovers, ...kept]) await writeFile(join(dir, name), "x");
+    const reopened = await StateDir.open(dir, "run-1");
+    expect((await readdir(dir)).sort()).toEqual(
+      ["state.json", "weights-2.f32", "pending-3.bin", ...kept].sort(),
+    );
+    expect(await reopened.weights(2)).toEqual({ checkpoint: 2, values: Float32Array.of(1, 2) });
+    expect(await reopened.pendingBody(4)).toEqual(new Uint8Array(Float32Array.of(0.5).buffer));
+  });
+
+  it("starts a new directory without the weights or body of a first write that was never committed", async () => {
+    await writeFile(join(dir, "weights-0.f32"), new Uint8Array(8));
+    const state = await StateDir.open(dir, "run-1");
+    expect(await state.weights(2)).toBeUndefined();
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it("leaves the directory of another run untouched", async () => {
+    await (await StateDir.open(dir, "run-1")).saveWeights(0, Float32Array.of(1));
+    await writeFile(join(dir, "weights-7.f32"), "x");
+    await expect(StateDir.open(dir, "run-2")).rejects.toThrow(StateError);
+    expect((await readdir(dir)).sort()).toEqual(["state.json", "weights-0.f32", "weights-7.f32"]);
   });
 });
