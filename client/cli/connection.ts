@@ -4,11 +4,13 @@ import { type Command, Option } from "commander";
 import { type BackoffOptions, DEFAULT_BACKOFF } from "../api/backoff.ts";
 import { Http } from "../api/http.ts";
 import { OperatorApi } from "../api/routes.ts";
-import { seconds } from "./options.ts";
+import { httpUrl, seconds } from "./options.ts";
 import { InputError, Output } from "./output.ts";
 
 export const endpointOption = () =>
-  new Option("--endpoint <url>", "Ferret API endpoint, e.g. http://127.0.0.1:4000").env("FERRET_ENDPOINT");
+  new Option("--endpoint <url>", "Ferret API endpoint, e.g. http://127.0.0.1:4000")
+    .env("FERRET_ENDPOINT")
+    .argParser(httpUrl);
 
 export const adminTokenOption = () =>
   new Option(

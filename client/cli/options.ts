@@ -33,5 +33,16 @@ export function milliseconds(value: string): number {
   return Math.round(Number(match[1]) * UNIT_MS[(match[2] ?? "s") as keyof typeof UNIT_MS]);
 }
 
+/** An http(s) URL, as the API endpoint. */
+export function httpUrl(value: string): string {
+  const protocol = URL.canParse(value) ? new URL(value).protocol : undefined;
+  if (protocol !== "http:" && protocol !== "https:") {
+    throw new InvalidArgumentError(
+      `expected an http:// or https:// URL such as http://127.0.0.1:4000, got "${value}"`,
+    );
+  }
+  return value;
+}
+
 /** A duration in whole seconds (at least 1). */
 export const seconds = (value: string): number => Math.max(1, Math.round(milliseconds(value) / 1000));

@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from "commander";
 import { describe, expect, it } from "vitest";
-import { milliseconds, positiveInt, seconds } from "../../client/cli/options.ts";
+import { httpUrl, milliseconds, positiveInt, seconds } from "../../client/cli/options.ts";
 
 describe("option parsers", () => {
   it("reads durations with units, plain numbers as seconds", () => {
@@ -17,5 +17,13 @@ describe("option parsers", () => {
       expect(() => milliseconds(bad)).toThrow(InvalidArgumentError);
     }
     expect(() => positiveInt("3.5")).toThrow(/positive integer, got "3.5"/);
+  });
+
+  it("takes http and https endpoints only, saying what was expected", () => {
+    expect(httpUrl("http://127.0.0.1:4000")).toBe("http://127.0.0.1:4000");
+    expect(httpUrl("https://abc.execute-api.eu-west-1.amazonaws.com")).toMatch(/^https:/);
+    for (const bad of ["notaurl", "127.0.0.1:4000", "ftp://x", ""]) {
+      expect(() => httpUrl(bad)).toThrow(/expected an http:\/\/ or https:\/\/ URL/);
+    }
   });
 });
