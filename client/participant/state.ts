@@ -73,6 +73,20 @@ function anotherProcessRuns(pid: number): boolean {
   }
 }
 
+function isClientState(value: unknown): value is ClientState {
+  const state = value as Partial<ClientState> | null;
+  return (
+    typeof state === "object" &&
+    state !== null &&
+    state.version === 1 &&
+    typeof state.runId === "string" &&
+    (state.checkpoint === null || Number.isInteger(state.checkpoint)) &&
+    (state.weightsFile === null || typeof state.weightsFile === "string") &&
+    Array.isArray(state.uploaded) &&
+    (state.pending === null || typeof state.pending === "object")
+  );
+}
+
 const asBytes = (values: Float32Array | Uint8Array) =>
   new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
 
@@ -96,17 +110,29 @@ export class StateDir {
    */
   static async open(dir: string, runId: string): Promise<StateDir> {
     await mkdir(dir, { recursive: true });
-    const text = await readFile(join(dir, "state.json"), "utf8").catch(() => undefined);
-    let state: ClientState;
+    const path = join(dir, "state.json");
+    // Only a missing file is a fresh start: an unreadable one must not be taken for it (its upload would be lost).
+    const text = await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") return undefined;
+      throw error;
+    });
+    let parsed: unknown;
     try {
-      state =
+      parsed =
         text === undefined
           ? { version: 1, runId, checkpoint: null, weightsFile: null, uploaded: [], pending: null }
-          : (JSON.parse(text) as ClientState);
+          : JSON.parse(text);
     } catch {
-      throw new StateError(`${join(dir, "state.json")} is not JSON; remove the directory to start afresh`);
+      throw new StateError(`${path} is not JSON; remove the directory to start afresh`);
     }
-    if (state.version !== 1 || state.runId !== runId) {
+    if (!isClientState(parsed)) {
+      throw new StateError(
+        `${path} is not a client state (expected version 1 with runId, checkpoint, weightsFile, uploaded and ` +
+          "pending); remove the directory to start afresh",
+      );
+    }
+    const state = parsed;
+    if (state.runId !== runId) {
       throw new StateError(
         `${dir} holds the state of run ${state.runId}; use another --state directory for run ${runId}`,
       );

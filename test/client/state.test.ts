@@ -49,6 +49,16 @@ describe("client state directory", () => {
     await expect(StateDir.open(dir, "run-1")).rejects.toThrow(/not JSON/);
   });
 
+  it("refuses a state file that is JSON but not a state, and one it cannot read, rather than start afresh", async () => {
+    for (const text of ["null", "[]", '{"version":1}', '{"version":2,"runId":"run-1"}']) {
+      await writeFile(join(dir, "state.json"), text);
+      await expect(StateDir.open(dir, "run-1")).rejects.toThrow(/is not a client state/);
+    }
+    await rm(join(dir, "state.json"));
+    await mkdir(join(dir, "state.json"));
+    await expect(StateDir.open(dir, "run-1")).rejects.toMatchObject({ code: "EISDIR" });
+  });
+
   it("belongs to the client that claimed it: another client's key is refused, saying whose it is", async () => {
     const state = await StateDir.open(dir, "run-1");
     await state.claim("a".repeat(64));
