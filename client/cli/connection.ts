@@ -10,7 +10,8 @@ import { InputError, Output } from "./output.ts";
 export const endpointOption = () =>
   new Option("--endpoint <url>", "Ferret API endpoint, e.g. http://127.0.0.1:4000")
     .env("FERRET_ENDPOINT")
-    .argParser(httpUrl);
+    // An empty FERRET_ENDPOINT is no endpoint: the command then says it is missing.
+    .argParser((value) => (value === "" ? undefined : httpUrl(value)));
 
 export const adminTokenOption = () =>
   new Option(
