@@ -54,6 +54,16 @@ function failOnce<T extends object, K extends keyof T>(
   };
 }
 
+/** A run created, without checkpoint or clients. */
+async function createdRun() {
+  const created = await api.operator<{ runId: string; config: { plan: never } }>("POST", "/runs", {
+    ...baseConfig,
+    tensors: model.tensors,
+    ...config,
+  });
+  return created.body;
+}
+
 const roundOf = (runId: string, round: number) => stack.services.table.getRound(runId, round);
 const afterDeadline = async (runId: string, round: number) => {
   const deadline = (await roundOf(runId, round))?.deadline as number;
@@ -165,12 +175,7 @@ describe("a repeated upload", () => {
 
 describe("starting a run", () => {
   it("without clients is refused and changes nothing; with them it starts", async () => {
-    const created = await api.operator<{ runId: string; config: { plan: never } }>("POST", "/runs", {
-      ...baseConfig,
-      tensors: model.tensors,
-      ...config,
-    });
-    const { runId, config: stored } = created.body;
+    const { runId, config: stored } = await createdRun();
     await uploadCheckpoint(api, runId, safetensorsOf(stored.plan, model.weights));
     const refused = await api.operator("POST", `/runs/${runId}/start`);
     expect(refused).toMatchObject({ status: 409, body: { error: "no_clients" } });
@@ -184,12 +189,7 @@ describe("starting a run", () => {
 
 describe("the initial checkpoint's import", () => {
   it("refused at a later shard, then given another file: every stored shard matches the manifest", async () => {
-    const created = await api.operator<{ runId: string; config: { plan: never } }>("POST", "/runs", {
-      ...baseConfig,
-      tensors: model.tensors,
-      ...config,
-    });
-    const { runId, config: stored } = created.body;
+    const { runId, config: stored } = await createdRun();
     const poisoned = model.weights.slice();
     poisoned[poisoned.length - 1] = Number.NaN;
     await expect(uploadCheckpoint(api, runId, safetensorsOf(stored.plan, poisoned))).rejects.toThrow(
