@@ -8,9 +8,10 @@ import { Http, UnreachableError } from "../../client/api/http.ts";
 import { listen } from "./fake-server.ts";
 
 // Transfers against a real local server that breaks them: a reply without headers, a body that stalls or whose
-// connection drops. The timeouts are a few hundred milliseconds here, so every failure shows within a test.
-const backoff = { baseMs: 1, capMs: 5, giveUpAfterMs: 3_000 };
-const timeouts = { headersMs: 300, idleMs: 200 };
+// connection drops. The timeouts are a second here, so every failure shows within a test, and a busy machine's
+// scheduling delays (tens of milliseconds) stay far below them.
+const backoff = { baseMs: 1, capMs: 5, giveUpAfterMs: 6_000 };
+const timeouts = { headersMs: 1_000, idleMs: 1_000 };
 const body = Buffer.from(Array.from({ length: 1_000_000 }, (_, i) => (i * 31) % 251));
 
 let server: Awaited<ReturnType<typeof listen>> | undefined;
@@ -45,7 +46,7 @@ describe("transfers that break", () => {
     expect(http.bytes.down).toBeGreaterThan(body.length + 200);
     expect(http.bytes.down).toBeLessThan(body.length + 100_000 + 2048);
     expect(http.bytes.up).toBeGreaterThan(2 * "GET /shard HTTP/1.1\r\n".length);
-  }, 5_000);
+  }, 10_000);
 
   it("restarts a broken file download from scratch and leaves only the complete file", async () => {
     server = await listen((_, response, n) => (n === 1 ? breakOff(response) : whole(response)));
@@ -66,14 +67,14 @@ describe("transfers that break", () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
-  }, 5_000);
+  }, 10_000);
 
   it("retries a reply whose body stalls instead of waiting for it forever", async () => {
     server = await listen((_, response, n) => (n === 1 ? breakOff(response, true) : whole(response)));
     const bytes = await new Http(server.url, backoff, timeouts).download(`${server.url}/shard`);
     expect(bytes.byteLength).toBe(body.length);
     expect(server.requests()).toBe(2);
-  }, 5_000);
+  }, 10_000);
 
   it("retries a request whose reply headers never come", async () => {
     server = await listen((_, response, n) => {
@@ -82,7 +83,7 @@ describe("transfers that break", () => {
     const http = new Http(server.url, backoff, timeouts);
     expect(await http.json("GET", "/runs/r/assignment", { idempotent: true })).toEqual({ round: 3 });
     expect(server.requests()).toBe(2);
-  }, 5_000);
+  }, 10_000);
 
   it("retries an API reply that breaks off mid-body", async () => {
     server = await listen((_, response, n) => {
@@ -94,15 +95,15 @@ describe("transfers that break", () => {
     const http = new Http(server.url, backoff, timeouts);
     expect(await http.json("GET", "/runs/r/assignment", { idempotent: true })).toEqual({ round: 3 });
     expect(server.requests()).toBe(2);
-  }, 5_000);
+  }, 10_000);
 
   it("lets a body take far longer than both timeouts while it keeps moving", async () => {
     server = await listen((_, response) => {
-      response.writeHead(200, { "content-length": String(12 * 1000) });
+      response.writeHead(200, { "content-length": String(25 * 1000) });
       let sent = 0;
       const timer = setInterval(() => {
         response.write(body.subarray(sent * 1000, ++sent * 1000));
-        if (sent === 12) {
+        if (sent === 25) {
           clearInterval(timer);
           response.end();
         }
@@ -110,9 +111,9 @@ describe("transfers that break", () => {
       response.on("close", () => clearInterval(timer));
     });
     const bytes = await new Http(server.url, backoff, timeouts).download(`${server.url}/slow`);
-    expect(bytes.byteLength).toBe(12_000);
+    expect(bytes.byteLength).toBe(25_000);
     expect(server.requests()).toBe(1);
-  }, 5_000);
+  }, 10_000);
 
   it("gives up on a body that always stalls, naming the URL and the timeout", async () => {
     server = await listen((_, response) => breakOff(response, true));
@@ -122,9 +123,9 @@ describe("transfers that break", () => {
     const cause = (error as GaveUpError).cause;
     expect(cause).toBeInstanceOf(UnreachableError);
     expect((cause as Error).message).toBe(
-      `GET ${server.url}/shard: reading the body failed (timed out: no body data for 0.2 s)`,
+      `GET ${server.url}/shard: reading the body failed (timed out: no body data for 1 s)`,
     );
-  }, 5_000);
+  }, 10_000);
 
   it("does not retry a download whose file cannot be written", async () => {
     server = await listen((_, response) => whole(response));
@@ -132,5 +133,5 @@ describe("transfers that break", () => {
     const path = join(tmpdir(), "ferret-no-such-dir", "model.safetensors");
     await expect(http.downloadToFile(`${server.url}/export`, path)).rejects.toMatchObject({ code: "ENOENT" });
     expect(server.requests()).toBe(1);
-  }, 5_000);
+  }, 10_000);
 });
