@@ -21,6 +21,8 @@ interface HandlerAccess {
   startsAggregation?: true;
   /** fedavg: presigns PUTs to clients' staging keys, so its role may put objects there and nowhere else. */
   presignsStaging?: true;
+  /** fedavg: reads a client's staged update (its length, values and hash) when the client commits it. */
+  readsStaging?: true;
   /** Opens rounds, so creates their deadline schedules. */
   schedulesDeadlines?: true;
   memorySize?: number;
@@ -83,6 +85,7 @@ const HANDLERS: Record<string, HandlerAccess> = {
     table: "write",
     // fedavg commits read the staging object and write the committed update once.
     bucket: "write",
+    readsStaging: true,
     startsAggregation: true,
   },
   "update-log.ts": { description: "Client: update-log entries for a range of rounds", table: "read" },
@@ -207,7 +210,8 @@ export class Handlers extends Construct {
 
     if (access.table) props.table.grant(fn.executionRole, ...TABLE_ACTIONS[access.table]);
     if (access.bucket) grantObjects(fn, props.bucket, access.bucket);
-    if (access.presignsStaging) grantStagingPut(fn, props.bucket);
+    if (access.presignsStaging) grantStaging(fn, props.bucket, "s3:PutObject");
+    if (access.readsStaging) grantStaging(fn, props.bucket, "s3:GetObject");
     if (access.startsAggregation) {
       fn.addToRolePolicy(
         new PolicyStatement({ actions: ["states:StartExecution"], resources: [props.stateMachineArn] }),
@@ -239,11 +243,12 @@ function grantObjects(fn: FerretFunction, bucket: Bucket, access: Access): void 
   );
 }
 
-// A presigned URL carries its signer's permissions, so this role is what a client's URL may do: PutObject on
-// staging keys, nothing else (not even read them back).
-function grantStagingPut(fn: FerretFunction, bucket: Bucket): void {
+// Clients' fedavg updates, under staging/runs/{run}/rounds/{round}/{client}.f32. update-url's role signs clients'
+// URLs, so a URL may do what the role may: PutObject there, nothing else (not even read them back). upload's
+// role reads a staged update when its client commits it (HEAD, then the bytes).
+function grantStaging(fn: FerretFunction, bucket: Bucket, action: "s3:PutObject" | "s3:GetObject"): void {
   const staging = bucket.arnForObjects(`${STAGING_PREFIX}*`);
-  fn.addToRolePolicy(new PolicyStatement({ actions: ["s3:PutObject"], resources: [staging] }));
+  fn.addToRolePolicy(new PolicyStatement({ actions: [action], resources: [staging] }));
   acknowledgeWildcard(
     fn.executionRole,
     staging,

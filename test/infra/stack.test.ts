@@ -89,6 +89,13 @@ describe("Lambda handlers", () => {
     expect(flatten(put?.Resource)).toMatch(/^<StorageCheckpoints\w+\.Arn>\/staging\/\*$/);
   });
 
+  it("lets upload read fedavg staging keys, which a commit checks, and write none of them", () => {
+    const staging = statementsOf(template, "upload.ts").filter((s) =>
+      /\/staging\/\*$/.test(flatten(s.Resource) as string),
+    );
+    expect(staging.map((s) => s.Action)).toEqual(["s3:GetObject"]);
+  });
+
   it("lets exactly the upload, deadline and start handlers start the state machine it names", () => {
     const [[stateMachineId, stateMachine]] = resources("AWS::StepFunctions::StateMachine") as [
       [string, Resource],
