@@ -10,7 +10,7 @@ export const EXIT = {
   internal: 1,
   /** Wrong command line: unknown command or option, missing or malformed value. */
   usage: 2,
-  /** A local input is unusable: model directory, dataset, state directory, output path. */
+  /** A local input is unusable: model directory, dataset, state directory, output path, Java (local stack). */
   input: 3,
   /** The server refused the request (4xx): wrong token, unknown run, invalid config, conflict. */
   refused: 4,
@@ -25,7 +25,7 @@ Exit codes:
   0    success
   1    internal error (a bug; please report it with the stderr output)
   2    usage error (unknown option, missing or malformed value)
-  3    unusable local input (model directory, dataset, state directory, output path)
+  3    unusable local input (model directory, dataset, state directory, output path, Java for the local stack)
   4    the server refused the request (HTTP 4xx: bad token, unknown run, invalid config, conflict)
   5    the server was unreachable or kept failing for the whole retry budget
   130  interrupted (SIGINT/SIGTERM)`;
@@ -46,11 +46,12 @@ export function exitCodeOf(error: unknown): number {
   if (error instanceof ApiError) return error.status >= 500 ? EXIT.unreachable : EXIT.refused;
   if (error instanceof GaveUpError || error instanceof UnreachableError) return EXIT.unreachable;
   if (error instanceof InputError) return EXIT.input;
-  if (error instanceof UsageError) return EXIT.usage;
   const name = (error as Error)?.name ?? "";
+  // PortInUse comes from the local stack, which does not import the CLI.
+  if (error instanceof UsageError || name === "PortInUse") return EXIT.usage;
   // Typed errors from the formats, data, models and state modules: all are about local inputs.
   if (
-    /^(FormatError|DatasetError|Safetensors\w*Error|TokenizerError|StateError|ModelConfigError|UnknownArchitectureError|UnsupportedDtypeError|DeviceUnavailableError|EngineInputError|RangeError)$/.test(
+    /^(FormatError|DatasetError|Safetensors\w*Error|TokenizerError|StateError|ModelConfigError|UnknownArchitectureError|UnsupportedDtypeError|DeviceUnavailableError|EngineInputError|RangeError|JavaMissing)$/.test(
       name,
     )
   ) {

@@ -121,6 +121,22 @@ export async function startRouter(adminToken: string, port: number): Promise<Ser
         response.end(result.body);
       });
   });
-  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (error: NodeJS.ErrnoException) =>
+      reject(
+        error.code === "EADDRINUSE"
+          ? new PortInUse(
+              `port ${port} on 127.0.0.1 is in use; choose another --port, or leave it out for a free one`,
+            )
+          : error,
+      ),
+    );
+    server.listen(port, "127.0.0.1", resolve);
+  });
   return server;
+}
+
+/** The API's port is taken: without this, listen's error event crashed the process past the stack's cleanup. */
+export class PortInUse extends Error {
+  override name = "PortInUse";
 }

@@ -1,4 +1,7 @@
 // The CLI's exit codes, which scripts rely on (README, `ferret --help`).
+
+import type { AddressInfo } from "node:net";
+import { createServer } from "node:net";
 import { describe, expect, it } from "vitest";
 import { start } from "../../client/demo/processes.ts";
 
@@ -22,4 +25,26 @@ describe("ferret exit codes", () => {
     expect(input.stderr).toMatch(/--endpoint is required \(or set FERRET_ENDPOINT\)/);
     expect(unreachable.code, unreachable.stderr).toBe(5);
   }, 120_000);
+});
+
+describe("ferret local up", () => {
+  it("exits 2 with the port named when --port is taken, and 3 when Java is missing", async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      const [inUse, noJava] = await Promise.all([
+        run(["local", "up", "--port", String(port)]),
+        // No java on PATH (node itself is started by its full path).
+        run(["local", "up"], { PATH: "/nonexistent" }),
+      ]);
+      expect(inUse.code, inUse.stderr).toBe(2);
+      expect(inUse.stderr).toContain(`port ${port} on 127.0.0.1 is in use`);
+      expect(noJava.code, noJava.stderr).toBe(3);
+      expect(noJava.stderr).toMatch(/needs Java 17 or newer/);
+      expect(noJava.stderr).not.toMatch(/\n\s+at /);
+    } finally {
+      taken.close();
+    }
+  }, 60_000);
 });
