@@ -1,25 +1,40 @@
 // The AWS side of Platform: Step Functions runs the aggregation, EventBridge Scheduler fires the deadline.
 import { ConflictException, CreateScheduleCommand, SchedulerClient } from "@aws-sdk/client-scheduler";
-import { ExecutionAlreadyExists, SFNClient, StartExecutionCommand } from "@aws-sdk/client-sfn";
+import {
+  DescribeExecutionCommand,
+  ExecutionAlreadyExists,
+  SFNClient,
+  StartExecutionCommand,
+} from "@aws-sdk/client-sfn";
 import { optionalEnv, requireEnv } from "./env.ts";
 import type { Platform } from "./services.ts";
 
-export function awsPlatform(): Platform {
-  const sfn = new SFNClient({});
-  const scheduler = new SchedulerClient({});
+/** The AWS clients the platform calls; tests pass stand-ins at this SDK boundary. */
+export interface AwsClients {
+  sfn: Pick<SFNClient, "send">;
+  scheduler: Pick<SchedulerClient, "send">;
+}
+
+export function awsPlatform(
+  { sfn, scheduler }: AwsClients = { sfn: new SFNClient({}), scheduler: new SchedulerClient({}) },
+): Platform {
   return {
     async startAggregation(runId, round) {
+      const stateMachineArn = requireEnv("STATE_MACHINE_ARN");
+      const name = `${runId}-round-${round}`;
+      const input = JSON.stringify({ runId, round });
       try {
-        // The execution name is unique per round: a second start for the same round is refused by the service.
-        await sfn.send(
-          new StartExecutionCommand({
-            stateMachineArn: requireEnv("STATE_MACHINE_ARN"),
-            name: `${runId}-round-${round}`,
-            input: JSON.stringify({ runId, round }),
-          }),
-        );
+        // The execution name is unique per round: a second start while it runs is refused by the service.
+        await sfn.send(new StartExecutionCommand({ stateMachineArn, name, input }));
       } catch (error) {
         if (!(error instanceof ExecutionAlreadyExists)) throw error;
+        // A name stays taken after its execution closes. Callers start a round they find AGGREGATING, so an
+        // execution that closed otherwise than by committing (its timeout, an operator's stop, a failure its
+        // catch did not record) left the round stuck: the steps are re-runnable, so run them again.
+        const executionArn = `${stateMachineArn.replace(":stateMachine:", ":execution:")}:${name}`;
+        const { status } = await sfn.send(new DescribeExecutionCommand({ executionArn }));
+        if (status === "RUNNING" || status === "PENDING_REDRIVE" || status === "SUCCEEDED") return;
+        await sfn.send(new StartExecutionCommand({ stateMachineArn, name: `${name}-${Date.now()}`, input }));
       }
     },
     async scheduleDeadline(runId, round, deadline) {

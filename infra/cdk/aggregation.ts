@@ -114,6 +114,16 @@ export class Aggregation extends Construct {
     });
   }
 
+  /** Every execution of the state machine named `stateMachineName`. */
+  static executionsArnFor(scope: Construct, stateMachineName: string): string {
+    return Stack.of(scope).formatArn({
+      service: "states",
+      resource: "execution",
+      resourceName: `${stateMachineName}:*`,
+      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
+  }
+
   constructor(scope: Construct, id: string, props: AggregationProps) {
     super(scope, id);
     const { handlers } = props;

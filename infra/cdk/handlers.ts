@@ -143,6 +143,8 @@ export interface HandlersProps {
   deadlines: Deadlines;
   /** Known before the state machine exists: it runs these handlers, and some of them start it. */
   stateMachineArn: string;
+  /** Its executions: a handler that starts one for a round asks how an earlier one for that round ended. */
+  executionsArn: string;
 }
 
 /** One FerretFunction per handler file, each with the environment and the grants its row above allows. */
@@ -215,6 +217,14 @@ export class Handlers extends Construct {
     if (access.startsAggregation) {
       fn.addToRolePolicy(
         new PolicyStatement({ actions: ["states:StartExecution"], resources: [props.stateMachineArn] }),
+      );
+      fn.addToRolePolicy(
+        new PolicyStatement({ actions: ["states:DescribeExecution"], resources: [props.executionsArn] }),
+      );
+      acknowledgeWildcard(
+        fn.executionRole,
+        props.executionsArn,
+        "Executions are named per run and round at run time; only this state machine's are covered.",
       );
     }
     if (access.schedulesDeadlines) props.deadlines.grantScheduling(fn.executionRole);

@@ -50,7 +50,8 @@ export class Monitoring extends Construct {
     const { stateMachine } = props;
     this.alarmOn(
       "AggregationFailed",
-      "A round's aggregation execution failed or timed out; the round was recorded FAILED.",
+      "A round's aggregation execution failed or timed out. A failure is recorded: the round is FAILED and the " +
+        "next one opens. A timeout leaves it AGGREGATING: pausing and starting the run runs the steps again.",
       new MathExpression({
         expression: "failed + timedOut",
         usingMetrics: { failed: stateMachine.metricFailed(), timedOut: stateMachine.metricTimedOut() },

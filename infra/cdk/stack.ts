@@ -32,6 +32,7 @@ export class FerretStack extends Stack {
       bucket: storage.bucket,
       deadlines,
       stateMachineArn: Aggregation.arnFor(this, stateMachineName),
+      executionsArn: Aggregation.executionsArnFor(this, stateMachineName),
     });
     const aggregation = new Aggregation(this, "Aggregation", {
       stateMachineName,

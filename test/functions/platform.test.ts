@@ -1,6 +1,13 @@
+import { ConflictException } from "@aws-sdk/client-scheduler";
+import {
+  DescribeExecutionCommand,
+  ExecutionAlreadyExists,
+  type ExecutionStatus,
+  type StartExecutionCommand,
+} from "@aws-sdk/client-sfn";
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
-import { scheduleTime } from "../../functions/platform.ts";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { type AwsClients, awsPlatform, scheduleTime } from "../../functions/platform.ts";
 
 describe("a deadline's at() time", () => {
   it("is the deadline rounded up to a whole second: never before it, less than a second after", () => {
@@ -13,5 +20,101 @@ describe("a deadline's at() time", () => {
         expect(at - deadline).toBeLessThan(1000);
       }),
     );
+  });
+});
+
+// The AWS services cannot run here: these stand in at the SDK boundary, answering as the services document.
+const STATE_MACHINE = "arn:aws:states:eu-west-1:123456789012:stateMachine:ferret-aggregation";
+const env = {
+  STATE_MACHINE_ARN: STATE_MACHINE,
+  DEADLINE_FUNCTION_ARN: "arn:aws:lambda:eu-west-1:123456789012:function:deadline",
+  SCHEDULER_ROLE_ARN: "arn:aws:iam::123456789012:role/scheduler",
+};
+beforeEach(() => Object.assign(process.env, env));
+afterEach(() => {
+  for (const name of Object.keys(env)) delete process.env[name];
+});
+
+/** Step Functions where `run-1-round-0` already has an execution with `status`. */
+function stepFunctions(status: ExecutionStatus | undefined) {
+  const calls: { command: string; input: Record<string, unknown> }[] = [];
+  const sfn = {
+    send: async (command: StartExecutionCommand | DescribeExecutionCommand) => {
+      calls.push({
+        command: command.constructor.name,
+        input: command.input as unknown as Record<string, unknown>,
+      });
+      if (command instanceof DescribeExecutionCommand) return { status };
+      if (status !== undefined && command.input.name === "run-1-round-0") {
+        throw new ExecutionAlreadyExists({ message: "Execution Already Exists", $metadata: {} });
+      }
+      return { executionArn: "arn" };
+    },
+  };
+  return { calls, clients: { sfn, scheduler: { send: async () => ({}) } } as unknown as AwsClients };
+}
+
+describe("starting a round's aggregation in AWS", () => {
+  it("starts one execution named after the round", async () => {
+    const { calls, clients } = stepFunctions(undefined);
+    await awsPlatform(clients).startAggregation("run-1", 0);
+    expect(calls).toEqual([
+      {
+        command: "StartExecutionCommand",
+        input: {
+          stateMachineArn: STATE_MACHINE,
+          name: "run-1-round-0",
+          input: '{"runId":"run-1","round":0}',
+        },
+      },
+    ]);
+  });
+
+  it.each(["RUNNING", "PENDING_REDRIVE", "SUCCEEDED"] as const)(
+    "leaves an execution that is %s alone",
+    async (status) => {
+      const { calls, clients } = stepFunctions(status);
+      await awsPlatform(clients).startAggregation("run-1", 0);
+      expect(calls.map((c) => c.command)).toEqual(["StartExecutionCommand", "DescribeExecutionCommand"]);
+      expect(calls[1]?.input.executionArn).toBe(
+        "arn:aws:states:eu-west-1:123456789012:execution:ferret-aggregation:run-1-round-0",
+      );
+    },
+  );
+
+  it.each(["FAILED", "TIMED_OUT", "ABORTED"] as const)(
+    "runs the steps again after one that %s",
+    async (status) => {
+      const { calls, clients } = stepFunctions(status);
+      await awsPlatform(clients).startAggregation("run-1", 0);
+      expect(calls.map((c) => c.command)).toEqual([
+        "StartExecutionCommand",
+        "DescribeExecutionCommand",
+        "StartExecutionCommand",
+      ]);
+      expect(calls[2]?.input.name).toMatch(/^run-1-round-0-\d+$/);
+      expect(calls[2]?.input.input).toBe('{"runId":"run-1","round":0}');
+    },
+  );
+});
+
+describe("scheduling a round's deadline in AWS", () => {
+  it("takes a schedule that already exists (a repair after a crash) as done, and reports other errors", async () => {
+    const refuse = (error: Error) =>
+      ({
+        sfn: { send: async () => ({}) },
+        scheduler: { send: async () => Promise.reject(error) },
+      }) as unknown as AwsClients;
+    const exists = new ConflictException({
+      message: "Schedule already exists",
+      Message: "Schedule already exists",
+      $metadata: {},
+    });
+    await expect(
+      awsPlatform(refuse(exists)).scheduleDeadline("run-1", 1, Date.now()),
+    ).resolves.toBeUndefined();
+    await expect(
+      awsPlatform(refuse(new Error("throttled"))).scheduleDeadline("run-1", 1, Date.now()),
+    ).rejects.toThrow("throttled");
   });
 });
