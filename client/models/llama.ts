@@ -48,12 +48,6 @@ export function parseLlamaConfig(json: ConfigJson, modelType: "llama" | "qwen2")
   if (headDim % 2 !== 0)
     throw new ModelConfigError(`rotary embeddings need an even head_dim, got ${headDim}`);
   oneOf(json, "hidden_act", ["silu"], "silu");
-  if (json.rope_scaling !== undefined && json.rope_scaling !== null) {
-    throw new ModelConfigError(
-      "config.rope_scaling is not supported; expected null or absent",
-      "rope_scaling",
-    );
-  }
   if (json.use_sliding_window === true) {
     throw new ModelConfigError(
       "config.use_sliding_window is not supported; expected false",
@@ -72,13 +66,59 @@ export function parseLlamaConfig(json: ConfigJson, modelType: "llama" | "qwen2")
     numKvHeads,
     headDim,
     rmsNormEps: optionalPositiveNumber(json, "rms_norm_eps", 1e-6),
-    ropeTheta: optionalPositiveNumber(json, "rope_theta", 10000),
+    ropeTheta: parseRopeTheta(json),
     tieWordEmbeddings: optionalBoolean(json, "tie_word_embeddings", false),
     qkvBias: modelType === "qwen2" || attentionBias,
     outputBias: modelType === "llama" && attentionBias,
     mlpBias: optionalBoolean(json, "mlp_bias", false),
     initializerRange: optionalPositiveNumber(json, "initializer_range", 0.02),
   };
+}
+
+/**
+ * The rotary base. transformers v4 writes it as top-level `rope_theta` beside `rope_scaling`; v5 writes one
+ * `rope_parameters` object ({"rope_type": "default", "rope_theta": …}). Only plain rotary embeddings are built,
+ * so any scaling (linear, dynamic, yarn, llama3, …) is refused in either form rather than run without it.
+ */
+function parseRopeTheta(json: ConfigJson): number {
+  if (json.rope_scaling !== undefined && json.rope_scaling !== null) {
+    throw new ModelConfigError(
+      "config.rope_scaling is not supported; expected null or absent",
+      "rope_scaling",
+    );
+  }
+  const topLevel = optionalPositiveNumber(json, "rope_theta", 10000);
+  const params = json.rope_parameters;
+  if (params === undefined || params === null) return topLevel;
+  if (typeof params !== "object" || Array.isArray(params)) {
+    throw new ModelConfigError(
+      `config.rope_parameters must be an object like {"rope_type": "default", "rope_theta": 10000}, got ${JSON.stringify(params)}`,
+      "rope_parameters",
+    );
+  }
+  const rope = params as ConfigJson;
+  const ropeType = rope.rope_type ?? "default";
+  if (ropeType !== "default") {
+    throw new ModelConfigError(
+      `config.rope_parameters.rope_type ${JSON.stringify(ropeType)} is not supported; expected "default" or absent`,
+      "rope_parameters",
+    );
+  }
+  const theta = rope.rope_theta;
+  if (theta === undefined || theta === null) return topLevel;
+  if (typeof theta !== "number" || !Number.isFinite(theta) || theta <= 0) {
+    throw new ModelConfigError(
+      `config.rope_parameters.rope_theta must be a positive number, got ${JSON.stringify(theta)}`,
+      "rope_parameters",
+    );
+  }
+  if (json.rope_theta !== undefined && json.rope_theta !== null && topLevel !== theta) {
+    throw new ModelConfigError(
+      `config.rope_theta (${topLevel}) and config.rope_parameters.rope_theta (${theta}) disagree; expected one value, or only one of them`,
+      "rope_theta",
+    );
+  }
+  return theta;
 }
 
 export function llamaTensors(c: LlamaConfig): TensorSpec[] {
