@@ -2,7 +2,7 @@
  * Tokenizers behind one small interface, and a loader that picks one from what a model directory holds:
  *   tokenizer.json            → Hugging Face tokenizer (via @huggingface/tokenizers)
  *   vocab.json + merges.txt   → byte-level BPE (GPT-2 style)
- *   neither                   → bytes (256 ids) plus special tokens
+ *   neither                   → bytes (256 ids) plus special tokens, only for a model sized for them
  *
  * `encode` never adds BOS/EOS: the data pipeline decides where sequence boundaries go.
  */
@@ -128,8 +128,21 @@ async function readJson(path: string): Promise<unknown> {
   }
 }
 
-/** Picks and loads the tokenizer a model directory holds (see the module comment for the order). */
-export async function loadTokenizer(dir: string): Promise<Tokenizer> {
+/**
+ * The model vocabularies a directory without tokenizer files may serve with bytes. It needs the byte tokenizer's
+ * 257 ids, and a model trained on bytes may pad its embedding rows to a kernel-friendly multiple (320, 384, 512)
+ * or keep a few more special tokens; a subword vocabulary has thousands of ids (GPT-2 50257, LLaMA 32000), and a
+ * model that has one but lost its tokenizer files must not train on byte ids. The repo's byte models (the demo's
+ * seeded bases, the tests' configs) have exactly 257.
+ */
+export const BYTE_VOCAB_SIZES = { min: 257, max: 512 } as const;
+
+/**
+ * Picks and loads the tokenizer a model directory holds (see the module comment for the order). Bytes are the
+ * fallback only when `modelVocabSize` (config.json's vocab_size) is in BYTE_VOCAB_SIZES; without it, a
+ * directory with no tokenizer files is refused.
+ */
+export async function loadTokenizer(dir: string, modelVocabSize?: number): Promise<Tokenizer> {
   const file = (name: string) => join(dir, name);
   if (await exists(file("tokenizer.json"))) {
     const config = (await exists(file("tokenizer_config.json")))
@@ -148,5 +161,13 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
       `${dir} holds ${hasVocab ? "vocab.json but no merges.txt" : "merges.txt but no vocab.json"}; BPE needs both`,
     );
   }
-  return new ByteTokenizer();
+  const { min, max } = BYTE_VOCAB_SIZES;
+  if (modelVocabSize !== undefined && modelVocabSize >= min && modelVocabSize <= max)
+    return new ByteTokenizer();
+  const looked = `${dir} holds no tokenizer files (looked for tokenizer.json, or vocab.json + merges.txt)`;
+  throw new TokenizerError(
+    modelVocabSize === undefined
+      ? `${looked}; copy the model's tokenizer files there`
+      : `${looked}; bytes stand in only for a model with a vocab_size of ${min} to ${max}, and config.json's is ${modelVocabSize}. Copy the model's tokenizer files there`,
+  );
 }

@@ -1,7 +1,7 @@
 // A model directory as Hugging Face lays it out: config.json, the weights (model.safetensors, or the shards that
 // model.safetensors.index.json lists, as larger models ship), and a tokenizer (tokenizer.json, or vocab.json +
-// merges.txt, or none for bytes). Clients need the config and tokenizer; the weights come from the server. The
-// operator also reads the weights to create a run.
+// merges.txt, or none for bytes when the model's vocabulary is sized for them). Clients need the config and
+// tokenizer; the weights come from the server. The operator also reads the weights to create a run.
 import { access, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type NamedTensor, SafetensorsReader } from "../../core/formats/safetensors.ts";
@@ -30,7 +30,7 @@ export async function loadModelDir(dir: string): Promise<ModelDir> {
     throw new InputError(`${path} is not JSON: ${(error as Error).message}`);
   }
   const config = parseModelConfig(json);
-  const tokenizer = await loadTokenizer(dir);
+  const tokenizer = await loadTokenizer(dir, config.vocabSize);
   if (tokenizer.vocabSize > config.vocabSize) {
     throw new InputError(
       `the tokenizer in ${dir} has ${tokenizer.vocabSize} ids but config.json's vocab_size is ${config.vocabSize}`,
@@ -41,8 +41,10 @@ export async function loadModelDir(dir: string): Promise<ModelDir> {
 
 /**
  * The weights in the model's own tensor order (the order of the run's plan), checked against its config, each
- * read from its file when asked for: a model of any size costs the open files, not its weights. Tensors the model
- * does not use (e.g. saved attention-mask buffers) are returned by name in `ignored`. Call `close` when done.
+ * read from its file when asked for: a model of any size costs the open files, not its weights. The tensors carry
+ * the model's own Hugging Face names whatever prefix the file gave them (storedPrefix), so the run's plan and its
+ * exports do too. Tensors the model does not use (e.g. saved attention-mask buffers, or an lm_head.weight that
+ * copies a tied embedding) are returned by name, with the file's names, in `ignored`. Call `close` when done.
  */
 export async function openModelWeights(
   model: ModelDir,
@@ -53,7 +55,7 @@ export async function openModelWeights(
     await Promise.all(readers.map((reader) => reader.close()));
   };
   try {
-    const byName = new Map<string, { reader: SafetensorsReader; shape: number[] }>();
+    const byName = new Map<string, StoredTensor>();
     const unindexed: string[] = [];
     for (const [file, names] of files) {
       const shard = join(model.dir, file);
@@ -72,29 +74,95 @@ export async function openModelWeights(
       }
     }
     const expected = modelTensors(model.config);
+    const prefix = storedPrefix(model.config, byName.keys());
     const tensors = expected.map((spec): LazyTensor => {
-      const found = byName.get(spec.name);
+      const stored = prefix + spec.name;
+      const found = byName.get(stored);
       if (!found)
         throw new InputError(
-          `${path} lacks tensor ${spec.name} (shape [${spec.shape}]) that config.json implies`,
+          `${path} lacks tensor ${stored} (shape [${spec.shape}]) that config.json implies`,
         );
       if (found.shape.join() !== spec.shape.join()) {
         throw new InputError(
-          `${path}: tensor ${spec.name} has shape [${found.shape}]; config.json implies [${spec.shape}]`,
+          `${path}: tensor ${stored} has shape [${found.shape}]; config.json implies [${spec.shape}]`,
         );
       }
       return {
         name: spec.name,
         shape: [...spec.shape],
-        read: (start, count) => found.reader.readRange(spec.name, start, count),
+        read: (start, count) => found.reader.readRange(stored, start, count),
       };
     });
-    const used = new Set(expected.map((s) => s.name));
-    const ignored = [...[...byName.keys()].filter((name) => !used.has(name)), ...unindexed];
+    const used = new Set(expected.map((s) => prefix + s.name));
+    const ignored = [...byName.keys()].filter((name) => !used.has(name));
+    if (ignored.includes(HEAD) && !expected.some((s) => s.name === HEAD)) {
+      const embedding = tensors.find((t) => t.name === TIED_EMBEDDING[model.config.modelType]) as LazyTensor;
+      await checkTiedHead(path, byName.get(HEAD) as StoredTensor, embedding, prefix);
+      ignored[ignored.indexOf(HEAD)] =
+        `${HEAD} (equal to ${prefix}${embedding.name}, which the head is tied to)`;
+    }
+    ignored.push(...unindexed);
     return { tensors, ignored, close };
   } catch (error) {
     await close();
     throw error;
+  }
+}
+
+interface StoredTensor {
+  reader: SafetensorsReader;
+  shape: number[];
+}
+
+const HEAD = "lm_head.weight";
+/** The tensor an output head tied to the embeddings shares, by family. */
+const TIED_EMBEDDING: Record<ModelConfig["modelType"], string> = {
+  gpt2: "wte.weight",
+  llama: "model.embed_tokens.weight",
+  qwen2: "model.embed_tokens.weight",
+};
+/** GPT2LMHeadModel's base_model_prefix: its save_pretrained names GPT2Model's tensors transformer.wte.weight, … */
+const GPT2_HEAD_MODEL_PREFIX = "transformer.";
+
+/**
+ * What the file's names put before the model's own (Hugging Face's base-model names, as openai-community/gpt2
+ * ships them). A GPT-2 saved as GPT2LMHeadModel (DialoGPT, mGPT) prefixes every one. A file that prefixes only
+ * some is no layout transformers writes: it is refused, naming a prefixed tensor it lacks.
+ */
+function storedPrefix(config: ModelConfig, names: Iterable<string>): string {
+  if (config.modelType !== "gpt2") return "";
+  for (const name of names) if (name.startsWith(GPT2_HEAD_MODEL_PREFIX)) return GPT2_HEAD_MODEL_PREFIX;
+  return "";
+}
+
+/** Elements of the head and the embedding compared at a time. */
+const COMPARE_ELEMENTS = 1 << 20;
+/** Equal as weights: −0 and +0 give the same logits, and a NaN copied is still a copy. */
+const sameValue = (a: number, b: number) => a === b || (Number.isNaN(a) && Number.isNaN(b));
+
+/**
+ * The model's output head is its embedding (tied), so a saved lm_head.weight is only a copy of it, as some
+ * checkpoints store. One that differs would be a head the file has and training would not use: refused. Compared
+ * a slice at a time, so that a large vocabulary costs two slices, not two copies of the embedding.
+ */
+async function checkTiedHead(path: string, head: StoredTensor, embedding: LazyTensor, prefix: string) {
+  const refuse = (how: string) =>
+    new InputError(
+      `${path}: ${HEAD} ${how} ${prefix}${embedding.name}, but config.json ties the output head to the embeddings; expected no ${HEAD}, or a copy of ${prefix}${embedding.name}`,
+    );
+  if (head.shape.join() !== embedding.shape.join())
+    throw refuse(`has shape [${head.shape}], unlike the [${embedding.shape}] of`);
+  const total = embedding.shape.reduce((a, b) => a * b, 1);
+  for (let start = 0; start < total; start += COMPARE_ELEMENTS) {
+    const count = Math.min(COMPARE_ELEMENTS, total - start);
+    const [a, b] = await Promise.all([
+      head.reader.readRange(HEAD, start, count),
+      embedding.read(start, count),
+    ]);
+    for (let i = 0; i < count; i++) {
+      if (!sameValue(a[i] as number, b[i] as number))
+        throw refuse(`differs (element ${start + i}: ${a[i]} against ${b[i]}) from`);
+    }
   }
 }
 

@@ -5,7 +5,12 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ByteLevelBpe, loadGpt2Tokenizer, writeGpt2TokenizerFiles } from "../../client/formats/bpe.ts";
-import { ByteTokenizer, HfTokenizer, loadTokenizer } from "../../client/formats/tokenizer.ts";
+import {
+  BYTE_VOCAB_SIZES,
+  ByteTokenizer,
+  HfTokenizer,
+  loadTokenizer,
+} from "../../client/formats/tokenizer.ts";
 import { TokenizerError } from "../../core/formats/errors.ts";
 import { mobyDickChapters } from "../support/moby-dick.ts";
 
@@ -156,7 +161,7 @@ describe("byte-level fallback and the loader", () => {
     const bpe = join(dir, "bpe");
     const half = join(dir, "half");
     await Promise.all([mkdir(empty), mkdir(bpe), mkdir(half)]);
-    expect(await loadTokenizer(empty)).toBeInstanceOf(ByteTokenizer);
+    expect(await loadTokenizer(empty, 257)).toBeInstanceOf(ByteTokenizer);
 
     await writeGpt2TokenizerFiles(bpe);
     const fromFiles = await loadTokenizer(bpe);
@@ -165,5 +170,29 @@ describe("byte-level fallback and the loader", () => {
 
     await writeFile(join(half, "vocab.json"), "{}");
     await expect(loadTokenizer(half)).rejects.toThrow(/vocab.json but no merges.txt/);
+  });
+
+  it("falls back to bytes only for a model sized for them, and otherwise names what it looked for", async () => {
+    const empty = join(dir, "no-tokenizer");
+    await mkdir(empty);
+    const { min, max } = BYTE_VOCAB_SIZES;
+    const looked = `${empty} holds no tokenizer files (looked for tokenizer.json, or vocab.json + merges.txt)`;
+    // Half the draws near the boundaries, half anywhere a real vocabulary might be.
+    const vocabSizes = fc.oneof(fc.integer({ min: 1, max: 1024 }), fc.integer({ min: 1, max: 300_000 }));
+    await fc.assert(
+      fc.asyncProperty(vocabSizes, async (vocabSize) => {
+        const loaded = loadTokenizer(empty, vocabSize);
+        if (vocabSize >= min && vocabSize <= max) {
+          expect(await loaded).toBeInstanceOf(ByteTokenizer);
+        } else {
+          await expect(loaded).rejects.toThrow(TokenizerError);
+          await expect(loaded).rejects.toThrow(
+            `${looked}; bytes stand in only for a model with a vocab_size of 257 to 512, and config.json's is ${vocabSize}. Copy the model's tokenizer files there`,
+          );
+        }
+      }),
+      { examples: [[256], [257], [512], [513], [50257], [151936]] },
+    );
+    await expect(loadTokenizer(empty)).rejects.toThrow(`${looked}; copy the model's tokenizer files there`);
   });
 });
