@@ -3,6 +3,7 @@
  *   {"text": "..."}                          — loss on every token, or
  *   {"prompt": "...", "response": "..."}     — loss on the response tokens only.
  * Other fields (ids, sources) are ignored. Blank lines are skipped; a UTF-8 BOM and CRLF line ends are fine.
+ * An empty "text" or "response" is refused like any malformed line: it would teach only an end-of-text token.
  */
 import { readFile } from "node:fs/promises";
 import { FormatError } from "../../core/formats/errors.ts";
@@ -51,21 +52,26 @@ function parseLine(line: string, source: string, lineNumber: number): Example {
     );
   }
   const record = value as Record<string, unknown>;
-  const field = (name: string): string => {
+  const field = (name: string, nonEmpty = false): string => {
     const v = record[name];
     if (typeof v !== "string")
       throw fail(`field "${name}" must be a string, found ${v === null ? "null" : typeof v}`);
+    if (nonEmpty && v === "") {
+      throw fail(
+        `field "${name}" is empty; expected a non-empty string (remove the line if it has nothing to train on)`,
+      );
+    }
     return v;
   };
   const hasText = "text" in record;
   const hasChat = "prompt" in record || "response" in record;
   if (hasText && hasChat) throw fail(`has both "text" and "prompt"/"response"; ${EXPECTED}`);
-  if (hasText) return { text: field("text") };
+  if (hasText) return { text: field("text", true) };
   if (hasChat) {
     for (const name of ["prompt", "response"]) {
       if (!(name in record)) throw fail(`missing field "${name}"; ${EXPECTED}`);
     }
-    return { prompt: field("prompt"), response: field("response") };
+    return { prompt: field("prompt"), response: field("response", true) };
   }
   throw fail(`has fields [${Object.keys(record).join(", ")}]; ${EXPECTED}`);
 }

@@ -3,7 +3,8 @@
  *
  * Each example becomes tokens plus a 0/1 mask saying which tokens are *targets the loss counts*: every token
  * of a {"text"} example, only the response of a {"prompt","response"} example. An EOS token (mask 1, so the
- * model learns to stop) closes every example.
+ * model learns to stop) closes every example. A text or response with no tokens is refused: alone, its EOS
+ * would teach the model to follow one EOS with another.
  *
  * A row of length T holds inputIds[t] = s[t], targets[t] = s[t+1], lossMask[t] = mask[t+1]; padding has
  * mask 0. Rows whose mask is all zero (e.g. a window of prompt only) are skipped and counted, since they
@@ -32,12 +33,21 @@ export interface SequenceSet {
 }
 
 export function tokenizeExample(example: Example, tokenizer: Tokenizer, eosId: number): TokenizedExample {
+  const encode = (field: "text" | "response", text: string): number[] => {
+    const ids = tokenizer.encode(text);
+    if (ids.length === 0) {
+      throw new RangeError(
+        `an example's ${field} ${JSON.stringify(text.slice(0, 40))} encodes to no tokens; expected at least one to train on`,
+      );
+    }
+    return ids;
+  };
   if ("text" in example) {
-    const ids = [...tokenizer.encode(example.text), eosId];
+    const ids = [...encode("text", example.text), eosId];
     return { ids, mask: ids.map(() => 1) };
   }
   const prompt = tokenizer.encode(example.prompt);
-  const response = [...tokenizer.encode(example.response), eosId];
+  const response = [...encode("response", example.response), eosId];
   return { ids: [...prompt, ...response], mask: [...prompt.map(() => 0), ...response.map(() => 1)] };
 }
 

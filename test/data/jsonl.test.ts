@@ -13,8 +13,8 @@ describe("JSONL datasets", () => {
 
   it("round-trips any examples written as JSON lines", () => {
     const example = fc.oneof(
-      fc.record({ text: fc.string() }),
-      fc.record({ prompt: fc.string(), response: fc.string() }),
+      fc.record({ text: fc.string({ minLength: 1 }) }),
+      fc.record({ prompt: fc.string(), response: fc.string({ minLength: 1 }) }),
     );
     fc.assert(
       fc.property(fc.array(example, { minLength: 1, maxLength: 10 }), (examples) => {
@@ -41,11 +41,55 @@ describe("JSONL datasets", () => {
     ["a null response", '{"prompt":"Q","response":null}', /field "response" must be a string, found null/],
     ["both kinds at once", '{"text":"a","prompt":"b","response":"c"}', /has both "text" and "prompt"/],
     ["neither kind", '{"content":"a"}', /:1: has fields \[content\]; expected/],
+    [
+      "an empty text",
+      '{"text":"ok"}\n{"text":""}',
+      /^data.jsonl:2: field "text" is empty; expected a non-empty string \(remove the line if it has nothing to train on\)$/,
+    ],
+    [
+      "an empty response",
+      '{"prompt":"Q","response":""}',
+      /data.jsonl:1: field "response" is empty; expected/,
+    ],
   ];
 
   it.each(bad)("rejects %s, saying where and what was expected", (_, text, message) => {
     expect(() => parseJsonl(text, "data.jsonl")).toThrow(DatasetError);
     expect(() => parseJsonl(text, "data.jsonl")).toThrow(message);
+  });
+
+  it("refuses an empty text or response on whichever line it is, naming that line", () => {
+    const good = fc.oneof(
+      fc.record({ text: fc.string({ minLength: 1 }) }),
+      fc.record({ prompt: fc.string(), response: fc.string({ minLength: 1 }) }),
+    );
+    const empty = fc.oneof(
+      fc.constant({ text: "" }),
+      fc.record({ prompt: fc.string(), response: fc.constant("") }),
+    );
+    fc.assert(
+      fc.property(
+        fc.array(good, { maxLength: 6 }),
+        empty,
+        fc.array(good, { maxLength: 6 }),
+        (before, bad, after) => {
+          const lines = [...before, bad, ...after].map((e) => JSON.stringify(e));
+          const line = before.length + 1;
+          const field = "text" in bad ? "text" : "response";
+          expect(() => parseJsonl(lines.join("\n"), "d.jsonl")).toThrow(
+            expect.objectContaining({
+              code: "DATASET",
+              line,
+              message: expect.stringContaining(`d.jsonl:${line}: field "${field}" is empty`),
+            }),
+          );
+        },
+      ),
+    );
+  });
+
+  it("accepts an empty prompt: the response still carries loss", () => {
+    expect(parseJsonl('{"prompt":"","response":"A."}')).toEqual([{ prompt: "", response: "A." }]);
   });
 
   it("reports the line number of the first bad line", () => {

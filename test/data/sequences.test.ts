@@ -129,6 +129,21 @@ describe("tokenizing examples", () => {
     });
   });
 
+  it("refuses a text or response with no tokens, which would train EOS after EOS, but allows an empty prompt", () => {
+    expect(() => tokenizeExample({ text: "" }, bytes, bytes.eosId)).toThrow(
+      `an example's text "" encodes to no tokens; expected at least one to train on`,
+    );
+    expect(() => tokenizeExample({ prompt: "Q:", response: "" }, bytes, bytes.eosId)).toThrow(
+      /an example's response "" encodes to no tokens/,
+    );
+    expect(tokenizeExample({ prompt: "", response: "ok" }, bytes, bytes.eosId).mask).toEqual([1, 1, 1]);
+    // Not only "": a non-empty text that encodes to nothing (a normalizer may drop it all) is caught too.
+    const dropsAll = { ...bytes, encode: () => [], decode: () => "" };
+    expect(() =>
+      prepareSequences([{ text: "a" }, { text: "\u200b" }], dropsAll, { seqLen: 4, mode: "pack", seed: 0 }),
+    ).toThrow(/encodes to no tokens/);
+  });
+
   it("packs real text so the targets spell it back out, in the seeded order", () => {
     const paragraphs = (mobyDickChapters()[3]?.text ?? "").split("\n\n").filter((p) => p.trim() !== "");
     expect(paragraphs.length).toBeGreaterThan(10);
