@@ -21,20 +21,23 @@ export function awsPlatform(
   return {
     async startAggregation(runId, round) {
       const stateMachineArn = requireEnv("STATE_MACHINE_ARN");
-      const name = `${runId}-round-${round}`;
       const input = JSON.stringify({ runId, round });
-      try {
-        // The execution name is unique per round: a second start while it runs is refused by the service.
-        await sfn.send(new StartExecutionCommand({ stateMachineArn, name, input }));
-      } catch (error) {
-        if (!(error instanceof ExecutionAlreadyExists)) throw error;
-        // A name stays taken after its execution closes. Callers start a round they find AGGREGATING, so an
-        // execution that closed otherwise than by committing (its timeout, an operator's stop, a failure its
-        // catch did not record) left the round stuck: the steps are re-runnable, so run them again.
+      // A name stays taken after its execution closes. Callers start a round they find AGGREGATING, so one that
+      // closed otherwise than by committing (its timeout, an operator's stop, a failure its catch did not record)
+      // left the round stuck: the steps are re-runnable, so they run again under the round's next name. The
+      // names are fixed (…-round-N, …-round-N-retry-1, …), so a second repair finds the first one's execution
+      // instead of starting another; a start repeated while one runs is answered by the service as the first.
+      for (let retry = 0; ; retry++) {
+        const name = `${runId}-round-${round}${retry === 0 ? "" : `-retry-${retry}`}`;
+        try {
+          await sfn.send(new StartExecutionCommand({ stateMachineArn, name, input }));
+          return;
+        } catch (error) {
+          if (!(error instanceof ExecutionAlreadyExists)) throw error;
+        }
         const executionArn = `${stateMachineArn.replace(":stateMachine:", ":execution:")}:${name}`;
         const { status } = await sfn.send(new DescribeExecutionCommand({ executionArn }));
         if (status === "RUNNING" || status === "PENDING_REDRIVE" || status === "SUCCEEDED") return;
-        await sfn.send(new StartExecutionCommand({ stateMachineArn, name: `${name}-${Date.now()}`, input }));
       }
     },
     async scheduleDeadline(runId, round, deadline) {

@@ -103,8 +103,8 @@ export class ClientApi {
 
   /**
    * A binary upload: ferret's float32 coefficients, or fedkseed's (seed index, gradient) pairs. Idempotent: the
-   * server takes one upload per client and round and refuses a repeat with 409 duplicate_upload (or round_closed
-   * once this upload closed the round), which the participant loop handles.
+   * server takes one upload per client and round and refuses a repeat with 409 duplicate_upload (even once the
+   * first copy closed the round), which the participant loop counts as done.
    */
   upload(
     round: number,

@@ -35,67 +35,70 @@ afterEach(() => {
   for (const name of Object.keys(env)) delete process.env[name];
 });
 
-/** Step Functions where `run-1-round-0` already has an execution with `status`. */
-function stepFunctions(status: ExecutionStatus | undefined) {
-  const calls: { command: string; input: Record<string, unknown> }[] = [];
+/**
+ * Step Functions holding `executions` (name → status). As the service does, a start under a taken name is
+ * refused unless that execution runs (then it is answered as the first start was), and a new one runs.
+ */
+function stepFunctions(executions: Record<string, ExecutionStatus> = {}) {
+  const started: string[] = [];
   const sfn = {
     send: async (command: StartExecutionCommand | DescribeExecutionCommand) => {
-      calls.push({
-        command: command.constructor.name,
-        input: command.input as unknown as Record<string, unknown>,
+      if (command instanceof DescribeExecutionCommand) {
+        return { status: executions[String(command.input.executionArn).split(":").at(-1) as string] };
+      }
+      const { name, stateMachineArn, input } = command.input;
+      expect({ stateMachineArn, input }).toEqual({
+        stateMachineArn: STATE_MACHINE,
+        input: '{"runId":"run-1","round":0}',
       });
-      if (command instanceof DescribeExecutionCommand) return { status };
-      if (status !== undefined && command.input.name === "run-1-round-0") {
+      const status = executions[name as string];
+      if (status !== undefined && status !== "RUNNING") {
         throw new ExecutionAlreadyExists({ message: "Execution Already Exists", $metadata: {} });
       }
-      return { executionArn: "arn" };
+      if (status === undefined) started.push(name as string);
+      executions[name as string] = "RUNNING";
+      return { executionArn: `arn:${name}` };
     },
   };
-  return { calls, clients: { sfn, scheduler: { send: async () => ({}) } } as unknown as AwsClients };
+  return { started, clients: { sfn, scheduler: { send: async () => ({}) } } as unknown as AwsClients };
 }
 
 describe("starting a round's aggregation in AWS", () => {
   it("starts one execution named after the round", async () => {
-    const { calls, clients } = stepFunctions(undefined);
+    const { started, clients } = stepFunctions();
     await awsPlatform(clients).startAggregation("run-1", 0);
-    expect(calls).toEqual([
-      {
-        command: "StartExecutionCommand",
-        input: {
-          stateMachineArn: STATE_MACHINE,
-          name: "run-1-round-0",
-          input: '{"runId":"run-1","round":0}',
-        },
-      },
-    ]);
+    expect(started).toEqual(["run-1-round-0"]);
   });
 
   it.each(["RUNNING", "PENDING_REDRIVE", "SUCCEEDED"] as const)(
     "leaves an execution that is %s alone",
     async (status) => {
-      const { calls, clients } = stepFunctions(status);
+      const { started, clients } = stepFunctions({ "run-1-round-0": status });
       await awsPlatform(clients).startAggregation("run-1", 0);
-      expect(calls.map((c) => c.command)).toEqual(["StartExecutionCommand", "DescribeExecutionCommand"]);
-      expect(calls[1]?.input.executionArn).toBe(
-        "arn:aws:states:eu-west-1:123456789012:execution:ferret-aggregation:run-1-round-0",
-      );
+      expect(started).toEqual([]);
     },
   );
 
   it.each(["FAILED", "TIMED_OUT", "ABORTED"] as const)(
     "runs the steps again after one that %s",
     async (status) => {
-      const { calls, clients } = stepFunctions(status);
+      const { started, clients } = stepFunctions({ "run-1-round-0": status });
       await awsPlatform(clients).startAggregation("run-1", 0);
-      expect(calls.map((c) => c.command)).toEqual([
-        "StartExecutionCommand",
-        "DescribeExecutionCommand",
-        "StartExecutionCommand",
-      ]);
-      expect(calls[2]?.input.name).toMatch(/^run-1-round-0-\d+$/);
-      expect(calls[2]?.input.input).toBe('{"runId":"run-1","round":0}');
+      expect(started).toEqual(["run-1-round-0-retry-1"]);
     },
   );
+
+  it("starts no second repair while the first runs, and a third after the second failed", async () => {
+    const executions: Record<string, ExecutionStatus> = { "run-1-round-0": "TIMED_OUT" };
+    const { started, clients } = stepFunctions(executions);
+    const platform = awsPlatform(clients);
+    await platform.startAggregation("run-1", 0);
+    await platform.startAggregation("run-1", 0);
+    expect(started).toEqual(["run-1-round-0-retry-1"]);
+    executions["run-1-round-0-retry-1"] = "FAILED";
+    await platform.startAggregation("run-1", 0);
+    expect(started).toEqual(["run-1-round-0-retry-1", "run-1-round-0-retry-2"]);
+  });
 });
 
 describe("scheduling a round's deadline in AWS", () => {

@@ -107,14 +107,22 @@ describe("Lambda handlers", () => {
       const starts = statementsOf(template, file).filter((s) =>
         [s.Action].flat().includes("states:StartExecution"),
       );
+      // A repair asks how the round's earlier execution ended before it starts another.
+      const describes = statementsOf(template, file).filter((s) =>
+        [s.Action].flat().includes("states:DescribeExecution"),
+      );
       if (file === "upload.ts" || file === STEP_HANDLERS.deadline || file === "start-run.ts") {
         expect(
           starts.map((s) => flatten(s.Resource)),
           file,
         ).toEqual([arn]);
+        expect(describes.map((s) => flatten(s.Resource))).toEqual([
+          `arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:${name}:*`,
+        ]);
         expect(flatten(environmentOf(template, file).STATE_MACHINE_ARN)).toBe(arn);
       } else {
         expect(starts, file).toEqual([]);
+        expect(describes, file).toEqual([]);
       }
     }
   });

@@ -147,14 +147,20 @@ describe("a call that dies after its state change", () => {
 
 describe("the deadline's fail", () => {
   it("does not fail a round whose uploads reached the minimum after the deadline handler counted them", async () => {
-    const run = await createRun(api, model, config, 2);
-    await uploadRound(api, run, 1);
-    const { deadline } = (await roundOf(run.runId, 0)) as { deadline: number };
+    // A quorum of 3 keeps the round OPEN with the minimum of 2, so only the count can refuse the fail.
+    const wide = { clientsPerRound: 3, quorum: 3, minUploads: 2, targetBlockSize: 192 };
+    const short = await createRun(api, model, wide, 3);
+    await uploadRound(api, short, 1);
+    const shortDeadline = ((await roundOf(short.runId, 0)) as { deadline: number }).deadline;
+    expect(await stack.services.table.failAtDeadline(short.runId, 0, shortDeadline + 1, "1 of 2")).toBe(true);
+
+    const reached = await createRun(api, model, wide, 3);
+    await uploadRound(api, reached, 1);
+    const { deadline } = (await roundOf(reached.runId, 0)) as { deadline: number };
     // The handler read one upload; the second lands before its write.
-    await uploadRound(api, { ...run, clients: run.clients.slice(1) }, 1);
-    expect(await stack.services.table.failAtDeadline(run.runId, 0, deadline + 1, "1 of 2")).toBe(false);
-    await stack.orchestrator.idle();
-    expect((await roundOf(run.runId, 0))?.state).toBe("DONE");
+    await uploadRound(api, { ...reached, clients: reached.clients.slice(1) }, 1);
+    expect(await stack.services.table.failAtDeadline(reached.runId, 0, deadline + 1, "1 of 2")).toBe(false);
+    expect(await roundOf(reached.runId, 0)).toMatchObject({ state: "OPEN", uploadCount: 2 });
   });
 });
 
