@@ -37,28 +37,38 @@ export class GaveUpError extends Error {
 
 /**
  * Runs `attempt` until it succeeds or fails with an error `retryable` rejects. Retryable failures wait with
- * backoff, never past `giveUpAfterMs` from the start; a failure after that deadline throws a GaveUpError that
- * carries it.
+ * backoff until the server has been unreachable for `giveUpAfterMs` since the first failing attempt began; then
+ * a GaveUpError carries the last failure. `attempt` calls `moved` when data moves (a chunk of a body sent or
+ * received): while it flows the server is reachable, so a long transfer that broke does not use up the limit,
+ * while a server that answers and then stalls does.
  */
 export async function withBackoff<T>(
-  attempt: () => Promise<T>,
+  attempt: (moved: () => void) => Promise<T>,
   retryable: (error: Error) => boolean,
   options: BackoffOptions = DEFAULT_BACKOFF,
 ): Promise<T> {
   const wait = options.sleep ?? sleep;
   const now = options.now ?? Date.now;
-  const start = now();
-  const deadline = start + options.giveUpAfterMs;
+  let failingSince: number | undefined;
+  let flowingMs = 0;
   for (let n = 0; ; n++) {
+    const started = now();
+    let firstMove: number | undefined;
+    let lastMove = 0;
     try {
-      return await attempt();
+      return await attempt(() => {
+        lastMove = now();
+        firstMove ??= lastMove;
+      });
     } catch (error) {
       if (!(error instanceof Error) || !retryable(error)) throw error;
-      const remaining = deadline - now();
+      failingSince ??= started;
+      if (firstMove !== undefined) flowingMs += lastMove - firstMove;
+      const unreachableMs = now() - failingSince - flowingMs;
+      const remaining = options.giveUpAfterMs - unreachableMs;
       if (remaining <= 0) {
-        const seconds = ((now() - start) / 1000).toFixed(1);
         throw new GaveUpError(
-          `gave up after ${n + 1} attempts over ${seconds} s (the limit is ${options.giveUpAfterMs / 1000} s): ${error.message}`,
+          `gave up after ${n + 1} attempts over ${(unreachableMs / 1000).toFixed(1)} s (the limit is ${options.giveUpAfterMs / 1000} s): ${error.message}`,
           { cause: error },
         );
       }

@@ -143,8 +143,8 @@ export class Http {
 
   /** Calls an API route; JSON in, JSON out. 4xx errors throw ApiError at once; outages are retried if safe. */
   async json<T>(method: string, path: string, options: ApiRequest): Promise<T> {
-    const attempt = async () => {
-      const reply = await this.send(method, `${this.endpoint.replace(/\/$/, "")}${path}`, options);
+    const attempt = async (moved: () => void) => {
+      const reply = await this.send(method, `${this.endpoint.replace(/\/$/, "")}${path}`, options, moved);
       const { response } = reply;
       const text = await readText(reply);
       let body: unknown;
@@ -174,8 +174,8 @@ export class Http {
   /** Fetches a presigned URL into memory. */
   download(url: string): Promise<Uint8Array> {
     return withBackoff(
-      async () => {
-        const reply = await this.send("GET", url, {});
+      async (moved) => {
+        const reply = await this.send("GET", url, {}, moved);
         const bytes = await readAll(reply);
         if (!reply.response.ok) {
           throw new ApiError(reply.response.status, "storage", Buffer.from(bytes).toString("utf8"));
@@ -198,8 +198,8 @@ export class Http {
     onProgress?: (done: number, total: number) => void,
   ): Promise<number> {
     return withBackoff(
-      async () => {
-        const reply = await this.send("GET", url, {});
+      async (moved) => {
+        const reply = await this.send("GET", url, {}, moved);
         const { response } = reply;
         if (!response.ok) throw new ApiError(response.status, "storage", await readText(reply));
         const total = Number(response.headers.get("content-length") ?? 0);
@@ -230,8 +230,8 @@ export class Http {
   /** PUTs bytes to a presigned URL; returns the ETag (multipart parts need it). */
   upload(url: string, bytes: Uint8Array): Promise<string> {
     return withBackoff(
-      async () => {
-        const reply = await this.send("PUT", url, { bytes });
+      async (moved) => {
+        const reply = await this.send("PUT", url, { bytes }, moved);
         const text = await readText(reply);
         if (!reply.response.ok) throw new ApiError(reply.response.status, "storage", text);
         return reply.response.headers.get("etag") ?? "";
@@ -252,7 +252,7 @@ export class Http {
     onProgress?: (done: number, total: number) => void,
   ): Promise<{ bytes: number; sha256: string }> {
     return withBackoff(
-      async () => {
+      async (moved) => {
         const total = (await stat(path)).size;
         const target = new URL(url);
         const headers = { "content-type": "application/octet-stream", "content-length": String(total) };
@@ -286,6 +286,7 @@ export class Http {
             hash.update(piece);
             done += piece.byteLength;
             this.bytes.up += piece.byteLength;
+            moved();
             onProgress?.(done, total);
           });
           file.pipe(request);
@@ -316,7 +317,12 @@ export class Http {
   }
 
   /** Sends a request and waits for the reply's headers (at most `timeouts.headersMs`); the body is left to read. */
-  private async send(method: string, url: string, options: RequestOptions): Promise<Reply> {
+  private async send(
+    method: string,
+    url: string,
+    options: RequestOptions,
+    moved: () => void = () => {},
+  ): Promise<Reply> {
     const { headers, body } = encodeRequest(options);
     const target = new URL(url);
     const where = `${method} ${target.origin}${target.pathname}`;
@@ -342,14 +348,15 @@ export class Http {
       clearTimeout(timer);
     }
     this.bytes.down += `HTTP/1.1 ${response.status}\r\n`.length + headerBytes(response.headers) + 2;
-    return { response, body: this.bodyOf(response, controller, where) };
+    return { response, body: this.bodyOf(response, controller, where, moved) };
   }
 
   /**
-   * The chunks of a reply's body, each counted as downlink when it arrives. A read that waits more than
-   * `timeouts.idleMs`, or a connection that breaks, throws an UnreachableError: the request is then made again.
+   * The chunks of a reply's body, each counted as downlink (and as data moving, for the give-up limit) when it
+   * arrives. A read that waits more than `timeouts.idleMs`, or a connection that breaks, throws an
+   * UnreachableError: the request is then made again.
    */
-  private async *bodyOf(response: Response, controller: AbortController, where: string) {
+  private async *bodyOf(response: Response, controller: AbortController, where: string, moved: () => void) {
     if (!response.body) return;
     const reader = response.body.getReader();
     const read = async () => {
@@ -369,6 +376,7 @@ export class Http {
     try {
       for (; !next.done; next = await read()) {
         this.bytes.down += next.value.byteLength;
+        moved();
         yield next.value;
       }
     } finally {

@@ -90,6 +90,59 @@ describe("backoff", () => {
     expect(attempts).toBe(3);
     expect(clock.now()).toBe(1000);
   });
+
+  it("retries a long transfer that broke, counting the limit again from its failure", async () => {
+    const clock = fakeClock();
+    const log: string[] = [];
+    let attempts = 0;
+    const transfer = withBackoff(
+      async (moved) => {
+        attempts++;
+        if (attempts === 1) {
+          moved();
+          clock.advance(660_000); // 11 minutes of bytes moving, then the connection resets
+          moved();
+          throw new Error("reset");
+        }
+        if (attempts < 4) throw new Error("refused");
+        return "done";
+      },
+      () => true,
+      {
+        baseMs: 1000,
+        capMs: 1000,
+        giveUpAfterMs: 600_000,
+        random: () => 0.5,
+        ...clock,
+        onWait: (w) => log.push(w.error.message),
+      },
+    );
+    expect(await transfer).toBe("done");
+    expect(log).toEqual(["reset", "refused", "refused"]);
+  });
+
+  it("gives up once the server has stayed unreachable for the limit after a long transfer broke", async () => {
+    const clock = fakeClock();
+    let attempts = 0;
+    const failing = withBackoff(
+      async (moved) => {
+        if (++attempts === 1) {
+          moved();
+          clock.advance(660_000);
+          moved();
+        }
+        throw new Error(attempts === 1 ? "reset" : "refused");
+      },
+      () => true,
+      { baseMs: 1000, capMs: 1000, giveUpAfterMs: 600_000, random: () => 0.999, ...clock },
+    );
+    const error = await failing.catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(GaveUpError);
+    expect((error as Error).message).toBe(
+      "gave up after 602 attempts over 600.0 s (the limit is 600 s): refused",
+    );
+    expect(clock.now()).toBe(1_260_000);
+  });
 });
 
 /** A clock that only moves when slept on or advanced, for backoff without real waits. */

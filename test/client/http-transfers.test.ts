@@ -115,6 +115,26 @@ describe("transfers that break", () => {
     expect(server.requests()).toBe(1);
   }, 10_000);
 
+  it("retries a body that broke after moving for longer than the give-up limit", async () => {
+    server = await listen((_, response, n) => {
+      if (n > 1) return whole(response);
+      response.writeHead(200, { "content-length": String(body.length) });
+      let sent = 0;
+      const timer = setInterval(() => {
+        response.write(body.subarray(sent * 1000, ++sent * 1000));
+        if (sent === 20) {
+          clearInterval(timer);
+          response.socket?.destroy();
+        }
+      }, 100);
+      response.on("close", () => clearInterval(timer));
+    });
+    // 2 s of body, then a reset: past the 1.5 s limit, but the server was reachable all along.
+    const http = new Http(server.url, { ...backoff, giveUpAfterMs: 1_500 }, timeouts);
+    expect((await http.download(`${server.url}/shard`)).byteLength).toBe(body.length);
+    expect(server.requests()).toBe(2);
+  }, 10_000);
+
   it("gives up on a body that always stalls, naming the URL and the timeout", async () => {
     server = await listen((_, response) => breakOff(response, true));
     const http = new Http(server.url, { ...backoff, giveUpAfterMs: 500 }, timeouts);
