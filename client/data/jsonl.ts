@@ -2,8 +2,9 @@
  * Fine-tuning datasets as JSON Lines: one object per line, either
  *   {"text": "..."}                          — loss on every token, or
  *   {"prompt": "...", "response": "..."}     — loss on the response tokens only.
- * Other fields (ids, sources) are ignored. Blank lines are skipped; a UTF-8 BOM and CRLF line ends are fine.
- * An empty "text" or "response" is refused like any malformed line: it would teach only an end-of-text token.
+ * Other fields (ids, sources) are ignored. Blank lines are skipped; a UTF-8 BOM and CRLF line ends are fine. So
+ * are rows with an empty "text" or "response", which exports hold plenty of (a third of wikitext's): alone, each
+ * would teach only an end-of-text token. A file with nothing else is refused.
  */
 import { readFile } from "node:fs/promises";
 import { FormatError } from "../../core/formats/errors.ts";
@@ -26,11 +27,18 @@ const EXPECTED = 'expected {"text": string} or {"prompt": string, "response": st
 /** Parses JSONL text; `source` names the file in errors. */
 export function parseJsonl(text: string, source = "<dataset>"): Example[] {
   const examples: Example[] = [];
+  let empty = 0;
   const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/);
   lines.forEach((line, index) => {
-    if (line.trim() !== "") examples.push(parseLine(line, source, index + 1));
+    if (line.trim() === "") return;
+    const example = parseLine(line, source, index + 1);
+    if (("text" in example ? example.text : example.response) === "") empty++;
+    else examples.push(example);
   });
-  if (examples.length === 0) throw new DatasetError(`holds no examples; ${EXPECTED} on each line`, source);
+  if (examples.length === 0) {
+    const emptyRows = empty > 0 ? ` (${empty} row(s) with an empty text or response, which are skipped)` : "";
+    throw new DatasetError(`holds no examples${emptyRows}; ${EXPECTED} on each line`, source);
+  }
   return examples;
 }
 
@@ -52,26 +60,21 @@ function parseLine(line: string, source: string, lineNumber: number): Example {
     );
   }
   const record = value as Record<string, unknown>;
-  const field = (name: string, nonEmpty = false): string => {
+  const field = (name: string): string => {
     const v = record[name];
     if (typeof v !== "string")
       throw fail(`field "${name}" must be a string, found ${v === null ? "null" : typeof v}`);
-    if (nonEmpty && v === "") {
-      throw fail(
-        `field "${name}" is empty; expected a non-empty string (remove the line if it has nothing to train on)`,
-      );
-    }
     return v;
   };
   const hasText = "text" in record;
   const hasChat = "prompt" in record || "response" in record;
   if (hasText && hasChat) throw fail(`has both "text" and "prompt"/"response"; ${EXPECTED}`);
-  if (hasText) return { text: field("text", true) };
+  if (hasText) return { text: field("text") };
   if (hasChat) {
     for (const name of ["prompt", "response"]) {
       if (!(name in record)) throw fail(`missing field "${name}"; ${EXPECTED}`);
     }
-    return { prompt: field("prompt"), response: field("response", true) };
+    return { prompt: field("prompt"), response: field("response") };
   }
   throw fail(`has fields [${Object.keys(record).join(", ")}]; ${EXPECTED}`);
 }
