@@ -102,8 +102,9 @@ export async function uploadInitialCheckpoint(
 
 // The parts are read from the model's own files as the upload goes: the operator never holds the model.
 async function openWeights(modelDir: string) {
-  const { loadModelDir, openModelWeights } = await import("../participant/model-dir.ts");
-  return openModelWeights(await loadModelDir(modelDir));
+  // The weights alone: the operator needs no tokenizer (clients bring their own copy of the model's).
+  const { loadModelConfig, openModelWeights } = await import("../participant/model-dir.ts");
+  return openModelWeights(await loadModelConfig(modelDir));
 }
 
 type ModelWeights = Awaited<ReturnType<typeof openWeights>>;

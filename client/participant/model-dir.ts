@@ -16,7 +16,8 @@ export interface ModelDir {
   tokenizer: Tokenizer;
 }
 
-export async function loadModelDir(dir: string): Promise<ModelDir> {
+/** A model directory's config alone: what the operator needs to read its weights (run create, run upload). */
+export async function loadModelConfig(dir: string): Promise<Omit<ModelDir, "tokenizer">> {
   const path = join(dir, "config.json");
   const text = await readFile(path, "utf8").catch(() => {
     throw new InputError(
@@ -29,7 +30,12 @@ export async function loadModelDir(dir: string): Promise<ModelDir> {
   } catch (error) {
     throw new InputError(`${path} is not JSON: ${(error as Error).message}`);
   }
-  const config = parseModelConfig(json);
+  return { dir, config: parseModelConfig(json) };
+}
+
+/** A model directory's config and tokenizer: what a client trains with. */
+export async function loadModelDir(dir: string): Promise<ModelDir> {
+  const { config } = await loadModelConfig(dir);
   const tokenizer = await loadTokenizer(dir, config.vocabSize);
   if (tokenizer.vocabSize > config.vocabSize) {
     throw new InputError(
@@ -47,7 +53,7 @@ export async function loadModelDir(dir: string): Promise<ModelDir> {
  * copies a tied embedding) are returned by name, with the file's names, in `ignored`. Call `close` when done.
  */
 export async function openModelWeights(
-  model: ModelDir,
+  model: Omit<ModelDir, "tokenizer">,
 ): Promise<{ tensors: LazyTensor[]; ignored: string[]; close(): Promise<void> }> {
   const { path, files } = await weightFiles(model.dir);
   const readers: SafetensorsReader[] = [];

@@ -7,7 +7,12 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { gpt2Config, writeSeededModel } from "../../client/demo/base-model.ts";
 import { ByteTokenizer } from "../../client/formats/tokenizer.ts";
-import { loadModelDir, loadModelWeights, openModelWeights } from "../../client/participant/model-dir.ts";
+import {
+  loadModelConfig,
+  loadModelDir,
+  loadModelWeights,
+  openModelWeights,
+} from "../../client/participant/model-dir.ts";
 import { TokenizerError } from "../../core/formats/errors.ts";
 import { type NamedTensor, readSafetensors, writeSafetensors } from "../../core/formats/safetensors.ts";
 import { safetensorsImage } from "../../core/formats/safetensors-image.ts";
@@ -277,5 +282,16 @@ describe("a model directory without tokenizer files", () => {
     await expect(loading).rejects.toThrow(
       `${dir} holds no tokenizer files (looked for tokenizer.json, or vocab.json + merges.txt); bytes stand in only for a model with a vocab_size of 257 to 512, and config.json's is 50257`,
     );
+  });
+  it("still gives the operator its weights: creating a run needs no tokenizer", async () => {
+    const dir = join(root, `weights-only-${count++}`);
+    await writeSeededModel(dir, gpt2(1000), 3);
+    await expect(loadModelDir(dir)).rejects.toThrow(TokenizerError);
+    const opened = await openModelWeights(await loadModelConfig(dir));
+    try {
+      expect(opened.tensors.map((t) => t.name)).toContain("wte.weight");
+    } finally {
+      await opened.close();
+    }
   });
 });
