@@ -171,6 +171,7 @@ export function registerClientCommand(program: Command): void {
         api,
         state,
         clientKey: tokenHash,
+        stateNamedForClient: flags.state === undefined,
         sync: flags.sync,
         pollMs: flags.poll,
         ...(flags.untilCheckpoint === undefined ? {} : { untilCheckpoint: flags.untilCheckpoint }),

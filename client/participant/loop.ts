@@ -60,6 +60,8 @@ export interface LoopOptions {
    */
   clientKey: string;
   state: StateDir;
+  /** Whether `state`'s directory is named after `clientKey` (the CLI's default): then it is this client's. */
+  stateNamedForClient?: boolean;
   /** Built once, from the first assignment (plan, local batch size). */
   trainer: (assignment: Assignment) => Promise<Trainer>;
   sync: SyncMode;
@@ -105,7 +107,7 @@ export async function runClient(options: LoopOptions): Promise<number> {
     return held.values;
   };
 
-  await state.claim(options.clientKey);
+  await state.claim(options.clientKey, options.stateNamedForClient);
   while (!options.signal?.aborted) {
     let assignment: Assignment;
     try {

@@ -156,8 +156,10 @@ export class StateDir {
   /**
    * Binds the directory to the client with key `client`. Another client's saved upload must not be sent as
    * this one's (the aggregate would count it twice), nor its uploaded rounds skipped: such a directory is refused.
+   * `namedForClient`: the directory's own name proves it this client's (the CLI's default is named after the
+   * token's hash), so a state written before owners were recorded keeps its upload.
    */
-  async claim(client: string): Promise<void> {
+  async claim(client: string, namedForClient = false): Promise<void> {
     const owner = this.state.client;
     if (owner === client) return;
     if (owner !== undefined) {
@@ -167,10 +169,11 @@ export class StateDir {
           "client's to send. Use another --state directory for this token (without --state, each token gets its own)",
       );
     }
-    // No owner: a new directory, or one written before owners were recorded. That one was most likely this
-    // client's (the default directory is named after the token), but its pending upload and uploaded rounds
-    // cannot be shown to be: they are dropped. At worst this client trains a round again, and the server answers
-    // a repeat with duplicate_upload. The weights stay: every sync checks them against the manifest.
+    if (namedForClient) return this.commit({ ...this.state, client });
+    // No owner, in a directory the user named: a new one, or one written before owners were recorded, whose
+    // pending upload and uploaded rounds cannot be shown to be this client's: they are dropped. At worst this
+    // client trains a round again, and the server answers a repeat with duplicate_upload. The weights stay:
+    // every sync checks them against the manifest.
     const pending = this.state.pending;
     await this.commit({ ...this.state, client, uploaded: [], pending: null });
     if (pending) await rm(join(this.dir, pending.file), { force: true });

@@ -87,6 +87,16 @@ describe("client state directory", () => {
     expect((await readdir(dir)).sort()).toEqual(["state.json", "weights-2.f32"]);
   });
 
+  it("keeps the upload of an unowned state in the directory named after this client", async () => {
+    const legacy = await StateDir.open(dir, "run-1");
+    await legacy.savePending(3, Float32Array.of(0.5), 5, {});
+    await legacy.markUploaded(1);
+    await (await StateDir.open(dir, "run-1")).claim("client-a", true);
+    const reopened = await StateDir.open(dir, "run-1");
+    expect(reopened.current).toMatchObject({ client: "client-a", pending: { round: 3 }, uploaded: [1] });
+    expect(await reopened.pendingFile(4)).toBeDefined();
+  });
+
   it("removes its temporary file when a write fails, and reports the write's error", async () => {
     const state = await StateDir.open(dir, "run-1");
     await mkdir(join(dir, "weights-1.f32")); // the rename onto it fails
