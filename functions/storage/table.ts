@@ -9,6 +9,7 @@ import {
   TransactWriteCommand,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
+import { bytesOf, floatsOf, keys, strip } from "./items.ts";
 import type {
   ClientRecord,
   LogEntry,
@@ -18,23 +19,6 @@ import type {
   RunStatus,
   UploadRecord,
 } from "./records.ts";
-
-const pad = (round: number) => String(round).padStart(8, "0");
-export const keys = {
-  run: (runId: string) => ({ pk: `RUN#${runId}`, sk: "RUN" }),
-  client: (runId: string, clientId: string) => ({ pk: `RUN#${runId}`, sk: `CLIENT#${clientId}` }),
-  token: (tokenHash: string) => ({ pk: `TOKEN#${tokenHash}`, sk: "TOKEN" }),
-  round: (runId: string, round: number) => ({ pk: `RUN#${runId}`, sk: `ROUND#${pad(round)}` }),
-  upload: (runId: string, round: number, clientId: string) => ({
-    pk: `RUN#${runId}#ROUND#${pad(round)}`,
-    sk: `UPLOAD#${clientId}`,
-  }),
-  updateClaim: (runId: string, round: number, clientId: string) => ({
-    pk: `RUN#${runId}#ROUND#${pad(round)}`,
-    sk: `UPDATE#${clientId}`,
-  }),
-  log: (runId: string, round: number) => ({ pk: `RUN#${runId}`, sk: `LOG#${pad(round)}` }),
-};
 
 /** Why an upload's transaction was refused, in the order the transaction lists its items. */
 export interface UploadRefusal {
@@ -51,17 +35,6 @@ export class UploadRefused extends Error {
 
 /** Attempts at an upload transaction that only lost a race with other uploads to the same round. */
 const UPLOAD_ATTEMPTS = 25;
-
-export const bytesOf = (values: Float32Array) =>
-  new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
-/** Copies, because DynamoDB's binary may sit at an offset that is not a multiple of 4. */
-export const floatsOf = (bytes: Uint8Array) => new Float32Array(Uint8Array.from(bytes).buffer);
-
-function strip<T>(item: Record<string, unknown> | undefined): T | undefined {
-  if (!item) return undefined;
-  const { pk: _pk, sk: _sk, ...rest } = item;
-  return rest as T;
-}
 
 async function conditional(write: Promise<unknown>): Promise<boolean> {
   try {
