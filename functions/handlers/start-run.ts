@@ -9,12 +9,6 @@ export const handler = httpHandler(async (event, svc) => {
   if (!run.initialCheckpointReady) {
     throw new Conflict("checkpoint_missing", `run ${run.runId} has no initial checkpoint; upload it first`);
   }
-  if (!(await svc.table.listClients(run.runId)).some((c) => !c.revoked)) {
-    throw new Conflict(
-      "no_clients",
-      `run ${run.runId} has no active clients; add clients before starting it`,
-    );
-  }
   if (!(await svc.table.setRunStatus(run.runId, ["CREATED", "PAUSED"], "ACTIVE"))) {
     throw new Conflict("already_active", `run ${run.runId} is already active`);
   }

@@ -10,7 +10,7 @@ import { z } from "zod";
 import { BadRequest, PayloadTooLarge } from "../errors.ts";
 import { clientOf, type HttpEvent, httpHandler, jsonBody, numberParam, parse } from "../http.ts";
 import { metrics as observedMetrics } from "../observability.ts";
-import { duplicateUpload, explainRefusal, requireAdmitted, roundRefusal } from "../rounds/admission.ts";
+import { admissionRefusal, explainRefusal, requireAdmitted } from "../rounds/admission.ts";
 import { commitStagedUpdate, SHA256_HEX } from "../rounds/fedavg.ts";
 import { requireRound, requireRun } from "../rounds/lifecycle.ts";
 import { MAX_UPLOAD_BYTES } from "../rounds/run-config.ts";
@@ -86,13 +86,8 @@ export const handler = httpHandler(async (event, svc) => {
   }
   const round = await requireRound(svc, runId, roundNumber);
   const now = svc.now();
-  const refusal = roundRefusal(round, clientId, now);
-  if (refusal) {
-    // A repeat of an upload whose reply was lost, after it closed the round, is a duplicate: the client's
-    // upload counts, and saying "closed" would tell it otherwise.
-    if (await svc.table.hasUpload(runId, roundNumber, clientId)) throw duplicateUpload(roundNumber, clientId);
-    throw refusal;
-  }
+  const refusal = await admissionRefusal(svc, round, clientId, now);
+  if (refusal) throw refusal;
   const receivedAt = new Date(now).toISOString();
   try {
     await svc.table.recordUpload(

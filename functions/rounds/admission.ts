@@ -32,6 +32,19 @@ export function explainRefusal(refusal: UploadRefusal, round: RoundRecord, clien
 }
 
 /**
+ * Why the round refuses this client's update now, or undefined. A client that already uploaded is told
+ * duplicate_upload even once the round has closed: a repeat whose reply was lost (perhaps of the upload that
+ * closed the round) counts, and "closed" would tell the client it did not.
+ */
+export async function admissionRefusal(svc: Services, round: RoundRecord, clientId: string, now: number) {
+  const refusal = roundRefusal(round, clientId, now);
+  if (refusal && (await svc.table.hasUpload(round.runId, round.round, clientId))) {
+    return duplicateUpload(round.round, clientId);
+  }
+  return refusal;
+}
+
+/**
  * The round, if it would take an update from this client now: open, before its deadline, the client selected and
  * not uploaded yet. The upload transaction checks all of it again; this is for refusing before any work.
  */
@@ -42,7 +55,7 @@ export async function requireAdmitted(
   clientId: string,
 ): Promise<RoundRecord> {
   const round = await requireRound(svc, runId, roundNumber);
-  const refusal = roundRefusal(round, clientId, svc.now());
+  const refusal = await admissionRefusal(svc, round, clientId, svc.now());
   if (refusal) throw refusal;
   if (await svc.table.hasUpload(runId, roundNumber, clientId)) throw duplicateUpload(roundNumber, clientId);
   return round;

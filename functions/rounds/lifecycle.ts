@@ -39,7 +39,10 @@ export async function openRound(
   const seed = seedToHex(deriveRoundSeed(run.salt, round));
   const active = (await svc.table.listClients(run.runId)).filter((c) => !c.revoked).map((c) => c.clientId);
   if (active.length === 0)
-    throw new Conflict("no_clients", `run ${run.runId} has no active clients to select`);
+    throw new Conflict(
+      "no_clients",
+      `run ${run.runId} has no active clients to select; expected at least one (ferret clients add)`,
+    );
   const selected = selectClients(active, seed, run.config.clientsPerRound);
   const now = svc.now();
   const record: RoundRecord = {

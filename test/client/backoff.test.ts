@@ -62,9 +62,8 @@ describe("backoff", () => {
         onWait: (w) => delays.push(w.delayMs),
       },
     );
-    const error = await failing.catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(GaveUpError);
-    expect((error as GaveUpError).cause).toEqual(new Error("unreachable"));
+    const error = await gaveUp(failing);
+    expect(error.cause).toEqual(new Error("unreachable"));
     expect(delays).toEqual([999, 999, 999, 503]);
     expect(clock.now()).toBe(3500);
   });
@@ -81,11 +80,8 @@ describe("backoff", () => {
       () => true,
       { baseMs: 100, capMs: 100, giveUpAfterMs: 1000, random: () => 0.5, ...clock },
     );
-    const error = await failing.catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(GaveUpError);
-    expect((error as Error).message).toBe(
-      "gave up after 3 attempts over 1.0 s (the limit is 1 s): timed out",
-    );
+    const error = await gaveUp(failing);
+    expect(error.message).toBe("gave up after 3 attempts over 1.0 s (the limit is 1 s): timed out");
     // Attempts start at 0, 350 and 700; the third fails at the limit, and no fourth starts.
     expect(attempts).toBe(3);
     expect(clock.now()).toBe(1000);
@@ -136,14 +132,18 @@ describe("backoff", () => {
       () => true,
       { baseMs: 1000, capMs: 1000, giveUpAfterMs: 600_000, random: () => 0.999, ...clock },
     );
-    const error = await failing.catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(GaveUpError);
-    expect((error as Error).message).toBe(
-      "gave up after 602 attempts over 600.0 s (the limit is 600 s): refused",
-    );
+    const error = await gaveUp(failing);
+    expect(error.message).toBe("gave up after 602 attempts over 600.0 s (the limit is 600 s): refused");
     expect(clock.now()).toBe(1_260_000);
   });
 });
+
+/** The GaveUpError `failing` rejects with (and that it rejects with one). */
+async function gaveUp(failing: Promise<unknown>): Promise<GaveUpError> {
+  const error = await failing.catch((e: unknown) => e);
+  expect(error).toBeInstanceOf(GaveUpError);
+  return error as GaveUpError;
+}
 
 /** A clock that only moves when slept on or advanced, for backoff without real waits. */
 function fakeClock() {
