@@ -8,6 +8,7 @@ import { seedPoolPlan } from "../../core/seed-pool.ts";
 import type { Services } from "../services.ts";
 import { ObjectExists, objectKeys } from "../storage/objects.ts";
 import type { LogEntry, RoundRecord, RunRecord, UploadRecord } from "../storage/records.ts";
+import { digestCutBlocks } from "./cut-blocks.ts";
 import { applyMeanUpdate, weightedUpdates } from "./fedavg.ts";
 import { advance, requireRound, requireRun } from "./lifecycle.ts";
 import {
@@ -188,7 +189,8 @@ export async function commitRound(svc: Services, { runId, round }: RoundRef): Pr
     throw new Error(`run ${runId} round ${round} is ${record.state}, not AGGREGATING`);
   const base = await readManifest(svc, runId, record.baseCheckpoint);
   const digests = await Promise.all(base.shards.map((s) => readDigest(svc, runId, round + 1, s.index)));
-  const manifest = buildManifest(runId, round + 1, parsePlan(run.config.plan), digests);
+  const plan = parsePlan(run.config.plan);
+  const manifest = buildManifest(runId, round + 1, plan, digests, await digestCutBlocks(svc, plan, digests));
   await writeTextOnce(svc, objectKeys.manifest(runId, round + 1), JSON.stringify(manifest));
   await svc.table.commitRound(runId, round);
   await advance(svc, runId, round);

@@ -5,6 +5,7 @@ import { Conflict, NotFound } from "../errors.ts";
 import type { Services } from "../services.ts";
 import { objectKeys } from "../storage/objects.ts";
 import { readManifest } from "./aggregation.ts";
+import { digestCutBlocks } from "./cut-blocks.ts";
 import { requireRound, requireRun } from "./lifecycle.ts";
 import { buildManifest, digestShard, type Manifest, planShards } from "./manifest.ts";
 import { headerFor, headerLength, locateTensors } from "./safetensors.ts";
@@ -48,7 +49,7 @@ export async function importInitialCheckpoint(svc: Services, runId: string): Pro
     });
     results.push(digest);
   }
-  const manifest = buildManifest(runId, 0, plan, results);
+  const manifest = buildManifest(runId, 0, plan, results, await digestCutBlocks(svc, plan, results));
   const manifestKey = objectKeys.manifest(runId, 0);
   const manifestText = JSON.stringify(manifest);
   await writeImported(svc, manifestKey, manifestText, async () => {

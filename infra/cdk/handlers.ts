@@ -35,9 +35,10 @@ interface HandlerAccess {
 // Step Functions and get what one shard needs (SHARD_PARAMS float32 in, the same out).
 const LONG = Duration.minutes(15);
 
-// 32 Mi float32 = 128 MiB per shard (a single larger block is its own shard). Step Functions passes the shard list
-// and the shard results inline, and both must fit its 256 KiB payload: at this size a 7B-parameter model is ~210
-// shards, well inside; the local stack's 16 MiB default would make it ~1,700, which is not.
+// 32 Mi float32 = 128 MiB per shard at most (a larger block is cut across shards, manifest.ts). Step Functions
+// passes the shard list and the shard results inline, and both must fit its 256 KiB payload: at this size a
+// 7B-parameter model is ~210 shards, well inside; the local stack's 16 MiB default would make it ~1,700, which is
+// not.
 const SHARD_PARAMS = 32 * 1024 * 1024;
 const HANDLERS: Record<string, HandlerAccess> = {
   "create-run.ts": { description: "Operator: create a run", table: "write" },
@@ -114,7 +115,10 @@ const HANDLERS: Record<string, HandlerAccess> = {
     table: "write",
     bucket: "write",
     schedulesDeadlines: true,
-    timeout: Duration.minutes(2),
+    // It reads each block cut across shards back for its SHA-256: 4 GiB for an 8B model's embedding and head,
+    // about a minute of S3 reads and hashing; the memory buys the CPU share that hashing needs.
+    memorySize: 1024,
+    timeout: LONG,
   },
   [STEP_HANDLERS.fail]: {
     description: "Aggregation: record a round FAILED, open the next one",

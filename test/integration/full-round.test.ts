@@ -3,6 +3,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decodeSafetensors } from "../../core/formats/safetensors.ts";
 import { reconstructRange } from "../../core/projection.ts";
+import { digestCutBlocks } from "../../functions/rounds/cut-blocks.ts";
+import { shardSpecsOf } from "../../functions/rounds/manifest.ts";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.ts";
 import {
   Api,
@@ -85,6 +87,31 @@ describe("a full round on the local stack", () => {
     const tampered = bytes.slice();
     tampered[5] = (tampered[5] as number) ^ 1;
     expect(manifestMismatches(tampered, manifest)).toEqual(["block 0", "shard 0"]);
+  });
+
+  it("cuts a block larger than a shard across shards, its digest still over the whole block", async () => {
+    const { bytes, manifest } = await downloadCheckpoint(api, run, 1);
+    expect(Math.max(...manifest.shards.map((s) => s.length))).toBeLessThanOrEqual(600);
+    const cut = manifest.blocks.find((b) => b.size > 600);
+    if (!cut) throw new Error("the test model has no block larger than a shard");
+    const pieces = manifest.shards.filter((s) => s.start >= cut.start && s.start < cut.start + cut.size);
+    expect(pieces.length).toBeGreaterThan(1);
+    const last = pieces[pieces.length - 1] as (typeof pieces)[number];
+    const tampered = bytes.slice();
+    tampered[last.start * 4 + 1] = (tampered[last.start * 4 + 1] as number) ^ 1;
+    expect(manifestMismatches(tampered, manifest)).toEqual([`block ${cut.index}`, `shard ${last.index}`]);
+  });
+
+  it("hashes a cut block the same in chunks of any size, crossing shards mid-chunk", async () => {
+    const { manifest } = await downloadCheckpoint(api, run, 1);
+    const shards = shardSpecsOf(manifest, run.plan).map((s, i) => ({
+      ...s,
+      key: manifest.shards[i]?.key ?? "",
+    }));
+    const cut = manifest.blocks.filter((b) => b.size > 600);
+    for (const chunkBytes of [4, 100, 1000, 1 << 20]) {
+      expect(await digestCutBlocks(stack.services, run.plan, shards, chunkBytes)).toEqual(cut);
+    }
   });
 
   it("serves the update-log entry a client replays to reach the same bytes", async () => {
