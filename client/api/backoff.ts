@@ -13,7 +13,12 @@ export interface BackoffOptions {
    */
   giveUpAfterMs: number;
   random?: () => number;
-  sleep?: (ms: number) => Promise<void>;
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /**
+   * Ends the retries when aborted (the client's Ctrl-C): no attempt starts after it, and a wait under way ends at
+   * once; both reject with the signal's reason. An attempt already under way runs to its end.
+   */
+  signal?: AbortSignal;
   /** The clock the deadline is read on, in milliseconds; tests that fake `sleep` fake it too. */
   now?: () => number;
   /** Told before every wait, e.g. to print "server unreachable, retrying in 4 s". */
@@ -28,7 +33,20 @@ export function backoffDelay(attempt: number, options: BackoffOptions, random = 
   return Math.floor(random() * ceiling);
 }
 
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+/** Resolves after `ms`, or rejects with the signal's reason as soon as it is aborted. */
+export const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
 
 /** Every retry was spent; `cause` is the last failure. */
 export class GaveUpError extends Error {
@@ -52,6 +70,7 @@ export async function withBackoff<T>(
   let failingSince: number | undefined;
   let flowingMs = 0;
   for (let n = 0; ; n++) {
+    options.signal?.throwIfAborted();
     const started = now();
     let firstMove: number | undefined;
     let lastMove = 0;
@@ -74,7 +93,7 @@ export async function withBackoff<T>(
       }
       const delayMs = Math.min(backoffDelay(n, options, options.random), remaining);
       options.onWait?.({ attempt: n, delayMs, error });
-      await wait(delayMs);
+      await wait(delayMs, options.signal);
     }
   }
 }

@@ -120,7 +120,9 @@ export function registerClientCommand(program: Command): void {
       const out = new Output(flags.json === true);
       const runId = required(flags.run, "--run", "FERRET_RUN");
       const token = required(flags.token, "--token", "FERRET_TOKEN");
-      const backoff = announcedBackoff(out, flags.giveUpAfter);
+      const stop = new AbortController();
+      // Ctrl-C also ends a wait for the server: no retry starts after it.
+      const backoff = { ...announcedBackoff(out, flags.giveUpAfter), signal: stop.signal };
       const api = new ClientApi(
         new Http(required(flags.endpoint, "--endpoint", "FERRET_ENDPOINT"), backoff),
         runId,
@@ -160,9 +162,11 @@ export function registerClientCommand(program: Command): void {
         flags.state ?? join(".ferret", `client-${runId}-${tokenHash.slice(0, 12)}`),
         runId,
       );
-      const stop = new AbortController();
       const interrupt = () => {
-        out.info("stopping after the current step (state is on disk; run the same command to resume)");
+        out.info(
+          "stopping after the current step, or now if waiting (Ctrl-C again quits at once; state is on disk: " +
+            "run the same command to resume)",
+        );
         stop.abort();
       };
       process.once("SIGINT", interrupt);

@@ -69,7 +69,10 @@ export interface LoopOptions {
   /** Stop once this checkpoint is committed, after syncing to it and evaluating it. */
   untilCheckpoint?: number;
   emit: (event: ClientEvent) => void;
-  /** Aborted by SIGINT/SIGTERM: the loop stops after the current step and returns -1. */
+  /**
+   * Aborted by SIGINT/SIGTERM: the loop stops after the current training step, or at once while it waits (for a
+   * round, or with backoff for the server when `api`'s retries share the signal), and returns -1.
+   */
   signal?: AbortSignal;
 }
 
@@ -77,13 +80,22 @@ export interface LoopOptions {
 const committedCheckpoint = (a: Assignment) => (a.state === "DONE" ? a.round + 1 : a.baseCheckpoint);
 
 export async function runClient(options: LoopOptions): Promise<number> {
+  try {
+    return await participate(options);
+  } catch (error) {
+    if (options.signal?.aborted && error === options.signal.reason) return -1;
+    throw error;
+  }
+}
+
+async function participate(options: LoopOptions): Promise<number> {
   const { api, state, emit } = options;
   let trainer: Trainer | undefined;
   let lastWait = "";
   const wait = async (reason: string, round?: number) => {
     if (reason !== lastWait) emit({ event: "waiting", reason, ...(round === undefined ? {} : { round }) });
     lastWait = reason;
-    await sleep(options.pollMs);
+    await sleep(options.pollMs, options.signal);
   };
   const syncWeights = async (assignment: Assignment, target: number) => {
     const plan = assignment.plan;

@@ -136,6 +136,32 @@ describe("backoff", () => {
     expect(error.message).toBe("gave up after 602 attempts over 600.0 s (the limit is 600 s): refused");
     expect(clock.now()).toBe(1_260_000);
   });
+
+  it("stops when its signal is aborted: a wait under way ends at once, and no attempt starts after", async () => {
+    const stop = new AbortController();
+    let calls = 0;
+    const failing = withBackoff(
+      async () => {
+        calls++;
+        throw new Error("unreachable");
+      },
+      () => true,
+      // A real wait of a minute: only the abort can end it within the test's time.
+      { baseMs: 60_000, capMs: 60_000, giveUpAfterMs: 600_000, random: () => 0.999, signal: stop.signal },
+    );
+    setTimeout(() => stop.abort(new Error("interrupted")), 20);
+    await expect(failing).rejects.toThrow("interrupted");
+    expect(calls).toBe(1);
+    let after = 0;
+    await expect(
+      withBackoff(
+        async () => ++after,
+        () => true,
+        { ...options, signal: stop.signal },
+      ),
+    ).rejects.toThrow("interrupted");
+    expect(after).toBe(0);
+  });
 });
 
 /** The GaveUpError `failing` rejects with (and that it rejects with one). */

@@ -133,4 +133,27 @@ describe("stopping the client loop", () => {
     expect(stopped.events.map((e) => e.event)).not.toContain("training");
     expect((await stopped.state.weights(server.plan.totalParams))?.checkpoint).toBe(0);
   });
+
+  it("stops at once while it waits for a round, however long the poll interval", async () => {
+    const server = new FakeServer();
+    const controller = new AbortController();
+    const events: ClientEvent[] = [];
+    const reached = await runClient({
+      api: server.api([assignment(server, "AGGREGATING")]) as unknown as LoopOptions["api"],
+      state: await StateDir.open(dir, "run"),
+      clientKey: "client-a",
+      trainer: async () => {
+        throw new Error("a client that only waits builds no trainer");
+      },
+      sync: "replay",
+      pollMs: 10 * 60_000,
+      signal: controller.signal,
+      emit: (e) => {
+        events.push(e);
+        if (e.event === "waiting") setTimeout(() => controller.abort(), 10);
+      },
+    });
+    expect(reached).toBe(-1);
+    expect(events).toEqual([{ event: "waiting", reason: "round 0 is AGGREGATING", round: 0 }]);
+  });
 });

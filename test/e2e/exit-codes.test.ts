@@ -1,8 +1,12 @@
 // The CLI's exit codes, which scripts rely on (README, `ferret --help`).
 
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { gpt2Config, writeSeededModel } from "../../client/demo/base-model.ts";
 import { start } from "../../client/demo/processes.ts";
 
 const run = async (args: string[], env: Record<string, string> = {}) => await start(args, env).exit;
@@ -25,6 +29,35 @@ describe("ferret exit codes", () => {
     expect(input.stderr).toMatch(/--endpoint is required \(or set FERRET_ENDPOINT\)/);
     expect(unreachable.code, unreachable.stderr).toBe(5);
   }, 120_000);
+});
+
+describe("ferret client", () => {
+  it("exits 130 at once on Ctrl-C while the server is unreachable, not when --give-up-after is spent", async () => {
+    const work = await mkdtemp(join(tmpdir(), "ferret-interrupt-"));
+    try {
+      const model = join(work, "model");
+      await writeSeededModel(model, gpt2Config({ layers: 1, width: 16, heads: 2, context: 16 }), 1);
+      const data = join(work, "data.jsonl");
+      await writeFile(data, `${JSON.stringify({ text: "Call me Ishmael. ".repeat(20) })}\n`);
+      const client = start([
+        ...["client", "--run", "r", "--token", "t", "--endpoint", "http://127.0.0.1:1"],
+        ...["--model", model, "--data", data, "--state", join(work, "state"), "--give-up-after", "10m"],
+      ]);
+      let stderr = "";
+      await new Promise<void>((resolve) => {
+        client.child.stderr?.on("data", (chunk: string) => {
+          stderr += chunk;
+          if (stderr.includes("retrying in")) resolve();
+        });
+      });
+      client.child.kill("SIGINT");
+      const finished = await client.exit;
+      expect(finished.code, finished.stderr).toBe(130);
+      expect(finished.stderr).toContain("stopping after the current step, or now if waiting");
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
 
 describe("ferret local up", () => {
