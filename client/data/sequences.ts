@@ -4,7 +4,8 @@
  * Each example becomes tokens plus a 0/1 mask saying which tokens are *targets the loss counts*: every token
  * of a {"text"} example, only the response of a {"prompt","response"} example. An EOS token (mask 1, so the
  * model learns to stop) closes every example. A text or response with no tokens is refused: alone, its EOS
- * would teach the model to follow one EOS with another.
+ * would teach the model to follow one EOS with another. Where the tokenizer starts sequences with BOS (LLaMA),
+ * every example starts with it, as in the model's pretraining; it is never a target (mask 0).
  *
  * A row of length T holds inputIds[t] = s[t], targets[t] = s[t+1], lossMask[t] = mask[t+1]; padding has
  * mask 0. Rows whose mask is all zero (e.g. a window of prompt only) are skipped and counted, since they
@@ -42,13 +43,18 @@ export function tokenizeExample(example: Example, tokenizer: Tokenizer, eosId: n
     }
     return ids;
   };
+  const start = tokenizer.startIds;
+  const unscored = start.map(() => 0);
   if ("text" in example) {
     const ids = [...encode("text", example.text), eosId];
-    return { ids, mask: ids.map(() => 1) };
+    return { ids: [...start, ...ids], mask: [...unscored, ...ids.map(() => 1)] };
   }
   const prompt = tokenizer.encode(example.prompt);
   const response = [...encode("response", example.response), eosId];
-  return { ids: [...prompt, ...response], mask: [...prompt.map(() => 0), ...response.map(() => 1)] };
+  return {
+    ids: [...start, ...prompt, ...response],
+    mask: [...unscored, ...prompt.map(() => 0), ...response.map(() => 1)],
+  };
 }
 
 /**

@@ -11,6 +11,7 @@ import { copyFile, readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { TokenizerError } from "../../core/formats/errors.ts";
+import { encodeWithSpecialTokens } from "./special-tokens.ts";
 import type { Tokenizer } from "./tokenizer.ts";
 
 /** GPT-2's pre-tokenizer: contractions, letter runs, digit runs, other symbols, whitespace. */
@@ -37,6 +38,8 @@ const CHAR_TO_BYTE = new Map(BYTE_TO_CHAR.map((c, b) => [c, b]));
 export class ByteLevelBpe implements Tokenizer {
   readonly vocabSize: number;
   readonly eosId: number | undefined;
+  readonly startIds: readonly number[] = [];
+  private readonly specialIds: ReadonlyMap<string, number>;
   private readonly idToToken: (string | undefined)[];
   private readonly cache = new Map<string, number[]>();
   private static readonly CACHE_LIMIT = 100_000;
@@ -54,6 +57,7 @@ export class ByteLevelBpe implements Tokenizer {
     }
     this.vocabSize = this.idToToken.length;
     this.eosId = vocab.get(GPT2_EOS);
+    this.specialIds = this.eosId === undefined ? new Map() : new Map([[GPT2_EOS, this.eosId]]);
   }
 
   /** Parses the text of `vocab.json` and `merges.txt`. */
@@ -97,6 +101,10 @@ export class ByteLevelBpe implements Tokenizer {
   }
 
   encode(text: string): number[] {
+    return encodeWithSpecialTokens(text, this.specialIds, (plain) => this.encodePlain(plain));
+  }
+
+  private encodePlain(text: string): number[] {
     const ids: number[] = [];
     for (const match of text.matchAll(GPT2_SPLIT)) {
       const piece = match[0];

@@ -4,13 +4,15 @@
  *   vocab.json + merges.txt   → byte-level BPE (GPT-2 style)
  *   neither                   → bytes (256 ids) plus special tokens, only for a model sized for them
  *
- * `encode` never adds BOS/EOS: the data pipeline decides where sequence boundaries go.
+ * `encode` never adds BOS/EOS: the data pipeline decides where sequence boundaries go. A special token written in
+ * the text is that token in all three, as Hugging Face tokenizers treat it.
  */
 import { access, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Tokenizer as HfTokenizerImpl } from "@huggingface/tokenizers";
 import { TokenizerError } from "../../core/formats/errors.ts";
 import { ByteLevelBpe } from "./bpe.ts";
+import { encodeWithSpecialTokens } from "./special-tokens.ts";
 
 export interface Tokenizer {
   encode(text: string): number[];
@@ -19,20 +21,30 @@ export interface Tokenizer {
   readonly vocabSize: number;
   /** The end-of-text token, when the vocabulary has one. */
   readonly eosId: number | undefined;
+  /**
+   * What the model's tokenizer puts before every sequence it encodes for the model: LLaMA's BOS, which its
+   * pretraining saw at the start of every document; none for GPT-2 or Qwen2.
+   */
+  readonly startIds: readonly number[];
 }
 
 /** UTF-8 bytes as ids 0..255; special tokens follow from 256, the first being EOS. */
 export class ByteTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly eosId: number;
+  readonly startIds: readonly number[] = [];
+  private readonly specialIds: ReadonlyMap<string, number>;
 
   constructor(readonly specials: readonly string[] = ["<|endoftext|>"]) {
     this.vocabSize = 256 + specials.length;
     this.eosId = 256;
+    this.specialIds = new Map(specials.map((name, i) => [name, 256 + i]));
   }
 
   encode(text: string): number[] {
-    return Array.from(new TextEncoder().encode(text));
+    return encodeWithSpecialTokens(text, this.specialIds, (plain) =>
+      Array.from(new TextEncoder().encode(plain)),
+    );
   }
 
   decode(ids: readonly number[]): string {
@@ -61,6 +73,7 @@ export class ByteTokenizer implements Tokenizer {
 export class HfTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly eosId: number | undefined;
+  readonly startIds: readonly number[];
   private readonly impl: HfTokenizerImpl;
 
   constructor(tokenizerJson: unknown, tokenizerConfig: Record<string, unknown> = {}) {
@@ -74,6 +87,7 @@ export class HfTokenizer implements Tokenizer {
     for (const id of this.impl.get_vocab(true).values()) largestId = Math.max(largestId, id);
     this.vocabSize = largestId + 1;
     this.eosId = findEos(this.impl, tokenizerConfig);
+    this.startIds = findStartIds(this.impl, tokenizerConfig);
   }
 
   encode(text: string): number[] {
@@ -90,21 +104,46 @@ export class HfTokenizer implements Tokenizer {
   }
 }
 
-/** EOS from tokenizer_config.json ("eos_token": "…" or {content}), else a conventional name. */
-function findEos(impl: HfTokenizerImpl, config: Record<string, unknown>): number | undefined {
-  const configured = config.eos_token;
+/** A special token tokenizer_config.json names ("eos_token": "…" or {content}), as its id. */
+function configuredToken(impl: HfTokenizerImpl, config: Record<string, unknown>, key: string) {
+  const configured = config[key];
   const name =
     typeof configured === "string"
       ? configured
       : typeof configured === "object" && configured !== null
         ? (configured as { content?: unknown }).content
         : undefined;
-  if (typeof name === "string") {
-    const id = impl.token_to_id(name);
-    if (id === undefined)
-      throw new TokenizerError(`tokenizer_config.json names eos_token "${name}", which is not a token`);
-    return id;
+  if (typeof name !== "string") return undefined;
+  const id = impl.token_to_id(name);
+  if (id === undefined)
+    throw new TokenizerError(`tokenizer_config.json names ${key} "${name}", which is not a token`);
+  return id;
+}
+
+/**
+ * The ids tokenizer.json's post-processor puts before a sequence, as transformers' `tokenizer(text)` adds them.
+ * tokenizer_config.json's `add_bos_token`, where given, decides instead, as transformers' LLaMA tokenizers let
+ * it: older LLaMA repositories ask for BOS there and not in tokenizer.json.
+ */
+function findStartIds(impl: HfTokenizerImpl, config: Record<string, unknown>): number[] {
+  if (config.add_bos_token === false) return [];
+  const plain: number[] = impl.encode("a", { add_special_tokens: false }).ids;
+  const full: number[] = impl.encode("a", { add_special_tokens: true }).ids;
+  let at = 0;
+  while (at + plain.length <= full.length && plain.some((id, i) => full[at + i] !== id)) at++;
+  const start = at + plain.length <= full.length ? full.slice(0, at) : [];
+  if (config.add_bos_token !== true || start.length > 0) return start;
+  const bos = configuredToken(impl, config, "bos_token");
+  if (bos === undefined) {
+    throw new TokenizerError("tokenizer_config.json sets add_bos_token but names no bos_token");
   }
+  return [bos];
+}
+
+/** EOS from tokenizer_config.json ("eos_token": "…" or {content}), else a conventional name. */
+function findEos(impl: HfTokenizerImpl, config: Record<string, unknown>): number | undefined {
+  const configured = configuredToken(impl, config, "eos_token");
+  if (configured !== undefined) return configured;
   for (const candidate of ["<|endoftext|>", "</s>", "<|im_end|>", "<eos>"]) {
     const id = impl.token_to_id(candidate);
     if (id !== undefined) return id;

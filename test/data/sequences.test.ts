@@ -129,6 +129,25 @@ describe("tokenizing examples", () => {
     });
   });
 
+  it("starts every example with the tokenizer's BOS, which is never a target", () => {
+    const withBos = Object.assign(new ByteTokenizer(), { startIds: [300] });
+    expect(tokenizeExample({ text: "hi" }, withBos, 256)).toEqual({
+      ids: [300, 104, 105, 256],
+      mask: [0, 1, 1, 1],
+    });
+    expect(tokenizeExample({ prompt: "q", response: "a" }, withBos, 256)).toEqual({
+      ids: [300, 113, 97, 256],
+      mask: [0, 0, 1, 1],
+    });
+    // Each example's first token is now predicted from BOS, in its own row too.
+    const { sequences } = truncateSequences([tokenizeExample({ text: "hi" }, withBos, 256)], 3, PAD);
+    expect(lossPairs(sequences)).toEqual([
+      [300, 104],
+      [104, 105],
+      [105, 256],
+    ]);
+  });
+
   it("refuses a text or response with no tokens, which would train EOS after EOS, but allows an empty prompt", () => {
     expect(() => tokenizeExample({ text: "" }, bytes, bytes.eosId)).toThrow(
       `an example's text "" encodes to no tokens; expected at least one to train on`,

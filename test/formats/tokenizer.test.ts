@@ -11,6 +11,10 @@ import {
   HfTokenizer,
   loadTokenizer,
 } from "../../client/formats/tokenizer.ts";
+import {
+  byteLevelTokenizerConfig,
+  byteLevelTokenizerJson,
+} from "../../client/pretrain/byte-tokenizer-json.ts";
 import { TokenizerError } from "../../core/formats/errors.ts";
 import { mobyDickChapters } from "../support/moby-dick.ts";
 
@@ -114,6 +118,56 @@ describe("tokenizer.json via @huggingface/tokenizers", () => {
       expect(ids).toEqual(gpt2.encode(text));
       expect(hf.decode(ids)).toBe(text);
     }
+  });
+
+  it("reads a special token written in the text as its id, the same with every tokenizer files", async () => {
+    const hf = new HfTokenizer(await gpt2TokenizerJson());
+    const piece = fc.oneof(fc.string({ maxLength: 12 }), fc.constant("<|endoftext|>"), fc.constant(" "));
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 8 }), (pieces) => {
+        const text = pieces.join("");
+        expect(gpt2.encode(text)).toEqual(hf.encode(text));
+        expect(gpt2.decode(gpt2.encode(text))).toBe(text);
+      }),
+      { numRuns: 200 },
+    );
+    expect(gpt2.encode("Hi<|endoftext|>there")).toEqual([17250, 50256, 8117]);
+    const bytesJson = new HfTokenizer(byteLevelTokenizerJson(), byteLevelTokenizerConfig);
+    expect(new ByteTokenizer().encode("a<|endoftext|>b")).toEqual([97, 256, 98]);
+    expect(bytesJson.encode("a<|endoftext|>b")).toEqual([97, 256, 98]);
+  });
+
+  it("starts sequences with BOS where tokenizer.json's post-processor or add_bos_token asks for it", async () => {
+    const special = (id: number, content: string) => ({
+      ...{ id, content, single_word: false, lstrip: false, rstrip: false },
+      ...{ normalized: false, special: true },
+    });
+    const bosFirst = [{ SpecialToken: { id: "<s>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }];
+    const llamaLike = (postProcessor: object | null) => ({
+      ...{ version: "1.0", truncation: null, padding: null, normalizer: null, decoder: null },
+      added_tokens: [special(1, "<s>"), special(2, "</s>")],
+      pre_tokenizer: { type: "Whitespace" },
+      post_processor: postProcessor,
+      model: {
+        type: "WordLevel",
+        vocab: { "<unk>": 0, "<s>": 1, "</s>": 2, a: 3, b: 4 },
+        unk_token: "<unk>",
+      },
+    });
+    const template = {
+      ...{ type: "TemplateProcessing", single: bosFirst, pair: bosFirst },
+      special_tokens: { "<s>": { id: "<s>", ids: [1], tokens: ["<s>"] } },
+    };
+    const config = { eos_token: "</s>", bos_token: "<s>" };
+    expect(new HfTokenizer(llamaLike(template), config).startIds).toEqual([1]);
+    expect(new HfTokenizer(llamaLike(null), { ...config, add_bos_token: true }).startIds).toEqual([1]);
+    expect(new HfTokenizer(llamaLike(template), { ...config, add_bos_token: false }).startIds).toEqual([]);
+    expect(new HfTokenizer(llamaLike(null), config).startIds).toEqual([]);
+    expect(new HfTokenizer(llamaLike(template), config).encode("a b")).toEqual([3, 4]);
+    expect(() => new HfTokenizer(llamaLike(null), { add_bos_token: true })).toThrow(/names no bos_token/);
+    expect(new HfTokenizer(await gpt2TokenizerJson()).startIds).toEqual([]);
+    expect(gpt2.startIds).toEqual([]);
+    expect(new ByteTokenizer().startIds).toEqual([]);
   });
 
   it("loads vocabularies as large as Llama 3's and Gemma's", () => {
