@@ -90,7 +90,8 @@ export async function advance(svc: Services, runId: string, round: number): Prom
 
 /**
  * Sets an ACTIVE run's rounds going again: round 0, or the current round where it stands (its deadline scheduled
- * if it is open, resumed if it closed), or the round after it.
+ * if it is open, resumed if it closed), or the round after it. An open round already past its deadline, whose
+ * deadline call was lost after Lambda's retries, is closed here and now.
  */
 export async function resumeRun(svc: Services, run: RunRecord): Promise<void> {
   if (run.currentRound < 0) {
@@ -98,8 +99,9 @@ export async function resumeRun(svc: Services, run: RunRecord): Promise<void> {
     return;
   }
   const current = await requireRound(svc, run.runId, run.currentRound);
-  if (current.state === "OPEN") await scheduleOpenDeadline(svc, run.runId, current.round);
-  else await resumeClosedRound(svc, current);
+  if (current.state !== "OPEN") await resumeClosedRound(svc, current);
+  else if (svc.now() >= current.deadline) await closeAtDeadline(svc, run.runId, current.round);
+  else await scheduleOpenDeadline(svc, run.runId, current.round);
 }
 
 /**

@@ -1,8 +1,10 @@
-import { ArnFormat, Duration, Fn, RemovalPolicy, Stack } from "aws-cdk-lib";
+import { ArnFormat, Duration, Fn, RemovalPolicy, Stack, Validations } from "aws-cdk-lib";
 import { PolicyStatement, Role, ServicePrincipal } from "aws-cdk-lib/aws-iam";
 import type { IFunction } from "aws-cdk-lib/aws-lambda";
+import { SqsDestination } from "aws-cdk-lib/aws-lambda-destinations";
 import { LogGroup, RetentionDays } from "aws-cdk-lib/aws-logs";
 import { ScheduleGroup } from "aws-cdk-lib/aws-scheduler";
+import { Queue, QueueEncryption } from "aws-cdk-lib/aws-sqs";
 import {
   DefinitionBody,
   DistributedMap,
@@ -27,6 +29,11 @@ import { acknowledgeTracing, acknowledgeWildcard } from "./nag.ts";
 export class Deadlines extends Construct {
   readonly group: ScheduleGroup;
   readonly schedulerRole: Role;
+  /**
+   * Deadline calls that still failed after Lambda's retries, each with its run and round. Nothing else would
+   * close such a round; the run's next start does (resumeRun), and an alarm says so.
+   */
+  readonly lost: Queue;
 
   constructor(scope: Construct, id: string) {
     super(scope, id);
@@ -38,13 +45,26 @@ export class Deadlines extends Construct {
         conditions: { StringEquals: { "aws:SourceAccount": Stack.of(this).account } },
       }),
     });
+    this.lost = new Queue(this, "LostDeadlines", {
+      encryption: QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+    });
+    Validations.of(this.lost).acknowledge({
+      id: "AwsSolutions-SQS3",
+      reason: "This queue is itself where failed deadline calls end up; nothing consumes it to fail again.",
+    });
   }
 
-  /** The schedules' target: the role may invoke exactly this function (not its versions or aliases). */
+  /**
+   * The schedules' target: the role may invoke exactly this function (not its versions or aliases). Scheduler
+   * invokes it asynchronously, so Lambda retries a failed call twice, then sends it to `lost`.
+   */
   target(deadlineHandler: IFunction): void {
     this.schedulerRole.addToPrincipalPolicy(
       new PolicyStatement({ actions: ["lambda:InvokeFunction"], resources: [deadlineHandler.functionArn] }),
     );
+    deadlineHandler.configureAsyncInvoke({ retryAttempts: 2, onFailure: new SqsDestination(this.lost) });
   }
 
   /** Lets a handler create deadline schedules in this group that run as the scheduler role. */

@@ -13,6 +13,7 @@ import type { IFunction } from "aws-cdk-lib/aws-lambda";
 import type { IScheduleGroup } from "aws-cdk-lib/aws-scheduler";
 import { Topic } from "aws-cdk-lib/aws-sns";
 import { EmailSubscription } from "aws-cdk-lib/aws-sns-subscriptions";
+import type { IQueue } from "aws-cdk-lib/aws-sqs";
 import type { IStateMachine } from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 
@@ -21,6 +22,8 @@ export interface MonitoringProps {
   /** Every handler, by a name that reads well in an alarm ("upload", "reconstruct-shard", …). */
   functions: ReadonlyMap<string, IFunction>;
   deadlines: IScheduleGroup;
+  /** Deadline calls that failed after Lambda's retries. */
+  lostDeadlines: IQueue;
   /** Subscribed to the alarm topic when given; otherwise operators subscribe themselves. */
   alarmEmail?: string;
 }
@@ -69,6 +72,12 @@ export class Monitoring extends Construct {
       "DeadlineDeliveryFailed",
       "EventBridge Scheduler could not invoke the deadline handler; a round may stay open past its deadline.",
       props.deadlines.metricTargetErrors({ period, statistic: "Sum" }),
+    );
+    this.alarmOn(
+      "DeadlineLost",
+      "A round's deadline call failed after Lambda's retries (the queue's message names the run and round), so " +
+        "the round stays open past its deadline. Pausing and starting the run closes it.",
+      props.lostDeadlines.metricApproximateNumberOfMessagesVisible({ period, statistic: "Maximum" }),
     );
   }
 

@@ -53,6 +53,7 @@ export class FerretStack extends Stack {
       stateMachine: aggregation.stateMachine,
       functions: new Map([...handlers.byFile].map(([file, fn]) => [file.replace(/\.ts$/, ""), fn])),
       deadlines: deadlines.group,
+      lostDeadlines: deadlines.lost,
       alarmEmail: props.alarmEmail,
     });
 

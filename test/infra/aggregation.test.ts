@@ -167,6 +167,33 @@ describe("round deadlines", () => {
   });
 });
 
+describe("lost deadlines", () => {
+  it("retries a failed deadline call twice, then keeps it in an encrypted queue that an alarm watches", () => {
+    const [queueId] = only(template, "AWS::SQS::Queue", {
+      Properties: { SqsManagedSseEnabled: true, MessageRetentionPeriod: 14 * 24 * 3600 },
+    });
+    const [, config] = only(template, "AWS::Lambda::EventInvokeConfig", {
+      Properties: { FunctionName: { Ref: functionId(STEP_HANDLERS.deadline) } },
+    });
+    expect(config.Properties).toMatchObject({
+      MaximumRetryAttempts: 2,
+      DestinationConfig: { OnFailure: { Destination: { "Fn::GetAtt": [queueId, "Arn"] } } },
+    });
+    expect(statementsOf(template, STEP_HANDLERS.deadline)).toContainEqual(
+      expect.objectContaining({
+        Action: expect.arrayContaining(["sqs:SendMessage"]),
+        Resource: { "Fn::GetAtt": [queueId, "Arn"] },
+      }),
+    );
+    template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+      Namespace: "AWS/SQS",
+      MetricName: "ApproximateNumberOfMessagesVisible",
+      Dimensions: [{ Name: "QueueName", Value: { "Fn::GetAtt": [queueId, "QueueName"] } }],
+      Threshold: 1,
+    });
+  });
+});
+
 describe("alarms", () => {
   it("alarms on failed or timed-out aggregations into the encrypted alarm topic", () => {
     const [topicId] = only(template, "AWS::SNS::Topic", { Properties: { KmsMasterKeyId: Match.anyValue() } });

@@ -3,7 +3,7 @@
 // step, the deadline, a second start) must finish the job: no run may stall on a round nobody will touch again.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { commitRound, failAggregation } from "../../functions/rounds/aggregation.ts";
-import { closeAtDeadline } from "../../functions/rounds/lifecycle.ts";
+import { closeAtDeadline, requireRun, resumeRun } from "../../functions/rounds/lifecycle.ts";
 import { Crash } from "../../infra/local/orchestrator.ts";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.ts";
 import {
@@ -146,6 +146,17 @@ describe("a call that dies after its state change", () => {
 });
 
 describe("the deadline's fail", () => {
+  it("a deadline call lost after its retries: the run's next start closes the round past its deadline", async () => {
+    const run = await createRun(api, model, config, 2);
+    const late = await afterDeadline(run.runId, 0);
+    await resumeRun(late, await requireRun(late, run.runId));
+    expect(await roundOf(run.runId, 0)).toMatchObject({
+      state: "FAILED",
+      failureReason: "deadline passed with 0 of the minimum 2 uploads",
+    });
+    expect(await roundOf(run.runId, 1)).toMatchObject({ state: "OPEN", baseCheckpoint: 0 });
+  });
+
   it("does not fail a round whose uploads reached the minimum after the deadline handler counted them", async () => {
     // A quorum of 3 keeps the round OPEN with the minimum of 2, so only the count can refuse the fail.
     const wide = { clientsPerRound: 3, quorum: 3, minUploads: 2, targetBlockSize: 192 };
