@@ -6,6 +6,7 @@ export {
   clientWeights,
   type Weighting,
 } from "./aggregate.ts";
+export { forEachLimited } from "./concurrency.ts";
 export * from "./errors.ts";
 export {
   assertPlanMatches,

@@ -1,9 +1,9 @@
 // `ferret run create|upload|status|start|pause|export`: the operator's side of a run.
 import { type Command, Option } from "commander";
+import { forEachLimited } from "../../core/concurrency.ts";
 import { assertPlanMatches } from "../../core/plan.ts";
 import { FAMILIES } from "../../core/reference.ts";
 import { DEFAULT_BASIS, DEFAULT_ZEROTH_ORDER } from "../../functions/rounds/run-config.ts";
-import { forEachLimited } from "../api/concurrency.ts";
 import type { OperatorApi, RunConfig, RunConfigInput } from "../api/routes.ts";
 import { type OperatorFlags, operator, required, runOption, withOperatorOptions } from "./connection.ts";
 import { nonNegativeInt, positiveInt, positiveNumber, seconds } from "./options.ts";

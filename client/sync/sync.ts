@@ -2,8 +2,8 @@
 // checkpoint (a few KB per round), download the shards when it holds nothing, is too far behind, when a fedavg
 // round is on the way, or when the replayed bytes fail the manifest's SHA-256 per block. Either way every block is checked before use.
 import { createHash } from "node:crypto";
+import { forEachLimited } from "../../core/concurrency.ts";
 import type { Plan } from "../../core/plan.ts";
-import { forEachLimited } from "../api/concurrency.ts";
 import type { CheckpointLocation, ClientApi, Manifest } from "../api/routes.ts";
 import { replay } from "./replay.ts";
 import { bytesOf, mismatchedBlocks } from "./weights.ts";

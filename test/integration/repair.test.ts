@@ -221,6 +221,14 @@ describe("the initial checkpoint's import", () => {
     expect(manifestMismatches(bytes, manifest)).toEqual([]);
     expect(new Float32Array(bytes.buffer)).toEqual(other);
   });
+
+  it("is refused as invalid, not failed, when shards imported at once each find a non-finite value", async () => {
+    const { runId, config: stored } = await createdRun();
+    const poisoned = model.weights.map((v, i) => (i % 100 === 0 ? Number.POSITIVE_INFINITY : v));
+    await expect(uploadCheckpoint(api, runId, safetensorsOf(stored.plan, poisoned))).rejects.toThrow(
+      /invalid_checkpoint.*is not finite/s,
+    );
+  });
 });
 
 describe("the update log", () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { forEachLimited } from "../../client/api/concurrency.ts";
 import { ApiError } from "../../client/api/http.ts";
 import { EXIT, exitCodeOf } from "../../client/cli/output.ts";
+import { forEachLimited } from "../../core/concurrency.ts";
 
 /** A task whose runs finish only when the test releases them, recording how many overlap. */
 function gated() {

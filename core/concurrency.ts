@@ -1,5 +1,5 @@
-// Bounded parallelism for transfers: enough requests in flight to hide each one's latency, few enough that the
-// buffers they hold stay small.
+// Bounded parallelism for transfers (the client's downloads and uploads, the server's checkpoint import): enough
+// requests in flight to hide each one's latency, few enough that the buffers they hold stay small.
 
 /**
  * Runs `task(i)` for every i in 0..count-1 with at most `limit` running at once, in index order. After the first
