@@ -9,6 +9,7 @@
 // one client: another client's pending upload sent under a new token would be counted twice.
 import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { flatVector } from "../sync/weights.ts";
 
 export interface PendingUpload {
   round: number;
@@ -90,12 +91,41 @@ function isClientState(value: unknown): value is ClientState {
 const asBytes = (values: Float32Array | Uint8Array) =>
   new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
 
-async function readFloats(path: string, expected: number): Promise<Float32Array | undefined> {
-  const bytes = await readFile(path).catch(() => undefined);
-  if (!bytes || bytes.byteLength !== expected * 4) return undefined;
-  const values = new Float32Array(expected);
-  asBytes(values).set(bytes);
-  return values;
+/** fs reads at most 2 GiB − 1 bytes a call. */
+const READ_CHUNK_BYTES = 2 ** 30;
+
+/**
+ * The file's float32 values, or undefined when it is missing or not `expected` values long (the client then
+ * resyncs). Read in place a chunk at a time: readFile stops at 2 GiB, which made every model over 537M parameters
+ * download its checkpoint again at each start. Any other failure to read it is thrown.
+ */
+export async function readFloats(
+  path: string,
+  expected: number,
+  chunkBytes = READ_CHUNK_BYTES,
+): Promise<Float32Array | undefined> {
+  const handle = await open(path, "r").catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "ENOENT") return undefined;
+    throw error;
+  });
+  if (!handle) return undefined;
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw new StateError(`${path} is not a file; expected the saved weights`);
+    if (info.size !== expected * 4) return undefined;
+    const values = flatVector(expected);
+    const bytes = asBytes(values);
+    for (let at = 0; at < bytes.byteLength; ) {
+      const length = Math.min(chunkBytes, bytes.byteLength - at);
+      const { bytesRead } = await handle.read(bytes, at, length, at);
+      if (bytesRead === 0)
+        throw new StateError(`${path} ended at byte ${at} of ${bytes.byteLength} while read`);
+      at += bytesRead;
+    }
+    return values;
+  } finally {
+    await handle.close();
+  }
 }
 
 export class StateDir {

@@ -6,7 +6,7 @@ import { forEachLimited } from "../../core/concurrency.ts";
 import type { Plan } from "../../core/plan.ts";
 import type { CheckpointLocation, ClientApi, Manifest } from "../api/routes.ts";
 import { replay } from "./replay.ts";
-import { bytesOf, mismatchedBlocks } from "./weights.ts";
+import { bytesOf, flatVector, mismatchedBlocks } from "./weights.ts";
 
 /**
  * Shards downloaded at once: several requests hide each one's round trip to S3, and a few keep the shards held
@@ -121,7 +121,7 @@ async function download(
       `checkpoint ${manifest.checkpoint} has ${manifest.totalParams} parameters; the plan has ${plan.totalParams}`,
     );
   }
-  const values = new Float32Array(plan.totalParams);
+  const values = flatVector(plan.totalParams);
   const bytes = bytesOf(values);
   const shards = manifest.shards;
   let done = 0;

@@ -4,6 +4,31 @@ import { createHash } from "node:crypto";
 import type { Plan } from "../../core/plan.ts";
 import type { Manifest } from "../api/routes.ts";
 
+/** Node 20's V8 holds at most 2^32 values in one typed array; Node 22 and later hold 2^53 − 1. */
+const NODE_20_ARRAY_LIMIT = 2 ** 32;
+
+/**
+ * Throws, saying which Node.js to use, where this Node cannot hold a flat vector of `totalParams` values: V8
+ * itself would only say "Invalid typed array length".
+ */
+export function assertFlatVectorFits(
+  totalParams: number,
+  nodeMajor = Number(process.versions.node.split(".")[0]),
+) {
+  if (nodeMajor < 22 && totalParams > NODE_20_ARRAY_LIMIT) {
+    throw new RangeError(
+      `the model has ${totalParams} parameters, and Node.js ${nodeMajor} holds at most ${NODE_20_ARRAY_LIMIT} ` +
+        "values in one array: run the client on Node.js 22 or newer",
+    );
+  }
+}
+
+/** A zeroed flat vector of the model's parameters. */
+export function flatVector(totalParams: number): Float32Array {
+  assertFlatVectorFits(totalParams);
+  return new Float32Array(totalParams);
+}
+
 export interface TensorView {
   shape: number[];
   data: Float32Array;

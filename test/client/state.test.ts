@@ -2,7 +2,8 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { StateDir, StateError } from "../../client/participant/state.ts";
+import { readFloats, StateDir, StateError } from "../../client/participant/state.ts";
+import { assertFlatVectorFits } from "../../client/sync/weights.ts";
 
 let dir: string;
 beforeEach(async () => {
@@ -142,5 +143,29 @@ describe("client state directory", () => {
     await writeFile(join(dir, "weights-7.f32"), "x");
     await expect(StateDir.open(dir, "run-2")).rejects.toThrow(StateError);
     expect((await readdir(dir)).sort()).toEqual(["state.json", "weights-0.f32", "weights-7.f32"]);
+  });
+});
+
+describe("the saved weights", () => {
+  it("are read in place a chunk at a time, whatever the chunk, and a file of another size means resync", async () => {
+    const values = Float32Array.from({ length: 10 }, (_, i) => i / 3);
+    const path = join(dir, "weights-0.f32");
+    await writeFile(path, new Uint8Array(values.buffer));
+    for (const chunk of [4, 12, 1 << 30]) expect(await readFloats(path, 10, chunk)).toEqual(values);
+    expect(await readFloats(path, 11)).toBeUndefined();
+    expect(await readFloats(join(dir, "missing.f32"), 10)).toBeUndefined();
+  });
+
+  it("that cannot be read are an error, not a silent download of the whole checkpoint again", async () => {
+    await mkdir(join(dir, "weights-0.f32"));
+    await expect(readFloats(join(dir, "weights-0.f32"), 10)).rejects.toThrow(/is not a file/);
+  });
+
+  it("say to use Node.js 22 for a model beyond Node 20's largest typed array", () => {
+    expect(() => assertFlatVectorFits(2 ** 32 + 1, 20)).toThrow(
+      /4294967297 parameters, and Node.js 20 holds at most 4294967296 values in one array: run the client on Node.js 22 or newer/,
+    );
+    expect(() => assertFlatVectorFits(2 ** 32, 20)).not.toThrow();
+    expect(() => assertFlatVectorFits(2 ** 32 + 1, 22)).not.toThrow();
   });
 });
