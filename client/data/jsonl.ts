@@ -6,7 +6,8 @@
  * are rows with an empty "text" or "response", which exports hold plenty of (a third of wikitext's): alone, each
  * would teach only an end-of-text token. A file with nothing else is refused.
  */
-import { readFile } from "node:fs/promises";
+import { createReadStream } from "node:fs";
+import { createInterface } from "node:readline";
 import { FormatError } from "../../core/formats/errors.ts";
 
 export type Example = { text: string } | { prompt: string; response: string };
@@ -24,26 +25,48 @@ export class DatasetError extends FormatError {
 
 const EXPECTED = 'expected {"text": string} or {"prompt": string, "response": string}';
 
-/** Parses JSONL text; `source` names the file in errors. */
-export function parseJsonl(text: string, source = "<dataset>"): Example[] {
+/** Gathers the examples of a file's lines, given one at a time with their 1-based numbers. */
+function exampleCollector(source: string) {
   const examples: Example[] = [];
   let empty = 0;
-  const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/);
-  lines.forEach((line, index) => {
-    if (line.trim() === "") return;
-    const example = parseLine(line, source, index + 1);
-    if (("text" in example ? example.text : example.response) === "") empty++;
-    else examples.push(example);
-  });
-  if (examples.length === 0) {
-    const emptyRows = empty > 0 ? ` (${empty} row(s) with an empty text or response, which are skipped)` : "";
-    throw new DatasetError(`holds no examples${emptyRows}; ${EXPECTED} on each line`, source);
-  }
-  return examples;
+  return {
+    add(line: string, lineNumber: number): void {
+      const content = lineNumber === 1 ? line.replace(/^\uFEFF/, "") : line;
+      if (content.trim() === "") return;
+      const example = parseLine(content, source, lineNumber);
+      if (("text" in example ? example.text : example.response) === "") empty++;
+      else examples.push(example);
+    },
+    examples(): Example[] {
+      if (examples.length === 0) {
+        const emptyRows =
+          empty > 0 ? ` (${empty} row(s) with an empty text or response, which are skipped)` : "";
+        throw new DatasetError(`holds no examples${emptyRows}; ${EXPECTED} on each line`, source);
+      }
+      return examples;
+    },
+  };
 }
 
+/** Parses JSONL text; `source` names the file in errors. */
+export function parseJsonl(text: string, source = "<dataset>"): Example[] {
+  const collector = exampleCollector(source);
+  text.split(/\r?\n/).forEach((line, index) => {
+    collector.add(line, index + 1);
+  });
+  return collector.examples();
+}
+
+/** Reads a JSONL file line by line: one string of the whole file would stop at V8's 512 MiB string limit. */
 export async function readJsonl(path: string): Promise<Example[]> {
-  return parseJsonl(await readFile(path, "utf8"), path);
+  const collector = exampleCollector(path);
+  const lines = createInterface({
+    input: createReadStream(path, "utf8"),
+    crlfDelay: Number.POSITIVE_INFINITY,
+  });
+  let lineNumber = 0;
+  for await (const line of lines) collector.add(line, ++lineNumber);
+  return collector.examples();
 }
 
 function parseLine(line: string, source: string, lineNumber: number): Example {

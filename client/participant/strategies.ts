@@ -96,7 +96,8 @@ export async function trainRound(
     localSteps.learningRate,
     onStep,
   );
-  const delta = new Float32Array(base.length);
+  // Δ = w_round − w_local, written over w_local: a third copy of the model would cost its size again.
+  const delta = local;
   for (let i = 0; i < delta.length; i++) delta[i] = (base[i] as number) - (local[i] as number);
   const values =
     strategy === "fedavg" ? delta : project(delta, seedFromHex(assignment.seed), plan, assignment.basis);

@@ -4,21 +4,24 @@ import { createHash } from "node:crypto";
 import type { Plan } from "../../core/plan.ts";
 import type { Manifest } from "../api/routes.ts";
 
-/** Node 20's V8 holds at most 2^32 values in one typed array; Node 22 and later hold 2^53 − 1. */
-const NODE_20_ARRAY_LIMIT = 2 ** 32;
+/**
+ * Node 20's V8 holds at most 2^32 elements in one typed array; Node 22 and later hold 2^53 − 1. The client views
+ * the flat vector as bytes to hash, write and send it, so on Node 20 its 4 bytes a parameter are the limit.
+ */
+const NODE_20_BYTE_LIMIT = 2 ** 32;
 
 /**
- * Throws, saying which Node.js to use, where this Node cannot hold a flat vector of `totalParams` values: V8
- * itself would only say "Invalid typed array length".
+ * Throws, saying which Node.js to use, where this Node cannot view a flat vector of `totalParams` float32 as one
+ * byte array: V8 itself would only say "Invalid typed array length", at the first hash or write.
  */
 export function assertFlatVectorFits(
   totalParams: number,
   nodeMajor = Number(process.versions.node.split(".")[0]),
 ) {
-  if (nodeMajor < 22 && totalParams > NODE_20_ARRAY_LIMIT) {
+  if (nodeMajor < 22 && totalParams * 4 > NODE_20_BYTE_LIMIT) {
     throw new RangeError(
-      `the model has ${totalParams} parameters, and Node.js ${nodeMajor} holds at most ${NODE_20_ARRAY_LIMIT} ` +
-        "values in one array: run the client on Node.js 22 or newer",
+      `the model has ${totalParams} parameters (${totalParams * 4} bytes of float32), and Node.js ${nodeMajor} ` +
+        `holds at most ${NODE_20_BYTE_LIMIT} bytes in one array: run the client on Node.js 22 or newer`,
     );
   }
 }

@@ -75,12 +75,11 @@ export async function zerothOrderSteps(
   checkOptions(options);
   const { pool, perturbation: epsilon, learningRate } = options;
   const poolSize = pool.plan.totalK;
-  const plus = new Float32Array(values.length);
-  const minus = new Float32Array(values.length);
-  const records = [plus, minus].map(
-    (v): ParamRecord =>
-      Object.fromEntries([...tensorViews(runPlan, v)].map(([name, view]) => [name, view.data])),
-  ) as [ParamRecord, ParamRecord];
+  // w + εz and w − εz in turn, in one scratch copy: the two losses are computed one after the other.
+  const perturbed = new Float32Array(values.length);
+  const record: ParamRecord = Object.fromEntries(
+    [...tensorViews(runPlan, perturbed)].map(([name, view]) => [name, view.data]),
+  );
   const oneHot = new Float32Array(poolSize);
   /** w ← f32(w − scale·c·z_s), through the same core call the server's reconstruction makes. */
   const move = (w: Float32Array, index: number, c: number, scale: number) => {
@@ -93,12 +92,12 @@ export async function zerothOrderSteps(
     const next = batches.next();
     if (next.done) throw new TrainingError("OUT_OF_BATCHES", `batches ran out at step ${step}`);
     const index = options.random.nextInt(poolSize);
-    plus.set(values);
-    move(plus, index, 1, -epsilon);
-    minus.set(values);
-    move(minus, index, 1, epsilon);
-    const up = await source.loss(records[0], next.value);
-    const down = await source.loss(records[1], next.value);
+    perturbed.set(values);
+    move(perturbed, index, 1, -epsilon);
+    const up = await source.loss(record, next.value);
+    perturbed.set(values);
+    move(perturbed, index, 1, epsilon);
+    const down = await source.loss(record, next.value);
     if (!Number.isFinite(up) || !Number.isFinite(down)) {
       throw new TrainingError("NON_FINITE_LOSS", `loss is ${up} / ${down} at w ± εz at step ${step}`);
     }

@@ -161,11 +161,11 @@ describe("the saved weights", () => {
     await expect(readFloats(join(dir, "weights-0.f32"), 10)).rejects.toThrow(/is not a file/);
   });
 
-  it("say to use Node.js 22 for a model beyond Node 20's largest typed array", () => {
-    expect(() => assertFlatVectorFits(2 ** 32 + 1, 20)).toThrow(
-      /4294967297 parameters, and Node.js 20 holds at most 4294967296 values in one array: run the client on Node.js 22 or newer/,
+  it("say to use Node.js 22 for a model whose bytes are beyond Node 20's largest typed array", () => {
+    expect(() => assertFlatVectorFits(2 ** 30 + 1, 20)).toThrow(
+      /1073741825 parameters \(4294967300 bytes of float32\), and Node.js 20 holds at most 4294967296 bytes in one array: run the client on Node.js 22 or newer/,
     );
-    expect(() => assertFlatVectorFits(2 ** 32, 20)).not.toThrow();
-    expect(() => assertFlatVectorFits(2 ** 32 + 1, 22)).not.toThrow();
+    expect(() => assertFlatVectorFits(2 ** 30, 20)).not.toThrow();
+    expect(() => assertFlatVectorFits(2 ** 33, 22)).not.toThrow();
   });
 });

@@ -95,4 +95,37 @@ describe("JSONL datasets", () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it("reads a file line by line exactly as it parses the same text, errors and their line numbers too", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "ferret-jsonl-"));
+    const path = join(dir, "train.jsonl");
+    const line = fc.oneof(
+      fc.record({ text: fc.string() }).map((r) => JSON.stringify(r)),
+      fc.record({ prompt: fc.string(), response: fc.string() }).map((r) => JSON.stringify(r)),
+      fc.constantFrom("", "  ", "{not json", '{"text": 3}'),
+    );
+    const file = fc.record({
+      bom: fc.boolean(),
+      lines: fc.array(line, { maxLength: 8 }),
+      end: fc.constantFrom("\n", "\r\n"),
+    });
+    const outcome = async (read: () => Promise<unknown>) =>
+      read().then(
+        (examples) => ({ examples }),
+        (error: Error) => ({ error: error.message }),
+      );
+    try {
+      await fc.assert(
+        fc.asyncProperty(file, async ({ bom, lines, end }) => {
+          const text = `${bom ? "\uFEFF" : ""}${lines.join(end)}${end}`;
+          await writeFile(path, text);
+          const parsed = await outcome(async () => parseJsonl(text, path));
+          expect(await outcome(() => readJsonl(path))).toEqual(parsed);
+        }),
+        { numRuns: 60 },
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
