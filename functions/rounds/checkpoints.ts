@@ -22,7 +22,7 @@ import { headerFor, headerLength, locateTensors } from "./safetensors.ts";
  * Shards imported at once. One at a time, an import moves an 8B model's 32 GB (64 GB of S3 traffic) through one
  * S3 connection at a time, against a Lambda's 15 minutes; S3's performance guide has clients keep several
  * connections busy for throughput. Each shard in flight holds its values and, when an earlier import wrote it,
- * the stored copy it is checked against: 1 GiB at 128 MiB shards.
+ * the stored copy it is checked against: 2 GiB at AWS's 256 MiB shards.
  */
 const IMPORT_SHARDS_IN_FLIGHT = 4;
 

@@ -1,12 +1,15 @@
 // The SHA-256 of a block cut across shards (manifest.ts) needs its bytes in order, and the shard tasks that wrote
 // them ran apart. So the step that writes the manifest reads them back from the written shards, a chunk at a time
-// with the next chunk's read under way while one is hashed: memory is two chunks, whatever the block's size.
+// with the next chunk's read under way while one is hashed: memory is two chunks a block, whatever its size.
 import { createHash } from "node:crypto";
+import { forEachLimited } from "../../core/concurrency.ts";
 import type { Plan } from "../../core/plan.ts";
 import type { Services } from "../services.ts";
 import { type BlockDigest, cutBlocks, type ShardSpec } from "./manifest.ts";
 
 const CHUNK_BYTES = 16 * 1024 * 1024;
+/** Cut blocks hashed at once, each over its own S3 connection: an 8B model's embedding and head are two. */
+const BLOCKS_AT_ONCE = 4;
 
 /** One range of an object to read: `bytes` bytes from `offset` of `key`. */
 interface Range {
@@ -44,10 +47,12 @@ export async function digestCutBlocks(
   shards: readonly (ShardSpec & { key: string })[],
   chunkBytes = CHUNK_BYTES,
 ): Promise<BlockDigest[]> {
-  const buffers = [new Uint8Array(chunkBytes), new Uint8Array(chunkBytes)];
+  const cut = cutBlocks(plan, shards);
   const digests: BlockDigest[] = [];
-  for (const index of cutBlocks(plan, shards)) {
+  await forEachLimited(cut.length, BLOCKS_AT_ONCE, async (n) => {
+    const index = cut[n] as number;
     const block = plan.blocks[index] as Plan["blocks"][number];
+    const buffers = [new Uint8Array(chunkBytes), new Uint8Array(chunkBytes)];
     const ranges = chunksOf(block, shards, chunkBytes);
     const covered = ranges.reduce((sum, r) => sum + r.bytes, 0);
     if (covered !== block.size * 4) {
@@ -65,7 +70,7 @@ export async function digestCutBlocks(
       pending = i + 1 < ranges.length ? read(i + 1) : undefined;
       hash.update(chunk);
     }
-    digests.push({ index, start: block.start, size: block.size, sha256: hash.digest("hex") });
-  }
+    digests[n] = { index, start: block.start, size: block.size, sha256: hash.digest("hex") };
+  });
   return digests;
 }

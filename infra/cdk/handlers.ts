@@ -35,11 +35,12 @@ interface HandlerAccess {
 // Step Functions and get what one shard needs (SHARD_PARAMS float32 in, the same out).
 const LONG = Duration.minutes(15);
 
-// 32 Mi float32 = 128 MiB per shard at most (a larger block is cut across shards, manifest.ts). Step Functions
-// passes the shard list and the shard results inline, and both must fit its 256 KiB payload: at this size a
-// 7B-parameter model is ~210 shards, well inside; the local stack's 16 MiB default would make it ~1,700, which is
-// not.
-const SHARD_PARAMS = 32 * 1024 * 1024;
+// 64 Mi float32 = 256 MiB per shard at most. A larger block is cut across shards (manifest.ts), and the commit
+// step reads a cut block back to hash it: at 32 Mi, Llama-3-8B's 58.7M-parameter MLP matrices were cut too, 27 GB
+// to read back every round; at 64 Mi only its embedding and head are, 4.2 GB. Step Functions passes the shard list
+// and the shard results inline, within its 256 KiB payload: Llama-3-8B is 144 shards, well inside; the local
+// stack's 16 MiB default would make it ~1,900, which is not.
+const SHARD_PARAMS = 64 * 1024 * 1024;
 const HANDLERS: Record<string, HandlerAccess> = {
   "create-run.ts": { description: "Operator: create a run", table: "write" },
   "run-status.ts": { description: "Operator: run and round status", table: "read" },
@@ -52,7 +53,8 @@ const HANDLERS: Record<string, HandlerAccess> = {
     description: "Operator: complete the upload and import it as checkpoint 0",
     table: "write",
     bucket: "write",
-    memorySize: 1769,
+    // Four 256 MiB shards in flight, each with the stored copy it is checked against on a repeated import.
+    memorySize: 3008,
     timeout: LONG,
   },
   "register-client.ts": {
@@ -115,8 +117,8 @@ const HANDLERS: Record<string, HandlerAccess> = {
     table: "write",
     bucket: "write",
     schedulesDeadlines: true,
-    // It reads each block cut across shards back for its SHA-256: 4 GiB for an 8B model's embedding and head,
-    // about a minute of S3 reads and hashing; the memory buys the CPU share that hashing needs.
+    // It reads each block cut across shards back for its SHA-256: 4.2 GB for an 8B model's embedding and head,
+    // over one S3 connection each; the memory buys the CPU share that hashing needs.
     memorySize: 1024,
     timeout: LONG,
   },
