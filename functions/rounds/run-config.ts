@@ -18,6 +18,11 @@ export const MAX_SEED_PAIRS = 8192;
  * left to time out.
  */
 export const MAX_FEDAVG_PARAMS = 50_000_000;
+/**
+ * A round's record lists the clients it selected (36-byte ids) in one DynamoDB item, whose limit is 400 KB: at
+ * 11,080 the write is refused, and the run could never open a round again.
+ */
+export const MAX_CLIENTS_PER_ROUND = 5_000;
 export const DEFAULT_ZEROTH_ORDER = { seedPool: 1024, perturbation: 1e-3 };
 /**
  * Ferret's family when the operator names none. `npm run bench:convergence` (bench/results/convergence.md): at
@@ -44,7 +49,7 @@ export const runConfigSchema = z
     totalK: z.number().int().positive().max(MAX_TOTAL_K).optional(),
     targetBlockSize: z.number().int().positive().optional(),
     learningRate: z.number().positive().finite(),
-    clientsPerRound: z.number().int().positive(),
+    clientsPerRound: z.number().int().positive().max(MAX_CLIENTS_PER_ROUND),
     quorum: z.number().int().positive(),
     minUploads: z.number().int().positive(),
     deadlineSeconds: z

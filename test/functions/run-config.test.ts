@@ -4,6 +4,7 @@ import { BadRequest } from "../../functions/errors.ts";
 import { parse } from "../../functions/http.ts";
 import {
   DEFAULT_BASIS,
+  MAX_CLIENTS_PER_ROUND,
   MAX_FEDAVG_PARAMS,
   MAX_SEED_PAIRS,
   MAX_TOTAL_K,
@@ -140,6 +141,14 @@ describe("run config strategies", () => {
     const fits = huge(2, MAX_FEDAVG_PARAMS / 2);
     expect(resolve({ ...valid, tensors: fits, totalK: undefined, strategy: "fedavg" }).plan.totalParams).toBe(
       MAX_FEDAVG_PARAMS,
+    );
+  });
+
+  it("refuses more clients a round than its record can list in one DynamoDB item", () => {
+    const many = { ...valid, quorum: 2, minUploads: 2 };
+    expect(problem({ ...many, clientsPerRound: MAX_CLIENTS_PER_ROUND + 1 })).toContain("clientsPerRound");
+    expect(resolve({ ...many, clientsPerRound: MAX_CLIENTS_PER_ROUND }).clientsPerRound).toBe(
+      MAX_CLIENTS_PER_ROUND,
     );
   });
 });
