@@ -13,7 +13,7 @@ import type {
   RunRecord,
   Strategy,
 } from "../../functions/storage/records.ts";
-import type { Http } from "./http.ts";
+import { ApiError, type Http } from "./http.ts";
 import type { Signer } from "./sigv4.ts";
 
 export type { Manifest, RunConfig, RunConfigInput, Strategy };
@@ -85,13 +85,26 @@ export class ClientApi {
     return this.http.json("GET", `/runs/${this.runId}/assignment`, { token: this.token, idempotent: true });
   }
 
+  /** The committed rounds' entries among from..to, over as many requests as the server's replies take. */
   async log(from: number, to: number): Promise<WireLogEntry[]> {
-    const reply = await this.http.json<{ entries: WireLogEntry[] }>(
-      "GET",
-      `/runs/${this.runId}/log?from=${from}&to=${to}`,
-      { token: this.token, idempotent: true },
-    );
-    return reply.entries;
+    const entries: WireLogEntry[] = [];
+    for (let start: number | undefined = from; start !== undefined; ) {
+      const reply: { entries: WireLogEntry[]; next?: number } = await this.http.json(
+        "GET",
+        `/runs/${this.runId}/log?from=${start}&to=${to}`,
+        { token: this.token, idempotent: true },
+      );
+      entries.push(...reply.entries);
+      if (reply.next !== undefined && !(reply.next > start && reply.next <= to)) {
+        throw new ApiError(
+          502,
+          "bad_reply",
+          `log from ${start} named next ${reply.next}; expected ${start + 1}..${to}`,
+        );
+      }
+      start = reply.next;
+    }
+    return entries;
   }
 
   checkpoint(checkpoint: number): Promise<CheckpointLocation> {
