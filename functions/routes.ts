@@ -25,6 +25,12 @@ export const ROUTES: readonly Route[] = [
   },
   {
     method: "POST",
+    path: "/runs/{runId}/checkpoint/uploads/{uploadId}/parts",
+    handler: "checkpoint-upload-parts.ts",
+    auth: "operator",
+  },
+  {
+    method: "POST",
     path: "/runs/{runId}/checkpoint/uploads/{uploadId}/complete",
     handler: "checkpoint-import.ts",
     auth: "operator",

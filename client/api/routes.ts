@@ -198,6 +198,17 @@ export class OperatorApi {
     return this.call("POST", `/runs/${runId}/checkpoint/uploads`, true, { parts });
   }
 
+  /** Fresh presigned URLs of parts first..first+count−1 (the server gives at most as many as the start did). */
+  async checkpointPartUrls(runId: string, uploadId: string, first: number, count: number): Promise<string[]> {
+    const reply: { partUrls: string[] } = await this.call(
+      "POST",
+      `/runs/${runId}/checkpoint/uploads/${uploadId}/parts`,
+      true,
+      { first, count },
+    );
+    return reply.partUrls;
+  }
+
   /**
    * Not idempotent: the import can outlast a gateway's timeout and go on running, and a repeat cannot complete the
    * same multipart upload again; it would fail and hide whether the first import took effect.

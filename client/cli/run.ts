@@ -1,9 +1,11 @@
 // `ferret run create|upload|status|start|pause|export`: the operator's side of a run.
 import { type Command, Option } from "commander";
 import { forEachLimited } from "../../core/concurrency.ts";
+import type { SafetensorsImage } from "../../core/formats/safetensors-image.ts";
 import { assertPlanMatches } from "../../core/plan.ts";
 import { FAMILIES } from "../../core/reference.ts";
 import { DEFAULT_BASIS, DEFAULT_ZEROTH_ORDER } from "../../functions/rounds/run-config.ts";
+import { ApiError, type Http } from "../api/http.ts";
 import type { OperatorApi, RunConfig, RunConfigInput } from "../api/routes.ts";
 import { type OperatorFlags, operator, required, runOption, withOperatorOptions } from "./connection.ts";
 import { nonNegativeInt, positiveInt, positiveNumber, seconds } from "./options.ts";
@@ -13,13 +15,21 @@ export const STRATEGIES = ["ferret", "fedavg", "fedkseed"] as const;
 const DEFAULT_K = 4096;
 
 /** S3's smallest multipart part (except the last). */
-const PART_BYTES = 5 * 1024 * 1024;
+const MIN_PART_BYTES = 5 * 1024 * 1024;
+/** Parts a checkpoint is cut into at most: S3 allows 10,000, and each costs a request and a presigned URL. */
+const MOST_PARTS = 1000;
 /**
  * Parts uploaded at once: enough to keep the link busy while each PUT waits on S3's round trip, few enough that
- * the part buffers stay PARTS_IN_FLIGHT × PART_BYTES (20 MiB; fetch copies each body once more) whatever the
- * model's size.
+ * the part buffers stay PARTS_IN_FLIGHT part sizes (20 MiB for models up to 1.3B parameters, 128 MiB at 8B;
+ * fetch copies each body once more) whatever the model's size.
  */
 const PARTS_IN_FLIGHT = 4;
+
+/** 5 MiB, or whole MiB more where the file would otherwise be more than MOST_PARTS parts. */
+export function partBytesFor(fileBytes: number): number {
+  const mib = 1024 * 1024;
+  return Math.max(MIN_PART_BYTES, Math.ceil(fileBytes / MOST_PARTS / mib) * mib);
+}
 
 export interface RunOptions {
   strategy: RunConfig["strategy"];
@@ -117,26 +127,53 @@ async function uploadCheckpoint0(
 ) {
   const { safetensorsImage } = await import("../../core/formats/safetensors-image.ts");
   const file = safetensorsImage(tensors);
-  const parts = Math.max(1, Math.ceil(file.byteLength / PART_BYTES));
-  const upload = await api.startCheckpointUpload(runId, parts);
   const progress = out.progress("uploading checkpoint 0", file.byteLength, "B");
+  const { uploadId, etags } = await uploadParts(api, runId, file, progress);
+  return api.completeCheckpointUpload(runId, uploadId, etags);
+}
+
+/**
+ * Sends `file` as the parts of checkpoint 0's multipart upload and returns their ETags. The server hands out part
+ * URLs a page at a time, each page asked for once the one before is sent; a URL that expired while earlier parts
+ * went (403) is asked for again, once.
+ */
+export async function uploadParts(
+  api: Pick<OperatorApi, "startCheckpointUpload" | "checkpointPartUrls"> & { http: Pick<Http, "upload"> },
+  runId: string,
+  file: Pick<SafetensorsImage, "byteLength" | "readInto">,
+  onProgress: (sent: number) => void,
+): Promise<{ uploadId: string; etags: { partNumber: number; etag: string }[] }> {
+  const partBytes = partBytesFor(file.byteLength);
+  const parts = Math.max(1, Math.ceil(file.byteLength / partBytes));
+  const { uploadId, partUrls } = await api.startCheckpointUpload(runId, parts);
   const etags: { partNumber: number; etag: string }[] = [];
   let sent = 0;
   // Part buffers are reused, so no more than PARTS_IN_FLIGHT are ever allocated, however large the model.
   const free: Uint8Array[] = [];
-  await forEachLimited(upload.partUrls.length, PARTS_IN_FLIGHT, async (i) => {
-    const buffer = free.pop() ?? new Uint8Array(Math.min(PART_BYTES, file.byteLength));
+  const send = async (i: number, url: string) => {
+    const buffer = free.pop() ?? new Uint8Array(Math.min(partBytes, file.byteLength));
     try {
-      const part = buffer.subarray(0, Math.min(PART_BYTES, file.byteLength - i * PART_BYTES));
-      await file.readInto(i * PART_BYTES, part);
-      etags[i] = { partNumber: i + 1, etag: await api.http.upload(upload.partUrls[i] as string, part) };
+      const part = buffer.subarray(0, Math.min(partBytes, file.byteLength - i * partBytes));
+      await file.readInto(i * partBytes, part);
+      const etag = await api.http.upload(url, part).catch(async (error: unknown) => {
+        if (!(error instanceof ApiError && error.status === 403)) throw error;
+        const [fresh] = await api.checkpointPartUrls(runId, uploadId, i + 1, 1);
+        return api.http.upload(fresh as string, part);
+      });
+      etags[i] = { partNumber: i + 1, etag };
       sent += part.byteLength;
-      progress(sent);
+      onProgress(sent);
     } finally {
       free.push(buffer);
     }
-  });
-  return api.completeCheckpointUpload(runId, upload.uploadId, etags);
+  };
+  const page = partUrls.length;
+  for (let first = 0; first < parts; first += page) {
+    const count = Math.min(page, parts - first);
+    const urls = first === 0 ? partUrls : await api.checkpointPartUrls(runId, uploadId, first + 1, count);
+    await forEachLimited(count, PARTS_IN_FLIGHT, (j) => send(first + j, urls[j] as string));
+  }
+  return { uploadId, etags };
 }
 
 /**

@@ -127,7 +127,8 @@ export class CheckpointBucket {
     return getSignedUrl(this.s3, new PutObjectCommand({ Bucket: this.bucketName, Key: key }), { expiresIn });
   }
 
-  async startMultipart(key: string, parts: number): Promise<{ uploadId: string; partUrls: string[] }> {
+  /** Starts a multipart upload that clients PUT parts to through presigned URLs (partUrls). */
+  async startMultipart(key: string): Promise<string> {
     const created = await this.s3.send(
       new CreateMultipartUploadCommand({
         Bucket: this.bucketName,
@@ -135,17 +136,25 @@ export class CheckpointBucket {
         ContentType: "application/octet-stream",
       }),
     );
-    const uploadId = created.UploadId as string;
-    const partUrls = await Promise.all(
-      Array.from({ length: parts }, (_, i) =>
+    return created.UploadId as string;
+  }
+
+  /** Presigned PUT URLs of parts first..first+count−1 of a multipart upload, valid for PRESIGN_SECONDS. */
+  partUrls(key: string, uploadId: string, first: number, count: number): Promise<string[]> {
+    return Promise.all(
+      Array.from({ length: count }, (_, i) =>
         getSignedUrl(
           this.s3,
-          new UploadPartCommand({ Bucket: this.bucketName, Key: key, UploadId: uploadId, PartNumber: i + 1 }),
+          new UploadPartCommand({
+            Bucket: this.bucketName,
+            Key: key,
+            UploadId: uploadId,
+            PartNumber: first + i,
+          }),
           { expiresIn: PRESIGN_SECONDS },
         ),
       ),
     );
-    return { uploadId, partUrls };
   }
 
   async *readChunks(key: string): AsyncIterable<Uint8Array> {

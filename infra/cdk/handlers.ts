@@ -49,6 +49,11 @@ const HANDLERS: Record<string, HandlerAccess> = {
     table: "read",
     bucket: "write",
   },
+  "checkpoint-upload-parts.ts": {
+    description: "Operator: presigned URLs for more parts of the initial checkpoint's upload",
+    table: "read",
+    bucket: "write",
+  },
   "checkpoint-import.ts": {
     description: "Operator: complete the upload and import it as checkpoint 0",
     table: "write",

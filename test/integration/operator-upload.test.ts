@@ -14,6 +14,7 @@ import { loadModelDir, loadModelWeights } from "../../client/participant/model-d
 import { syncTo } from "../../client/sync/sync.ts";
 import { encodeSafetensors } from "../../core/formats/safetensors.ts";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.ts";
+import { baseConfig } from "./harness.ts";
 
 const options: RunOptions = {
   strategy: "ferret",
@@ -87,6 +88,22 @@ describe("run create over several multipart parts", () => {
     const dataStart = 8 + Number(Buffer.from(expected).readBigUInt64LE(0));
     expect(values.equals(Buffer.from(expected.subarray(dataStart)))).toBe(true);
     expect(messages.length).toBeGreaterThan(4); // one per shard
+  });
+
+  it("hands out URLs for later parts a page at a time, refusing pages past S3's 10,000 parts", async () => {
+    const api = operatorApi();
+    const { runId } = await api.createRun({ ...baseConfig, tensors: [{ name: "w", shape: [64] }] });
+    const started = await api.startCheckpointUpload(runId, 150);
+    expect(started.partUrls).toHaveLength(100);
+    const later = await api.checkpointPartUrls(runId, started.uploadId, 101, 50);
+    expect(later.map((url) => new URL(url).searchParams.get("partNumber"))).toEqual(
+      Array.from({ length: 50 }, (_, i) => String(101 + i)),
+    );
+    await api.http.upload(later[0] as string, new Uint8Array(16)); // S3 takes a part at a later page's URL
+    await expect(api.checkpointPartUrls(runId, started.uploadId, 1, 101)).rejects.toThrow(/count/);
+    await expect(api.checkpointPartUrls(runId, started.uploadId, 9_999, 5)).rejects.toThrow(
+      /parts 9999..10003: a multipart upload has at most 10000 parts/,
+    );
   });
 
   it("fails the command when a part fails, without completing the multipart upload", async () => {
