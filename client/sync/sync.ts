@@ -4,6 +4,7 @@
 import { createHash } from "node:crypto";
 import { forEachLimited } from "../../core/concurrency.ts";
 import type { Plan } from "../../core/plan.ts";
+import { ApiError } from "../api/http.ts";
 import type { CheckpointLocation, ClientApi, Manifest } from "../api/routes.ts";
 import { replay } from "./replay.ts";
 import { bytesOf, flatVector, mismatchedBlocks } from "./weights.ts";
@@ -109,6 +110,12 @@ export async function syncTo(
   return download(api, plan, location, { method: "download", replayed: 0, mismatched: [] }, say);
 }
 
+/** S3 refused every failed request as forbidden: what an expired presigned URL gets. */
+function expiredUrls(error: unknown): boolean {
+  const failures = error instanceof AggregateError ? error.errors : [error];
+  return failures.every((e) => e instanceof ApiError && e.status === 403);
+}
+
 async function download(
   api: ClientApi,
   plan: Plan,
@@ -124,21 +131,43 @@ async function download(
   const values = flatVector(plan.totalParams);
   const bytes = bytesOf(values);
   const shards = manifest.shards;
-  let done = 0;
-  await forEachLimited(shards.length, SHARDS_IN_FLIGHT, async (i) => {
-    const shard = shards[i] as Manifest["shards"][number];
-    const data = await api.http.download(shardUrls[i] as string);
-    const digest = createHash("sha256").update(data).digest("hex");
-    if (data.byteLength !== shard.length * 4 || digest !== shard.sha256) {
-      throw new CheckpointCorruptError(
-        `shard ${i} of checkpoint ${manifest.checkpoint}: ${data.byteLength} bytes with SHA-256 ${digest}; ` +
-          `the manifest says ${shard.length * 4} bytes with ${shard.sha256}`,
+  const fetched = new Set<number>();
+  let urls = shardUrls;
+  // The URLs given may be old (a long replay came first); ones asked for here must each move the download on.
+  let askedFor = false;
+  for (;;) {
+    const before = fetched.size;
+    const missing = shards.flatMap((_, i) => (fetched.has(i) ? [] : [i]));
+    try {
+      await forEachLimited(missing.length, SHARDS_IN_FLIGHT, async (n) => {
+        const i = missing[n] as number;
+        const shard = shards[i] as Manifest["shards"][number];
+        const data = await api.http.download(urls[i] as string);
+        const digest = createHash("sha256").update(data).digest("hex");
+        if (data.byteLength !== shard.length * 4 || digest !== shard.sha256) {
+          throw new CheckpointCorruptError(
+            `shard ${i} of checkpoint ${manifest.checkpoint}: ${data.byteLength} bytes with SHA-256 ${digest}; ` +
+              `the manifest says ${shard.length * 4} bytes with ${shard.sha256}`,
+          );
+        }
+        bytes.set(data, shard.start * 4);
+        fetched.add(i);
+        say(
+          `downloaded shard ${i + 1}/${shards.length} of checkpoint ${manifest.checkpoint} (${fetched.size} done)`,
+        );
+      });
+      break;
+    } catch (error) {
+      // Presigned URLs last an hour, and a slow link may take longer over a large checkpoint: the shards already
+      // fetched are kept, and fresh URLs asked for.
+      if (!expiredUrls(error) || (askedFor && fetched.size === before)) throw error;
+      say(
+        `shard URLs of checkpoint ${manifest.checkpoint} expired after ${fetched.size} shards; asking for fresh ones`,
       );
+      urls = (await api.checkpoint(manifest.checkpoint)).shardUrls;
+      askedFor = true;
     }
-    bytes.set(data, shard.start * 4);
-    done++;
-    say(`downloaded shard ${i + 1}/${shards.length} of checkpoint ${manifest.checkpoint} (${done} done)`);
-  });
+  }
   const mismatched = mismatchedBlocks(plan, values, manifest);
   if (mismatched.length > 0) {
     throw new CheckpointCorruptError(

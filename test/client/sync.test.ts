@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { ApiError } from "../../client/api/http.ts";
 import type { ClientApi } from "../../client/api/routes.ts";
 import { CheckpointCorruptError, syncTo } from "../../client/sync/sync.ts";
 import { bytesOf } from "../../client/sync/weights.ts";
@@ -129,6 +130,53 @@ describe("sync by replaying the update log", () => {
     const named = messages.map((m) => Number(/downloaded shard (\d+)\//.exec(m)?.[1]));
     expect(named.sort((a, b) => a - b)).toEqual(Array.from({ length: shards }, (_, i) => i + 1));
     expect(messages.at(-1)).toMatch(new RegExp(`\\(${shards} done\\)$`));
+  });
+
+  /** A server whose shard URLs carry a generation; URLs of an old generation answer 403 once `expireAfter` shards came. */
+  function expiringUrls(expireAfter: number, freshLast: number) {
+    const layers = Array.from({ length: 12 }, (_, i) => ({ name: `layer${i}.weight`, shape: [8, 4] }));
+    const s = new FakeServer(buildPlan(layers, { totalK: 64, targetBlockSize: 32 }));
+    s.runRound(0);
+    const api = s.api() as unknown as ClientApi;
+    const { checkpoint, download } = {
+      checkpoint: api.checkpoint.bind(api),
+      download: api.http.download.bind(api.http),
+    };
+    let generation = 0;
+    const served: string[] = [];
+    api.checkpoint = async (n) => {
+      const location = await checkpoint(n);
+      const gen = generation++;
+      return { ...location, shardUrls: location.shardUrls.map((url) => `${url}#${gen}`) };
+    };
+    api.http.download = async (url) => {
+      const [plain, gen] = url.split("#") as [string, string];
+      const stale =
+        Number(gen) < generation - 1 || (Number(gen) <= freshLast && served.length >= expireAfter);
+      if (stale) throw new ApiError(403, "storage", "Request has expired");
+      served.push(plain);
+      return download(plain);
+    };
+    return { s, api, served };
+  }
+
+  it("asks for fresh shard URLs when they expire mid-download, keeping the shards it has", async () => {
+    const { s, api, served } = expiringUrls(3, 0);
+    const messages: string[] = [];
+    const synced = await syncTo(api, s.plan, undefined, 1, {
+      mode: "download",
+      onProgress: (m) => messages.push(m),
+    });
+    expect(same(synced.values, s.checkpoints[1] as Float32Array)).toBe(true);
+    expect(new Set(served).size).toBe(served.length); // no shard fetched twice
+    expect(messages).toContain("shard URLs of checkpoint 1 expired after 3 shards; asking for fresh ones");
+  });
+
+  it("gives up with the storage's refusal when fresh URLs move the download no further", async () => {
+    const { s, api } = expiringUrls(0, Number.POSITIVE_INFINITY);
+    await expect(syncTo(api, s.plan, undefined, 1, { mode: "download" })).rejects.toThrow(
+      /403 storage: Request has expired/,
+    );
   });
 });
 
