@@ -5,7 +5,7 @@ import type { SafetensorsImage } from "../../core/formats/safetensors-image.ts";
 import { assertPlanMatches } from "../../core/plan.ts";
 import { FAMILIES } from "../../core/reference.ts";
 import { DEFAULT_BASIS, DEFAULT_ZEROTH_ORDER } from "../../functions/rounds/run-config.ts";
-import { ApiError, type Http } from "../api/http.ts";
+import { ApiError, type Http, OutcomeUnknownError, UnreachableError } from "../api/http.ts";
 import type { OperatorApi, RunConfig, RunConfigInput } from "../api/routes.ts";
 import { type OperatorFlags, operator, required, runOption, withOperatorOptions } from "./connection.ts";
 import { nonNegativeInt, positiveInt, positiveNumber, seconds } from "./options.ts";
@@ -129,7 +129,45 @@ async function uploadCheckpoint0(
   const file = safetensorsImage(tensors);
   const progress = out.progress("uploading checkpoint 0", file.byteLength, "B");
   const { uploadId, etags } = await uploadParts(api, runId, file, progress);
-  return api.completeCheckpointUpload(runId, uploadId, etags);
+  try {
+    return await api.completeCheckpointUpload(runId, uploadId, etags);
+  } catch (error) {
+    // A large model's import outlasts the HTTP API's 30 s: the gateway answers 503 while the import goes on, and
+    // the run's status shows when it is done. So may a reply lost on the way; a 500 is the import's own failure.
+    const cause = error instanceof OutcomeUnknownError ? error.cause : undefined;
+    const mayBeRunning =
+      cause instanceof UnreachableError || (cause instanceof ApiError && [503, 504].includes(cause.status));
+    if (!mayBeRunning) throw error;
+    out.info(`the server may still be importing checkpoint 0 (${(cause as Error).message}); waiting for it`);
+    return awaitImport(api, out, runId);
+  }
+}
+
+/** Lambda's 15 minutes for the import, and a minute more. */
+const IMPORT_WAIT_MS = 16 * 60_000;
+
+/** Waits until the run has checkpoint 0, asking its status every `pollMs`, for at most `waitMs`. */
+export async function awaitImport(
+  api: Pick<OperatorApi, "status">,
+  out: Pick<Output, "info">,
+  runId: string,
+  { waitMs = IMPORT_WAIT_MS, pollMs = 10_000 } = {},
+): Promise<{ checkpoint: number; totalParams: number; shards?: number }> {
+  const started = Date.now();
+  for (;;) {
+    const status = await api.status(runId);
+    if (status.initialCheckpointReady) return { checkpoint: 0, totalParams: status.config.plan.totalParams };
+    const waited = Date.now() - started;
+    if (waited >= waitMs) {
+      throw new OutcomeUnknownError(
+        `run ${runId} has no checkpoint 0 ${Math.round(waited / 1000)} s after its upload: the import failed or ` +
+          "is still running (the checkpoint-import function's logs say which). `ferret run status` shows when it " +
+          "is in; `ferret run upload` sends it again",
+      );
+    }
+    out.info(`waiting for the server to import checkpoint 0 (${Math.round(waited / 1000)} s)`);
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
 }
 
 /**
@@ -315,8 +353,9 @@ export function registerRunCommands(program: Command): void {
     );
     out.result(
       uploaded,
-      `run ${uploaded.runId} has checkpoint 0: ${uploaded.checkpoint.totalParams} parameters in ` +
-        `${uploaded.checkpoint.shards} shards\nnext: ferret run start --run ${uploaded.runId}`,
+      `run ${uploaded.runId} has checkpoint 0: ${uploaded.checkpoint.totalParams} parameters` +
+        `${uploaded.checkpoint.shards === undefined ? "" : ` in ${uploaded.checkpoint.shards} shards`}\n` +
+        `next: ferret run start --run ${uploaded.runId}`,
     );
   });
 

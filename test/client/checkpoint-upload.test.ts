@@ -3,8 +3,8 @@
 // and its parts grow past 5 MiB so that there are at most 1,000 of them.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { ApiError } from "../../client/api/http.ts";
-import { partBytesFor, uploadParts } from "../../client/cli/run.ts";
+import { ApiError, OutcomeUnknownError } from "../../client/api/http.ts";
+import { awaitImport, partBytesFor, uploadParts } from "../../client/cli/run.ts";
 
 const MIB = 1024 * 1024;
 
@@ -79,5 +79,24 @@ describe("checkpoint parts", () => {
       Array.from({ length: parts }, (_, i) => ({ partNumber: i + 1, etag: `etag-${i + 1}` })),
     );
     expect(progress).toBe(file.byteLength);
+  });
+
+  it("waits for an import the gateway gave up on, and says what to do if it never lands", async () => {
+    const said: string[] = [];
+    const out = { info: (m: string) => said.push(m) };
+    let polls = 0;
+    const landing = {
+      status: async () => ({ initialCheckpointReady: ++polls >= 3, config: { plan: { totalParams: 42 } } }),
+    };
+    const api = landing as unknown as Parameters<typeof awaitImport>[0];
+    expect(await awaitImport(api, out, "run-1", { pollMs: 1 })).toEqual({ checkpoint: 0, totalParams: 42 });
+    expect(said).toHaveLength(2);
+    const never = { status: async () => ({ initialCheckpointReady: false }) } as unknown as typeof api;
+    await expect(awaitImport(never, out, "run-1", { waitMs: 20, pollMs: 5 })).rejects.toThrow(
+      OutcomeUnknownError,
+    );
+    await expect(awaitImport(never, out, "run-1", { waitMs: 0, pollMs: 5 })).rejects.toThrow(
+      /run run-1 has no checkpoint 0 .* `ferret run upload` sends it again/,
+    );
   });
 });

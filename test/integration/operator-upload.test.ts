@@ -5,7 +5,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Http } from "../../client/api/http.ts";
+import { ApiError, Http, OutcomeUnknownError } from "../../client/api/http.ts";
 import { ClientApi, OperatorApi } from "../../client/api/routes.ts";
 import { Output } from "../../client/cli/output.ts";
 import { createRun, type RunOptions, uploadInitialCheckpoint } from "../../client/cli/run.ts";
@@ -104,6 +104,26 @@ describe("run create over several multipart parts", () => {
     await expect(api.checkpointPartUrls(runId, started.uploadId, 9_999, 5)).rejects.toThrow(
       /parts 9999..10003: a multipart upload has at most 10000 parts/,
     );
+  });
+
+  it("waits for the run's checkpoint 0 when the gateway gives up on a long import, but not after a 500", async () => {
+    const gaveUp = (status: number) =>
+      new OutcomeUnknownError("POST complete failed", {
+        cause: new ApiError(status, "error", "Service Unavailable"),
+      });
+    const api = operatorApi();
+    const complete = api.completeCheckpointUpload.bind(api);
+    api.completeCheckpointUpload = async (...args) => {
+      await complete(...args); // the import finishes on the server; the operator's reply is lost
+      throw gaveUp(503);
+    };
+    const created = await createRun(api, new Output(true), dir, options);
+    expect((await api.status(created.runId)).initialCheckpointReady).toBe(true);
+
+    api.completeCheckpointUpload = async () => {
+      throw gaveUp(500);
+    };
+    await expect(createRun(api, new Output(true), dir, options)).rejects.toThrow(OutcomeUnknownError);
   });
 
   it("fails the command when a part fails, without completing the multipart upload", async () => {
