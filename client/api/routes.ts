@@ -13,7 +13,8 @@ import type {
   RunRecord,
   Strategy,
 } from "../../functions/storage/records.ts";
-import { ApiError, type Http } from "./http.ts";
+import { sleep } from "./backoff.ts";
+import { ApiError, type Http, UnreachableError } from "./http.ts";
 import type { Signer } from "./sigv4.ts";
 
 export type { Manifest, RunConfig, RunConfigInput, Strategy };
@@ -243,8 +244,32 @@ export class OperatorApi {
     return this.call("POST", `/runs/${runId}/pause`, true);
   }
 
-  /** Idempotent: the export is written only if it is not there yet; each call presigns a fresh URL to it. */
-  exportCheckpoint(runId: string, checkpoint: number): Promise<{ checkpoint: number; url: string }> {
-    return this.call("POST", `/runs/${runId}/rounds/${checkpoint}/export`, true);
+  /**
+   * Idempotent: the export is written only if it is not there yet; each call presigns a fresh URL to it. While the
+   * server writes it (minutes for a large model, past the HTTP API's 30 s) the request is repeated every `pollMs`,
+   * each wait told to `onWait`, for at most `waitMs`.
+   */
+  async exportCheckpoint(
+    runId: string,
+    checkpoint: number,
+    { pollMs = 10_000, waitMs = 32 * 60_000, onWait = (_waitedMs: number) => {} } = {},
+  ): Promise<{ checkpoint: number; url: string }> {
+    const started = Date.now();
+    for (;;) {
+      const reply: { checkpoint: number; url?: string } = await this.call(
+        "POST",
+        `/runs/${runId}/rounds/${checkpoint}/export`,
+        true,
+      );
+      if (reply.url !== undefined) return { checkpoint: reply.checkpoint, url: reply.url };
+      const waited = Date.now() - started;
+      if (waited >= waitMs) {
+        throw new UnreachableError(
+          `checkpoint ${checkpoint} of run ${runId} was still being exported after ${Math.round(waited / 1000)} s`,
+        );
+      }
+      onWait(waited);
+      await sleep(pollMs);
+    }
   }
 }

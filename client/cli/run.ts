@@ -396,7 +396,10 @@ export function registerRunCommands(program: Command): void {
       .requiredOption("--out <file>", "output .safetensors path"),
   ).action(async (flags: OperatorFlags & { run?: string; round: number; out: string }) => {
     const { api, out } = await operator(flags);
-    const exported = await api.exportCheckpoint(required(flags.run, "--run", "FERRET_RUN"), flags.round);
+    const exported = await api.exportCheckpoint(required(flags.run, "--run", "FERRET_RUN"), flags.round, {
+      onWait: (waited) =>
+        out.info(`the server is writing checkpoint ${flags.round}'s export (${Math.round(waited / 1000)} s)`),
+    });
     let progress: ((done: number) => void) | undefined;
     const bytes = await api.http.downloadToFile(exported.url, flags.out, (done, total) => {
       progress ??= out.progress(`downloading checkpoint ${flags.round}`, total, "B");

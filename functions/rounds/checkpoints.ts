@@ -113,19 +113,31 @@ export async function requireCommittedCheckpoint(
   return readManifest(svc, runId, checkpoint);
 }
 
-export async function exportCheckpoint(svc: Services, runId: string, checkpoint: number): Promise<string> {
+/** How long an export's claim holds: the export Lambda's 15 minutes, and a minute more. */
+const EXPORT_CLAIM_MS = 16 * 60_000;
+
+/**
+ * The key of checkpoint `checkpoint`'s export as one safetensors file, written first if it is not there yet; or
+ * undefined while another call is writing it (the caller asks again later).
+ */
+export async function exportCheckpoint(
+  svc: Services,
+  runId: string,
+  checkpoint: number,
+): Promise<string | undefined> {
   const manifest = await requireCommittedCheckpoint(svc, runId, checkpoint);
   const plan = parsePlan((await requireRun(svc, runId)).config.plan);
   const key = objectKeys.export(runId, checkpoint);
-  if (!(await svc.bucket.exists(key))) {
-    const bucket = svc.bucket;
-    await bucket.putNewFromChunks(
-      key,
-      (async function* () {
-        yield headerFor(plan);
-        for (const shard of manifest.shards) yield* bucket.readChunks(shard.key);
-      })(),
-    );
-  }
+  if (await svc.bucket.exists(key)) return key;
+  const now = svc.now();
+  if (!(await svc.table.claimExport(runId, checkpoint, now, now + EXPORT_CLAIM_MS))) return undefined;
+  const bucket = svc.bucket;
+  await bucket.putNewFromChunks(
+    key,
+    (async function* () {
+      yield headerFor(plan);
+      for (const shard of manifest.shards) yield* bucket.readChunks(shard.key);
+    })(),
+  );
   return key;
 }

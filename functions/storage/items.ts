@@ -16,6 +16,10 @@ export const keys = {
     sk: `UPDATE#${clientId}`,
   }),
   log: (runId: string, round: number) => ({ pk: `RUN#${runId}`, sk: `LOG#${pad(round)}` }),
+  exportClaim: (runId: string, checkpoint: number) => ({
+    pk: `RUN#${runId}`,
+    sk: `EXPORT#${pad(checkpoint)}`,
+  }),
 };
 
 export const bytesOf = (values: Float32Array) =>

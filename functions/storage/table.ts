@@ -369,6 +369,23 @@ export class RoundTable {
     return ((await this.get<{ sha256: string }>(key)) as { sha256: string }).sha256;
   }
 
+  /**
+   * Claims the writing of a checkpoint's export until `until` (ms): refused while an earlier claim holds. An
+   * export outlives the HTTP API's 30 s, and each repeat of the request would otherwise start another full copy.
+   */
+  async claimExport(runId: string, checkpoint: number, now: number, until: number): Promise<boolean> {
+    const Item = { ...keys.exportClaim(runId, checkpoint), until };
+    const condition = "attribute_not_exists(pk) OR #until < :now";
+    return conditional(
+      this.doc.send(
+        new PutCommand({
+          ...{ TableName: this.tableName, Item, ConditionExpression: condition },
+          ...{ ExpressionAttributeNames: { "#until": "until" }, ExpressionAttributeValues: { ":now": now } },
+        }),
+      ),
+    );
+  }
+
   /** Writes the round's update-log entry once; a re-run finds the same entry already there. */
   async putLogEntry(entry: LogEntry): Promise<boolean> {
     const item = {

@@ -77,7 +77,8 @@ const HANDLERS: Record<string, HandlerAccess> = {
   "pause-run.ts": { description: "Operator: pause a run", table: "write" },
   "export-checkpoint.ts": {
     description: "Operator: export a checkpoint as one safetensors file",
-    table: "read",
+    // It claims the export in the table, so that repeats while it runs do not start another copy.
+    table: "write",
     bucket: "write",
     memorySize: 1024,
     timeout: LONG,

@@ -126,6 +126,28 @@ describe("run create over several multipart parts", () => {
     await expect(createRun(api, new Output(true), dir, options)).rejects.toThrow(OutcomeUnknownError);
   });
 
+  it("answers an export repeated while it is written with 202, and the client waits for the file", async () => {
+    const api = operatorApi();
+    const { runId } = await createRun(api, new Output(true), dir, options);
+    const now = Date.now();
+    // Another call is writing the export for the next 300 ms (in AWS: a Lambda the gateway stopped waiting for).
+    expect(await stack.services.table.claimExport(runId, 0, now, now + 300)).toBe(true);
+    const repeat = await api.http.json<{ state?: string; url?: string }>(
+      "POST",
+      `/runs/${runId}/rounds/0/export`,
+      {
+        token: stack.adminToken,
+        idempotent: true,
+      },
+    );
+    expect(repeat).toEqual({ checkpoint: 0, state: "exporting" });
+    const waits: number[] = [];
+    const exported = await api.exportCheckpoint(runId, 0, { pollMs: 100, onWait: (ms) => waits.push(ms) });
+    expect(waits.length).toBeGreaterThan(0);
+    const stored = await api.http.download(exported.url);
+    expect(Buffer.from(stored).equals(Buffer.from(expected))).toBe(true);
+  });
+
   it("fails the command when a part fails, without completing the multipart upload", async () => {
     const api = operatorApi();
     let calls = 0;
