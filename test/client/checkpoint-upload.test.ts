@@ -4,7 +4,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { ApiError, OutcomeUnknownError } from "../../client/api/http.ts";
-import { awaitImport, partBytesFor, uploadParts } from "../../client/cli/run.ts";
+import { awaitImport, partBytesFor, uploadParts } from "../../client/cli/checkpoint-upload.ts";
 
 const MIB = 1024 * 1024;
 
