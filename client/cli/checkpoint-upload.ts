@@ -2,26 +2,17 @@
 // multipart upload whose parts are read from the model's own files as it goes, and the wait for the server's import.
 import { forEachLimited } from "../../core/concurrency.ts";
 import type { SafetensorsImage } from "../../core/formats/safetensors-image.ts";
+import { partBytesFor } from "../../core/multipart.ts";
 import { ApiError, type Http, OutcomeUnknownError, UnreachableError } from "../api/http.ts";
 import type { OperatorApi } from "../api/routes.ts";
 import type { Output } from "./output.ts";
 
-/** S3's smallest multipart part (except the last). */
-const MIN_PART_BYTES = 5 * 1024 * 1024;
-/** Parts a checkpoint is cut into at most: S3 allows 10,000, and each costs a request and a presigned URL. */
-const MOST_PARTS = 1000;
 /**
  * Parts uploaded at once: enough to keep the link busy while each PUT waits on S3's round trip, few enough that
  * the part buffers stay PARTS_IN_FLIGHT part sizes (20 MiB for models up to 1.3B parameters, 128 MiB at 8B;
  * fetch copies each body once more) whatever the model's size.
  */
 const PARTS_IN_FLIGHT = 4;
-
-/** 5 MiB, or whole MiB more where the file would otherwise be more than MOST_PARTS parts. */
-export function partBytesFor(fileBytes: number): number {
-  const mib = 1024 * 1024;
-  return Math.max(MIN_PART_BYTES, Math.ceil(fileBytes / MOST_PARTS / mib) * mib);
-}
 
 // The parts are read from the model's own files as the upload goes: the operator never holds the model.
 export async function openWeights(modelDir: string) {

@@ -132,12 +132,15 @@ export async function exportCheckpoint(
   const now = svc.now();
   if (!(await svc.table.claimExport(runId, checkpoint, now, now + EXPORT_CLAIM_MS))) return undefined;
   const bucket = svc.bucket;
+  const header = headerFor(plan);
   await bucket.putNewFromChunks(
     key,
     (async function* () {
-      yield headerFor(plan);
+      yield header;
       for (const shard of manifest.shards) yield* bucket.readChunks(shard.key);
     })(),
+    undefined,
+    header.byteLength + plan.totalParams * 4,
   );
   return key;
 }

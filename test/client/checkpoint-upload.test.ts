@@ -4,7 +4,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { ApiError, OutcomeUnknownError } from "../../client/api/http.ts";
-import { awaitImport, partBytesFor, uploadParts } from "../../client/cli/checkpoint-upload.ts";
+import { awaitImport, uploadParts } from "../../client/cli/checkpoint-upload.ts";
+import { partBytesFor } from "../../core/multipart.ts";
 
 const MIB = 1024 * 1024;
 
