@@ -16,7 +16,7 @@ import { requireRound, requireRun } from "../rounds/lifecycle.ts";
 import { MAX_UPLOAD_BYTES } from "../rounds/run-config.ts";
 import { denseFromSeedPairs, zerothOrderOf } from "../rounds/seed-pool.ts";
 import type { RunRecord } from "../storage/records.ts";
-import { UploadRefused } from "../storage/table.ts";
+import { UploadRefused } from "../storage/upload-transaction.ts";
 
 const examplesSchema = z.coerce.number().int().positive().max(1e12);
 const metricsSchema = z

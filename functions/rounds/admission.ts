@@ -3,7 +3,7 @@
 import { Conflict, Forbidden } from "../errors.ts";
 import type { Services } from "../services.ts";
 import type { RoundRecord } from "../storage/records.ts";
-import type { UploadRefusal } from "../storage/table.ts";
+import type { UploadRefusal } from "../storage/upload-transaction.ts";
 import { requireRound } from "./lifecycle.ts";
 
 /** The reason a round refuses this client, or undefined if it would accept. */

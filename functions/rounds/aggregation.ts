@@ -1,6 +1,6 @@
 // The three aggregation steps (Step Functions in AWS, the local orchestrator on one machine). Inputs are immutable
 // and outputs deterministic, so any step can be re-run after a crash and produces the same bytes.
-import { aggregate } from "../../core/aggregate.ts";
+import { RunningAggregate } from "../../core/aggregate.ts";
 import { parsePlan } from "../../core/plan.ts";
 import { reconstructRange } from "../../core/projection.ts";
 import { seedFromHex } from "../../core/seed.ts";
@@ -41,12 +41,25 @@ async function logEntry(svc: Services, runId: string, round: number): Promise<Lo
   return entry;
 }
 
-/** The strategy's part of a round's update-log entry. */
-function aggregateOf(run: RunRecord, record: RoundRecord, uploads: UploadRecord[]) {
+const noUploads = (record: RoundRecord) =>
+  new Error(`run ${record.runId} round ${record.round} closed with no uploads`);
+
+/**
+ * The strategy's part of a round's update-log entry, and how many uploads (and examples) went into it. ferret and
+ * fedkseed uploads are summed a page at a time as the table returns them, in client-id order: a round's uploads
+ * at K = 65,536 are 262 KB each, and thousands of them would not fit the Lambda at once.
+ */
+async function aggregateOf(svc: Services, run: RunRecord, record: RoundRecord) {
   const { strategy, basis, learningRate, weighting, localSteps } = run.config;
+  const pages = svc.table.uploadPages(run.runId, record.round);
   if (strategy === "fedavg") {
+    const uploads: UploadRecord[] = [];
+    for await (const page of pages) uploads.push(...page);
+    const counts = { uploads: uploads.length, examples: uploads.reduce((sum, u) => sum + u.examples, 0) };
+    if (uploads.length === 0) throw noUploads(record);
     const updates = weightedUpdates(uploads, weighting);
     return {
+      ...counts,
       strategy,
       seed: record.seed,
       basis,
@@ -55,9 +68,15 @@ function aggregateOf(run: RunRecord, record: RoundRecord, uploads: UploadRecord[
       updates,
     };
   }
-  const coefficients = aggregate(uploads, weighting);
-  if (strategy === "ferret") return { strategy, seed: record.seed, basis, scale: learningRate, coefficients };
+  const running = new RunningAggregate(weighting);
+  for await (const page of pages) for (const upload of page) running.add(upload);
+  const counts = { uploads: running.uploads, examples: running.examples };
+  if (running.uploads === 0) throw noUploads(record);
+  const coefficients = running.mean();
+  if (strategy === "ferret")
+    return { ...counts, strategy, seed: record.seed, basis, scale: learningRate, coefficients };
   return {
+    ...counts,
     strategy,
     seed: poolSeedOf(run.salt),
     basis: "gaussian" as const,
@@ -79,16 +98,12 @@ export async function aggregateRound(svc: Services, { runId, round }: RoundRef):
   if (record.state === "DONE") return [];
   if (record.state !== "AGGREGATING")
     throw new Error(`run ${runId} round ${round} is ${record.state}, not AGGREGATING`);
-  const uploads = await svc.table.listUploads(runId, round);
-  if (uploads.length === 0) throw new Error(`run ${runId} round ${round} closed with no uploads`);
   const entry: LogEntry = {
     runId,
     round,
     baseCheckpoint: record.baseCheckpoint,
     resultCheckpoint: round + 1,
-    uploads: uploads.length,
-    examples: uploads.reduce((sum, u) => sum + u.examples, 0),
-    ...aggregateOf(run, record, uploads),
+    ...(await aggregateOf(svc, run, record)),
   };
   await svc.table.putLogEntry(entry); // false on a re-run: the same entry is already there
   const plan = parsePlan(run.config.plan);

@@ -19,19 +19,7 @@ import type {
   RunStatus,
   UploadRecord,
 } from "./records.ts";
-
-/** Why an upload's transaction was refused, in the order the transaction lists its items. */
-export interface UploadRefusal {
-  duplicate: boolean;
-  roundRefused: boolean;
-  clientRefused: boolean;
-}
-export class UploadRefused extends Error {
-  constructor(readonly refusal: UploadRefusal) {
-    super(`upload refused: ${JSON.stringify(refusal)}`);
-    this.name = "UploadRefused";
-  }
-}
+import { cancellationOf, UploadRefused, uploadTransaction } from "./upload-transaction.ts";
 
 /** Attempts at an upload transaction that only lost a race with other uploads to the same round. */
 const UPLOAD_ATTEMPTS = 25;
@@ -76,8 +64,8 @@ export class RoundTable {
     return strip<T>(out.Item);
   }
 
-  private async queryAll(pk: string, between: [string, string]): Promise<Record<string, unknown>[]> {
-    const items: Record<string, unknown>[] = [];
+  /** The items with key `pk` and a sort key in `between`, in sort-key order, one page (≤ 1 MB) at a time. */
+  private async *queryPages(pk: string, between: [string, string]): AsyncIterable<Record<string, unknown>[]> {
     let start: Record<string, unknown> | undefined;
     do {
       const out = await this.doc.send(
@@ -89,9 +77,14 @@ export class RoundTable {
           ExclusiveStartKey: start,
         }),
       );
-      items.push(...(out.Items ?? []));
+      yield out.Items ?? [];
       start = out.LastEvaluatedKey;
     } while (start);
+  }
+
+  private async queryAll(pk: string, between: [string, string]): Promise<Record<string, unknown>[]> {
+    const items: Record<string, unknown>[] = [];
+    for await (const page of this.queryPages(pk, between)) items.push(...page);
     return items;
   }
 
@@ -225,53 +218,17 @@ export class RoundTable {
    * upload that keeps losing races to others must not be let in after the deadline.
    */
   async recordUpload(upload: UploadRecord, now: () => number): Promise<void> {
-    const { coefficients, ...rest } = upload;
     const transaction = () =>
-      new TransactWriteCommand({
-        TransactItems: [
-          this.newItem({
-            ...keys.upload(upload.runId, upload.round, upload.clientId),
-            ...rest,
-            coefficients: bytesOf(coefficients),
-          }),
-          {
-            Update: {
-              TableName: this.tableName,
-              Key: keys.round(upload.runId, upload.round),
-              UpdateExpression: "ADD uploadCount :one",
-              ConditionExpression: "#state = :open AND deadline > :now AND contains(selected, :client)",
-              ExpressionAttributeNames: { "#state": "state" },
-              ExpressionAttributeValues: {
-                ":one": 1,
-                ":open": "OPEN",
-                ":now": now(),
-                ":client": upload.clientId,
-              },
-            },
-          },
-          {
-            ConditionCheck: {
-              TableName: this.tableName,
-              Key: keys.client(upload.runId, upload.clientId),
-              ConditionExpression: "revoked = :f",
-              ExpressionAttributeValues: { ":f": false },
-            },
-          },
-        ],
-      });
+      new TransactWriteCommand({ TransactItems: uploadTransaction(this.tableName, upload, now()) });
     for (let attempt = 1; ; attempt++) {
       try {
         await this.doc.send(transaction());
         return;
       } catch (error) {
-        const reasons = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons;
-        if (!reasons) throw error;
-        const failed = (i: number) => reasons[i]?.Code === "ConditionalCheckFailed";
-        const refusal = { duplicate: failed(0), roundRefused: failed(1), clientRefused: failed(2) };
+        const cancelled = cancellationOf(error);
+        if (!cancelled) throw error;
         // Uploads racing for the same round item conflict; none was applied, so trying again is safe.
-        const conflictOnly =
-          !Object.values(refusal).some(Boolean) && reasons.some((r) => r.Code === "TransactionConflict");
-        if (!conflictOnly || attempt >= UPLOAD_ATTEMPTS) throw new UploadRefused(refusal);
+        if (!cancelled.conflictOnly || attempt >= UPLOAD_ATTEMPTS) throw new UploadRefused(cancelled.refusal);
         await new Promise((resolve) => setTimeout(resolve, Math.random() * 20 * attempt));
       }
     }
@@ -344,14 +301,22 @@ export class RoundTable {
     );
   }
 
-  async listUploads(runId: string, round: number): Promise<UploadRecord[]> {
-    const items = await this.queryAll(keys.upload(runId, round, "").pk, ["UPLOAD#", "UPLOAD#\uffff"]);
-    return items.map((item) => {
-      const record = strip<UploadRecord & { coefficients: Uint8Array }>(item) as UploadRecord & {
-        coefficients: Uint8Array;
-      };
-      return { ...record, coefficients: floatsOf(record.coefficients) };
-    });
+  /**
+   * A round's uploads in client-id order, a page at a time: at K = 65,536 each holds 262 KB of coefficients, and
+   * a round's thousands at once would not fit an aggregation Lambda.
+   */
+  async *uploadPages(runId: string, round: number): AsyncIterable<UploadRecord[]> {
+    for await (const page of this.queryPages(keys.upload(runId, round, "").pk, [
+      "UPLOAD#",
+      "UPLOAD#\uffff",
+    ])) {
+      yield page.map((item) => {
+        const record = strip<UploadRecord & { coefficients: Uint8Array }>(item) as UploadRecord & {
+          coefficients: Uint8Array;
+        };
+        return { ...record, coefficients: floatsOf(record.coefficients) };
+      });
+    }
   }
 
   async hasUpload(runId: string, round: number, clientId: string): Promise<boolean> {

@@ -13,6 +13,7 @@ import {
   changes,
   committedCheckpoint,
   createRun,
+  listUploads,
   type Run,
   snapshot,
   tinyModel,
@@ -243,9 +244,7 @@ describe("fedavg commit after a crash", () => {
     expect(replaced).toMatchObject({ status: 409, body: { error: "update_committed" } });
     expect(changes(before, await snapshot(stack))).toEqual({ added: [], removed: [] });
     expect((await commit(run, client, sha256(bytesOf(delta)))).status).toBe(202);
-    expect((await stack.services.table.listUploads(run.runId, 0))[0]?.updateSha256).toBe(
-      sha256(bytesOf(delta)),
-    );
+    expect((await listUploads(api, run.runId, 0))[0]?.updateSha256).toBe(sha256(bytesOf(delta)));
     const committed = new Uint8Array(P * 4);
     await stack.services.bucket.readInto(objectKeys.update(run.runId, 0, client.clientId), committed);
     expect(sha256(committed)).toBe(sha256(bytesOf(delta)));

@@ -9,6 +9,7 @@ import type { Plan } from "../../core/plan.ts";
 import { project, reconstructRange } from "../../core/projection.ts";
 import type { Manifest } from "../../functions/rounds/manifest.ts";
 import type { RunConfigInput } from "../../functions/rounds/run-config.ts";
+import type { UploadRecord } from "../../functions/storage/records.ts";
 import type { LocalStack } from "../../infra/local/stack.ts";
 
 export interface Reply<T = Record<string, unknown>> {
@@ -280,4 +281,11 @@ export async function wireLogEntry(api: Api, run: Run, round: number) {
     { token: run.clients[0]?.token },
   );
   return reply.body.entries[0];
+}
+
+/** A round's uploads, all pages of them, in client-id order. */
+export async function listUploads(api: Api, runId: string, round: number): Promise<UploadRecord[]> {
+  const uploads: UploadRecord[] = [];
+  for await (const page of api.stack.services.table.uploadPages(runId, round)) uploads.push(...page);
+  return uploads;
 }

@@ -2,7 +2,7 @@
 // each case snapshots both (a full Scan and a listing) before and after.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MAX_UPLOAD_BYTES } from "../../functions/rounds/run-config.ts";
-import { UploadRefused } from "../../functions/storage/table.ts";
+import { UploadRefused } from "../../functions/storage/upload-transaction.ts";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.ts";
 import { Api, baseConfig, changes, createRun, type Run, snapshot, tinyModel } from "./harness.ts";
 
