@@ -82,8 +82,20 @@ export class ClientApi {
     private readonly token: string,
   ) {}
 
-  assignment(): Promise<Assignment> {
-    return this.http.json("GET", `/runs/${this.runId}/assignment`, { token: this.token, idempotent: true });
+  /** The run's plan, from the first assignment: it never changes, so later ones are asked for without it. */
+  private plan?: Plan;
+
+  async assignment(): Promise<Assignment> {
+    const query = this.plan ? "?plan=omit" : "";
+    const reply: Omit<Assignment, "plan"> & { plan?: Plan } = await this.http.json(
+      "GET",
+      `/runs/${this.runId}/assignment${query}`,
+      { token: this.token, idempotent: true },
+    );
+    this.plan ??= reply.plan;
+    const plan = reply.plan ?? this.plan;
+    if (!plan) throw new ApiError(502, "bad_reply", "the assignment carried no plan, and none is held");
+    return { ...reply, plan };
   }
 
   /** The committed rounds' entries among from..to, over as many requests as the server's replies take. */

@@ -109,9 +109,12 @@ export function registerClientCommand(program: Command): void {
       positiveInt,
     )
     .addOption(
-      new Option("--poll <duration>", "how often to ask for an assignment while waiting (250ms, 2s, …)")
+      new Option(
+        "--poll <duration>",
+        "how often to ask for an assignment while waiting, give or take a quarter (250ms, 5s, …)",
+      )
         .argParser(milliseconds)
-        .default(2000, "2s"),
+        .default(5000, "5s"),
     )
     .addOption(giveUpOption(600, "10m"))
     .option("--until-checkpoint <n>", "exit once checkpoint N is committed and synced", nonNegativeInt)

@@ -95,7 +95,8 @@ async function participate(options: LoopOptions): Promise<number> {
   const wait = async (reason: string, round?: number) => {
     if (reason !== lastWait) emit({ event: "waiting", reason, ...(round === undefined ? {} : { round }) });
     lastWait = reason;
-    await sleep(options.pollMs, options.signal);
+    // Jittered, so that clients started together do not keep asking the server at the same moments.
+    await sleep(options.pollMs * (0.75 + Math.random() / 2), options.signal);
   };
   const syncWeights = async (assignment: Assignment, target: number) => {
     const plan = assignment.plan;

@@ -57,9 +57,10 @@ export class RoundTable {
     );
   }
 
-  private async get<T>(key: { pk: string; sk: string }): Promise<T | undefined> {
+  /** Strongly consistent unless `consistent` is false: half the read capacity, and a second's staleness at most. */
+  private async get<T>(key: { pk: string; sk: string }, consistent = true): Promise<T | undefined> {
     const out = await this.doc.send(
-      new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }),
+      new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: consistent }),
     );
     return strip<T>(out.Item);
   }
@@ -93,8 +94,8 @@ export class RoundTable {
   }
 
   /** Runs created before strategies existed have none stored: they are ferret runs. */
-  async getRun(runId: string): Promise<RunRecord | undefined> {
-    const run = await this.get<RunRecord>(keys.run(runId));
+  async getRun(runId: string, consistent = true): Promise<RunRecord | undefined> {
+    const run = await this.get<RunRecord>(keys.run(runId), consistent);
     return run && { ...run, config: { ...run.config, strategy: run.config.strategy ?? "ferret" } };
   }
 
@@ -203,8 +204,8 @@ export class RoundTable {
     );
   }
 
-  getRound(runId: string, round: number): Promise<RoundRecord | undefined> {
-    return this.get<RoundRecord>(keys.round(runId, round));
+  getRound(runId: string, round: number, consistent = true): Promise<RoundRecord | undefined> {
+    return this.get<RoundRecord>(keys.round(runId, round), consistent);
   }
 
   async listRounds(runId: string, from: number, to: number): Promise<RoundRecord[]> {

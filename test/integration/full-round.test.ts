@@ -1,6 +1,8 @@
 // One whole round over HTTP: three clients upload coefficients computed with core, the quorum closes the round,
 // the worker-thread aggregation writes checkpoint 1, and it must equal core's own reconstruction byte for byte.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Http } from "../../client/api/http.ts";
+import { ClientApi } from "../../client/api/routes.ts";
 import { decodeSafetensors } from "../../core/formats/safetensors.ts";
 import { reconstructRange } from "../../core/projection.ts";
 import { digestCutBlocks } from "../../functions/rounds/cut-blocks.ts";
@@ -71,6 +73,28 @@ describe("a full round on the local stack", () => {
       token: run.clients[0]?.token,
     });
     expect(next.body).toMatchObject({ round: 1, baseCheckpoint: 1 });
+  });
+
+  it("leaves the plan out of an assignment asked for without it, and the client fills in the one it holds", async () => {
+    const token = run.clients[0]?.token;
+    const full = await api.call<Record<string, unknown>>("GET", `/runs/${run.runId}/assignment`, { token });
+    const lean = await api.call<Record<string, unknown>>("GET", `/runs/${run.runId}/assignment?plan=omit`, {
+      token,
+    });
+    expect(full.body.plan).toEqual(run.plan);
+    expect(lean.body).toEqual({ ...full.body, plan: undefined });
+    expect(JSON.stringify(lean.body).length).toBeLessThan(JSON.stringify(full.body).length);
+    const http = new Http(stack.endpoint);
+    const asked: string[] = [];
+    const json = http.json.bind(http);
+    http.json = (method, path, options) => {
+      asked.push(path);
+      return json(method, path, options);
+    };
+    const client = new ClientApi(http, run.runId, token as string);
+    expect((await client.assignment()).plan).toEqual(run.plan);
+    expect((await client.assignment()).plan).toEqual(run.plan);
+    expect(asked).toEqual([`/runs/${run.runId}/assignment`, `/runs/${run.runId}/assignment?plan=omit`]);
   });
 
   it("writes checkpoint 1 equal to core's reconstruction, byte for byte", async () => {
