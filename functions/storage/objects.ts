@@ -187,22 +187,30 @@ export class CheckpointBucket {
     let part = new Uint8Array(partBytes);
     let filled = 0;
     let numbered = 0;
+    // A part's failure is kept here, not left in its promise: that promise leaves inFlight when it settles, and
+    // a completion without the part would be an object with a gap that S3 accepts.
+    let failure: { error: unknown } | undefined;
     const flush = async () => {
       const PartNumber = ++numbered;
       const buffer = part;
       const Body = buffer.subarray(0, filled);
       const sending: Promise<void> = this.s3
         .send(new UploadPartCommand({ Bucket: this.bucketName, Key: key, UploadId, PartNumber, Body }))
-        .then((out) => {
-          parts.push({ partNumber: PartNumber, etag: out.ETag as string });
-          free.push(buffer);
-        })
+        .then(
+          (out) => {
+            parts.push({ partNumber: PartNumber, etag: out.ETag as string });
+            free.push(buffer);
+          },
+          (error: unknown) => {
+            failure ??= { error };
+          },
+        )
         .finally(() => inFlight.delete(sending));
       inFlight.add(sending);
       part = free.pop() ?? new Uint8Array(partBytes);
       filled = 0;
-      // A failed part fails the write at the next flush or at the end; the others are waited for either way.
       if (inFlight.size >= PARTS_IN_FLIGHT) await Promise.race(inFlight);
+      if (failure) throw failure.error;
     };
     try {
       for await (const chunk of chunks) {
@@ -216,6 +224,9 @@ export class CheckpointBucket {
       }
       if (filled > 0 || numbered === 0) await flush();
       await Promise.all(inFlight);
+      if (failure) throw failure.error;
+      if (parts.length !== numbered)
+        throw new Error(`${key}: ${parts.length} of ${numbered} parts were sent`);
       parts.sort((x, y) => x.partNumber - y.partNumber);
       await beforeComplete();
       await this.completeMultipart(key, UploadId as string, parts);
