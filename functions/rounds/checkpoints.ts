@@ -129,18 +129,29 @@ export async function exportCheckpoint(
   const plan = parsePlan((await requireRun(svc, runId)).config.plan);
   const key = objectKeys.export(runId, checkpoint);
   if (await svc.bucket.exists(key)) return key;
-  const now = svc.now();
-  if (!(await svc.table.claimExport(runId, checkpoint, now, now + EXPORT_CLAIM_MS))) return undefined;
+  const until = svc.now() + EXPORT_CLAIM_MS;
+  if (!(await svc.table.claimExport(runId, checkpoint, svc.now(), until))) return undefined;
   const bucket = svc.bucket;
   const header = headerFor(plan);
-  await bucket.putNewFromChunks(
-    key,
-    (async function* () {
-      yield header;
-      for (const shard of manifest.shards) yield* bucket.readChunks(shard.key);
-    })(),
-    undefined,
-    header.byteLength + plan.totalParams * 4,
-  );
+  try {
+    await bucket.putNewFromChunks(
+      key,
+      (async function* () {
+        yield header;
+        for (const shard of manifest.shards) yield* bucket.readChunks(shard.key);
+      })(),
+      undefined,
+      header.byteLength + plan.totalParams * 4,
+    );
+  } catch (error) {
+    // The next request starts the export again (and may report why it fails) instead of waiting on a claim
+    // that no call is working under.
+    await svc.table.releaseExport(runId, checkpoint, until).catch(async (releaseError: Error) => {
+      // The export's own error is the one to report; an unreleased claim lapses by itself.
+      const { logger } = await import("../observability.ts");
+      logger.warn("export claim not released", { runId, checkpoint, reason: releaseError.message });
+    });
+    throw error;
+  }
   return key;
 }

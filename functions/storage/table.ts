@@ -352,6 +352,20 @@ export class RoundTable {
     );
   }
 
+  /** Gives back a claim that `claimExport` granted until `until`, unless another call has claimed since. */
+  async releaseExport(runId: string, checkpoint: number, until: number): Promise<void> {
+    await conditional(
+      this.doc.send(
+        new UpdateCommand({
+          ...{ TableName: this.tableName, Key: keys.exportClaim(runId, checkpoint) },
+          ...{ UpdateExpression: "SET #until = :released", ConditionExpression: "#until = :ours" },
+          ...{ ExpressionAttributeNames: { "#until": "until" } },
+          ExpressionAttributeValues: { ":released": 0, ":ours": until },
+        }),
+      ),
+    );
+  }
+
   /** Writes the round's update-log entry once; a re-run finds the same entry already there. */
   async putLogEntry(entry: LogEntry): Promise<boolean> {
     const item = {

@@ -148,6 +148,25 @@ describe("run create over several multipart parts", () => {
     expect(Buffer.from(stored).equals(Buffer.from(expected))).toBe(true);
   });
 
+  it("gives back an export's claim when the export fails, so that the next request exports again", async () => {
+    const api = operatorApi();
+    const { runId } = await createRun(api, new Output(true), dir, options);
+    const bucket = stack.services.bucket;
+    const write = bucket.putNewFromChunks.bind(bucket);
+    bucket.putNewFromChunks = async () => {
+      throw new Error("injected: S3 refused the export");
+    };
+    const path = `/runs/${runId}/rounds/0/export`;
+    const failed = await fetch(`${stack.endpoint}${path}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${stack.adminToken}` },
+    });
+    bucket.putNewFromChunks = write;
+    expect(failed.status).toBe(500);
+    const exported = await api.exportCheckpoint(runId, 0, { pollMs: 100, waitMs: 1000 });
+    expect(Buffer.from(await api.http.download(exported.url)).equals(Buffer.from(expected))).toBe(true);
+  });
+
   it("fails the command when a part fails, without completing the multipart upload", async () => {
     const api = operatorApi();
     let calls = 0;
