@@ -83,9 +83,17 @@ export async function runClient(options: LoopOptions): Promise<number> {
   try {
     return await participate(options);
   } catch (error) {
-    if (options.signal?.aborted && error === options.signal.reason) return -1;
+    if (options.signal?.aborted && isStop(error, options.signal.reason)) return -1;
     throw error;
   }
+}
+
+/** The stop's own reason, or transfers that ran in parallel (an AggregateError) each ended by it. */
+function isStop(error: unknown, reason: unknown): boolean {
+  if (error === reason) return true;
+  return (
+    error instanceof AggregateError && error.errors.length > 0 && error.errors.every((e) => isStop(e, reason))
+  );
 }
 
 async function participate(options: LoopOptions): Promise<number> {

@@ -4,6 +4,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { sleep } from "../../client/api/backoff.ts";
 import type { Assignment } from "../../client/api/routes.ts";
 import {
   type ClientEvent,
@@ -12,6 +13,7 @@ import {
   type Trainer,
 } from "../../client/participant/loop.ts";
 import { StateDir } from "../../client/participant/state.ts";
+import { buildPlan } from "../../core/plan.ts";
 import { deriveRoundSeed, seedToHex } from "../../core/seed.ts";
 import { FakeServer } from "./fake-server.ts";
 
@@ -155,5 +157,28 @@ describe("stopping the client loop", () => {
     });
     expect(reached).toBe(-1);
     expect(events).toEqual([{ event: "waiting", reason: "round 0 is AGGREGATING", round: 0 }]);
+  });
+
+  it("stops at once while several shard downloads wait in backoff for an unreachable store", async () => {
+    const layers = Array.from({ length: 12 }, (_, i) => ({ name: `layer${i}.weight`, shape: [8, 4] }));
+    const server = new FakeServer(buildPlan(layers, { totalK: 64, targetBlockSize: 32 }));
+    const controller = new AbortController();
+    const api = server.api([assignment(server, "OPEN")]) as unknown as LoopOptions["api"];
+    // Each download waits as Http's backoff does, and ends with the stop's reason when it comes.
+    api.http.download = () => sleep(60_000, controller.signal).then(() => new Uint8Array(0));
+    setTimeout(() => controller.abort(), 50);
+    const reached = await runClient({
+      api,
+      state: await StateDir.open(dir, "run"),
+      clientKey: "client-a",
+      trainer: async () => {
+        throw new Error("a client stopped during its sync builds no trainer");
+      },
+      sync: "download",
+      pollMs: 1,
+      signal: controller.signal,
+      emit: () => {},
+    });
+    expect(reached).toBe(-1);
   });
 });
