@@ -129,6 +129,9 @@ async function participate(options: LoopOptions): Promise<number> {
   };
 
   await state.claim(options.clientKey, options.stateNamedForClient);
+  // The server reads assignments eventually consistent, so one may be from before a round this client has seen
+  // (or saved an upload for): acting on it would drop that upload, or sync back to an older checkpoint.
+  let newestRound = Math.max(-1, state.current.pending?.round ?? -1, ...state.current.uploaded);
   while (!options.signal?.aborted) {
     let assignment: Assignment;
     try {
@@ -141,6 +144,11 @@ async function participate(options: LoopOptions): Promise<number> {
       throw error;
     }
     const { round } = assignment;
+    if (round < newestRound) {
+      await wait(`the server answered with round ${round}, older than round ${newestRound}; asking again`);
+      continue;
+    }
+    newestRound = round;
     const committed = committedCheckpoint(assignment);
     if (options.untilCheckpoint !== undefined && committed >= options.untilCheckpoint) {
       await syncWeights(assignment, options.untilCheckpoint);

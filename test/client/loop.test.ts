@@ -137,6 +137,36 @@ describe("the client loop", () => {
     expect((await state.weights(server.plan.totalParams))?.checkpoint).toBe(1);
   });
 
+  it("asks again when the server answers with a round older than one it has seen (a stale read)", async () => {
+    const server = new FakeServer();
+    server.runRound(0);
+    server.runRound(1);
+    const api = server.api([
+      assignment(server, 1, "OPEN"),
+      assignment(server, 0, "OPEN"),
+      assignment(server, 1, "DONE"),
+    ]);
+    const events: ClientEvent[] = [];
+    const calls = { train: 0 };
+    const reached = await runClient({
+      api: api as unknown as LoopOptions["api"],
+      state: await StateDir.open(dir, "run"),
+      trainer: async () => fakeTrainer(calls),
+      clientKey: "client-a",
+      sync: "replay",
+      pollMs: 1,
+      untilCheckpoint: 2,
+      emit: (e) => events.push(e),
+    });
+    expect(reached).toBe(2);
+    expect(server.uploads.map((u) => u.round)).toEqual([1]);
+    expect(calls.train).toBe(1);
+    expect(events).toContainEqual({
+      event: "waiting",
+      reason: "the server answered with round 0, older than round 1; asking again",
+    });
+  });
+
   it("after a restart, resends the saved coefficients without training, once", async () => {
     const server = new FakeServer();
     server.runRound(0);
