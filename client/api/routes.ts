@@ -259,12 +259,13 @@ export class OperatorApi {
   /**
    * Idempotent: the export is written only if it is not there yet; each call presigns a fresh URL to it. While the
    * server writes it (minutes for a large model, past the HTTP API's 30 s) the request is repeated every `pollMs`,
-   * each wait told to `onWait`, for at most `waitMs`.
+   * each wait told to `onWait`, for at most `waitMs`: by default a lapsed claim's 16 minutes (a Lambda that died
+   * exporting) and another export's 15, with room to spare.
    */
   async exportCheckpoint(
     runId: string,
     checkpoint: number,
-    { pollMs = 10_000, waitMs = 32 * 60_000, onWait = (_waitedMs: number) => {} } = {},
+    { pollMs = 10_000, waitMs = 40 * 60_000, onWait = (_waitedMs: number) => {} } = {},
   ): Promise<{ checkpoint: number; url: string }> {
     const started = Date.now();
     for (;;) {
