@@ -44,29 +44,35 @@ export async function uploadCheckpoint0(
       cause instanceof UnreachableError || (cause instanceof ApiError && [503, 504].includes(cause.status));
     if (!mayBeRunning) throw error;
     out.info(`the server may still be importing checkpoint 0 (${(cause as Error).message}); waiting for it`);
-    return awaitImport(api, out, runId);
+    return awaitImport(api, out, runId, uploadId);
   }
 }
 
 /** Lambda's 15 minutes for the import, and a minute more. */
 const IMPORT_WAIT_MS = 16 * 60_000;
 
-/** Waits until the run has checkpoint 0, asking its status every `pollMs`, for at most `waitMs`. */
+/**
+ * Waits until the run has checkpoint 0, asking its status every `pollMs`, for at most `waitMs`. An import of
+ * `uploadId` that failed meanwhile is thrown as the server's refusal.
+ */
 export async function awaitImport(
   api: Pick<OperatorApi, "status">,
   out: Pick<Output, "info">,
   runId: string,
+  uploadId: string,
   { waitMs = IMPORT_WAIT_MS, pollMs = 10_000 } = {},
 ): Promise<{ checkpoint: number; totalParams: number; shards?: number }> {
   const started = Date.now();
   for (;;) {
     const status = await api.status(runId);
     if (status.initialCheckpointReady) return { checkpoint: 0, totalParams: status.config.plan.totalParams };
+    const failure = status.importFailure;
+    if (failure?.uploadId === uploadId) throw new ApiError(failure.status, failure.error, failure.message);
     const waited = Date.now() - started;
     if (waited >= waitMs) {
       throw new OutcomeUnknownError(
-        `run ${runId} has no checkpoint 0 ${Math.round(waited / 1000)} s after its upload: the import failed or ` +
-          "is still running (the checkpoint-import function's logs say which). `ferret run status` shows when it " +
+        `run ${runId} has no checkpoint 0 ${Math.round(waited / 1000)} s after its upload: the import is still ` +
+          "running, or it died (the checkpoint-import function's logs say why). `ferret run status` shows when it " +
           "is in; `ferret run upload` sends it again",
       );
     }

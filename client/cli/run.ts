@@ -134,6 +134,14 @@ function describeStatus(status: Awaited<ReturnType<OperatorApi["status"]>>): str
     `run ${status.runId}: ${status.status}, ${status.config.plan.totalParams} parameters, ${describeStrategy(status.config)}, ${status.config.plan.blocks.length} blocks`,
     `clients: ${status.clients.filter((c) => !c.revoked).length} active, ${status.clients.filter((c) => c.revoked).length} revoked`,
   ];
+  if (!status.initialCheckpointReady) {
+    const failure = status.importFailure;
+    lines.push(
+      failure
+        ? `checkpoint 0: its last import failed (${failure.error}: ${failure.message}); ferret run upload sends it again`
+        : "checkpoint 0: not imported yet",
+    );
+  }
   if (round) {
     lines.push(
       `round ${round.round}: ${round.state}, ${round.uploadCount}/${round.quorum} uploads (min ${round.minUploads}), base checkpoint ${round.baseCheckpoint}, deadline ${round.deadline}`,

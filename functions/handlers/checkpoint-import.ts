@@ -1,7 +1,8 @@
 // Completes the multipart upload, then imports the safetensors file as checkpoint 0 (checked against the plan).
 import { z } from "zod";
-import { BadRequest, Conflict } from "../errors.ts";
+import { BadRequest, Conflict, HttpError } from "../errors.ts";
 import { httpHandler, jsonBody, parse, runIdParam } from "../http.ts";
+import { logger } from "../observability.ts";
 import { importInitialCheckpoint } from "../rounds/checkpoints.ts";
 import { requireRun } from "../rounds/lifecycle.ts";
 import { objectKeys } from "../storage/objects.ts";
@@ -33,7 +34,22 @@ export const handler = httpHandler(async (event, svc) => {
         "part's number and ETag from this run's checkpoint upload",
     );
   }
-  const manifest = await importInitialCheckpoint(svc, run.runId);
+  const manifest = await importInitialCheckpoint(svc, run.runId).catch(async (error: unknown) => {
+    // The operator's CLI reads this from the run's status when the HTTP API answered 503 meanwhile.
+    const failure =
+      error instanceof HttpError
+        ? { uploadId, status: error.statusCode, error: error.code, message: error.message }
+        : {
+            uploadId,
+            status: 500,
+            error: "internal",
+            message: `the import failed: ${(error as Error).message}`,
+          };
+    await svc.table.recordImportFailure(run.runId, failure).catch((recordError: Error) => {
+      logger.warn("import failure not recorded", { runId: run.runId, reason: recordError.message });
+    });
+    throw error;
+  });
   return {
     status: 200,
     body: { checkpoint: 0, shards: manifest.shards.length, totalParams: manifest.totalParams },

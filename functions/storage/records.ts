@@ -38,6 +38,11 @@ export interface RunRecord {
   salt: string;
   /** Set once checkpoint 0 is imported. */
   initialCheckpointReady: boolean;
+  /**
+   * Why the import of an upload failed, for an operator whose request the HTTP API stopped waiting for (a large
+   * model's import outlasts its 30 s).
+   */
+  importFailure?: { uploadId: string; status: number; error: string; message: string };
   /** Highest round number created, -1 before the first. */
   currentRound: number;
   createdAt: string;

@@ -116,6 +116,22 @@ export class RoundTable {
     );
   }
 
+  /** Records why an import failed, unless checkpoint 0 is in by now. */
+  recordImportFailure(runId: string, failure: NonNullable<RunRecord["importFailure"]>): Promise<boolean> {
+    return conditional(
+      this.doc.send(
+        new UpdateCommand({
+          ...{ TableName: this.tableName, Key: keys.run(runId) },
+          ...{
+            UpdateExpression: "SET importFailure = :failure",
+            ConditionExpression: "initialCheckpointReady = :f",
+          },
+          ExpressionAttributeValues: { ":failure": failure, ":f": false },
+        }),
+      ),
+    );
+  }
+
   markInitialCheckpointReady(runId: string): Promise<boolean> {
     return conditional(
       this.doc.send(

@@ -90,14 +90,30 @@ describe("checkpoint parts", () => {
       status: async () => ({ initialCheckpointReady: ++polls >= 3, config: { plan: { totalParams: 42 } } }),
     };
     const api = landing as unknown as Parameters<typeof awaitImport>[0];
-    expect(await awaitImport(api, out, "run-1", { pollMs: 1 })).toEqual({ checkpoint: 0, totalParams: 42 });
+    expect(await awaitImport(api, out, "run-1", "up-1", { pollMs: 1 })).toEqual({
+      checkpoint: 0,
+      totalParams: 42,
+    });
     expect(said).toHaveLength(2);
-    const never = { status: async () => ({ initialCheckpointReady: false }) } as unknown as typeof api;
-    await expect(awaitImport(never, out, "run-1", { waitMs: 20, pollMs: 5 })).rejects.toThrow(
+    // An earlier upload's failure is not this one's.
+    const earlier = { uploadId: "up-0", status: 409, error: "invalid_checkpoint", message: "NaN" };
+    const never = {
+      status: async () => ({ initialCheckpointReady: false, importFailure: earlier }),
+    } as unknown as typeof api;
+    await expect(awaitImport(never, out, "run-1", "up-1", { waitMs: 20, pollMs: 5 })).rejects.toThrow(
       OutcomeUnknownError,
     );
-    await expect(awaitImport(never, out, "run-1", { waitMs: 0, pollMs: 5 })).rejects.toThrow(
+    await expect(awaitImport(never, out, "run-1", "up-1", { waitMs: 0, pollMs: 5 })).rejects.toThrow(
       /run run-1 has no checkpoint 0 .* `ferret run upload` sends it again/,
+    );
+    const refused = {
+      status: async () => ({
+        initialCheckpointReady: false,
+        importFailure: { ...earlier, uploadId: "up-1" },
+      }),
+    } as unknown as typeof api;
+    await expect(awaitImport(refused, out, "run-1", "up-1", { pollMs: 1 })).rejects.toThrow(
+      /409 invalid_checkpoint: NaN/,
     );
   });
 });

@@ -212,6 +212,13 @@ describe("the initial checkpoint's import", () => {
     await expect(uploadCheckpoint(api, runId, safetensorsOf(stored.plan, poisoned))).rejects.toThrow(
       /invalid_checkpoint/,
     );
+    // What an operator whose request the HTTP API stopped waiting for reads from the run's status.
+    expect((await api.operator("GET", `/runs/${runId}`)).body.importFailure).toMatchObject({
+      uploadId: expect.any(String),
+      status: 409,
+      error: "invalid_checkpoint",
+      message: expect.stringMatching(/is not finite/),
+    });
     const other = tinyModel(model.tensors, 7).weights;
     await uploadCheckpoint(api, runId, safetensorsOf(stored.plan, other));
     const client = (await api.operator<{ token: string }>("POST", `/runs/${runId}/clients`, { name: "a" }))
