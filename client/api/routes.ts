@@ -278,7 +278,8 @@ export class OperatorApi {
       const waited = Date.now() - started;
       if (waited >= waitMs) {
         throw new UnreachableError(
-          `checkpoint ${checkpoint} of run ${runId} was still being exported after ${Math.round(waited / 1000)} s`,
+          `checkpoint ${checkpoint} of run ${runId} was still being exported after ${Math.round(waited / 1000)} s; ` +
+            "expected it within the export Lambda's 15 minutes: ask again, and see that function's logs if it fails",
         );
       }
       onWait(waited);

@@ -3,6 +3,7 @@
 import { forEachLimited } from "../../core/concurrency.ts";
 import type { SafetensorsImage } from "../../core/formats/safetensors-image.ts";
 import { partBytesFor } from "../../core/multipart.ts";
+import { sleep } from "../api/backoff.ts";
 import { ApiError, type Http, OutcomeUnknownError, UnreachableError } from "../api/http.ts";
 import type { OperatorApi } from "../api/routes.ts";
 import type { Output } from "./output.ts";
@@ -77,7 +78,7 @@ export async function awaitImport(
       );
     }
     out.info(`waiting for the server to import checkpoint 0 (${Math.round(waited / 1000)} s)`);
-    await new Promise((resolve) => setTimeout(resolve, pollMs));
+    await sleep(pollMs);
   }
 }
 

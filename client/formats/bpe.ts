@@ -11,7 +11,7 @@ import { copyFile, readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { TokenizerError } from "../../core/formats/errors.ts";
-import { encodeWithSpecialTokens } from "./special-tokens.ts";
+import { withSpecialTokens } from "./special-tokens.ts";
 import type { Tokenizer } from "./tokenizer.ts";
 
 /** GPT-2's pre-tokenizer: contractions, letter runs, digit runs, other symbols, whitespace. */
@@ -39,7 +39,7 @@ export class ByteLevelBpe implements Tokenizer {
   readonly vocabSize: number;
   readonly eosId: number | undefined;
   readonly startIds: readonly number[] = [];
-  private readonly specialIds: ReadonlyMap<string, number>;
+  readonly encode: (text: string) => number[];
   private readonly idToToken: (string | undefined)[];
   private readonly cache = new Map<string, number[]>();
   private static readonly CACHE_LIMIT = 100_000;
@@ -57,7 +57,8 @@ export class ByteLevelBpe implements Tokenizer {
     }
     this.vocabSize = this.idToToken.length;
     this.eosId = vocab.get(GPT2_EOS);
-    this.specialIds = this.eosId === undefined ? new Map() : new Map([[GPT2_EOS, this.eosId]]);
+    const specials = new Map<string, number>(this.eosId === undefined ? [] : [[GPT2_EOS, this.eosId]]);
+    this.encode = withSpecialTokens(specials, (plain) => this.encodePlain(plain));
   }
 
   /** Parses the text of `vocab.json` and `merges.txt`. */
@@ -98,10 +99,6 @@ export class ByteLevelBpe implements Tokenizer {
   static async load(vocabPath: string, mergesPath: string): Promise<ByteLevelBpe> {
     const [vocab, merges] = await Promise.all([readFile(vocabPath, "utf8"), readFile(mergesPath, "utf8")]);
     return ByteLevelBpe.parse(vocab, merges);
-  }
-
-  encode(text: string): number[] {
-    return encodeWithSpecialTokens(text, this.specialIds, (plain) => this.encodePlain(plain));
   }
 
   private encodePlain(text: string): number[] {

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { Tokenizer as HfTokenizerImpl } from "@huggingface/tokenizers";
 import { TokenizerError } from "../../core/formats/errors.ts";
 import { ByteLevelBpe } from "./bpe.ts";
-import { encodeWithSpecialTokens } from "./special-tokens.ts";
+import { withSpecialTokens } from "./special-tokens.ts";
 
 export interface Tokenizer {
   encode(text: string): number[];
@@ -33,16 +33,12 @@ export class ByteTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly eosId: number;
   readonly startIds: readonly number[] = [];
-  private readonly specialIds: ReadonlyMap<string, number>;
+  readonly encode: (text: string) => number[];
 
   constructor(readonly specials: readonly string[] = ["<|endoftext|>"]) {
     this.vocabSize = 256 + specials.length;
     this.eosId = 256;
-    this.specialIds = new Map(specials.map((name, i) => [name, 256 + i]));
-  }
-
-  encode(text: string): number[] {
-    return encodeWithSpecialTokens(text, this.specialIds, (plain) =>
+    this.encode = withSpecialTokens(new Map(specials.map((name, i) => [name, 256 + i])), (plain) =>
       Array.from(new TextEncoder().encode(plain)),
     );
   }

@@ -1,7 +1,8 @@
 // What the calling client should do now: the current round, its seed and plan, the checkpoint to start from,
 // and whether it is selected (and has already uploaded). fedkseed runs add the seed pool the client draws from.
-import { Conflict, NotFound } from "../errors.ts";
+import { Conflict } from "../errors.ts";
 import { clientOf, httpHandler } from "../http.ts";
+import { requireRun } from "../rounds/lifecycle.ts";
 import { seedPoolOf } from "../rounds/seed-pool.ts";
 
 export const handler = httpHandler(async (event, svc) => {
@@ -9,8 +10,7 @@ export const handler = httpHandler(async (event, svc) => {
   // Every waiting client asks every few seconds, and all of a run's items share one partition (3,000 strongly
   // consistent reads of 4 KB a second): eventually consistent reads halve the cost. A reply a second stale only
   // delays the client by a poll, and its upload is checked against the round as it stands.
-  const run = await svc.table.getRun(runId, false);
-  if (!run) throw new NotFound("run_not_found", `run ${runId} does not exist`);
+  const run = await requireRun(svc, runId, false);
   if (run.currentRound < 0) throw new Conflict("no_round", `run ${runId} has not started a round yet`);
   const round = await svc.table.getRound(runId, run.currentRound, false);
   if (!round) throw new Conflict("no_round", `run ${runId}'s round ${run.currentRound} is not readable yet`);

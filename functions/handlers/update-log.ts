@@ -3,6 +3,7 @@
 // of base64, and 100 of them were 35 MB. It then says where the next request starts (`next`).
 import { BadRequest } from "../errors.ts";
 import { clientOf, httpHandler, numberParam } from "../http.ts";
+import type { LogEntry } from "../storage/records.ts";
 
 const MAX_ENTRIES = 100;
 /** Base64 coefficients in one reply, leaving the rest of the 6 MB for the entries' other fields. */
@@ -27,14 +28,15 @@ export const handler = httpHandler(async (event, svc) => {
   ]);
   const committed = new Set(rounds.filter((r) => r.state === "DONE").map((r) => r.round));
   const entries = logged.filter((entry) => committed.has(entry.round));
-  let size = 0;
   // At least one entry, so that every request moves the client on.
-  const fitting = entries.findIndex((entry, i) => {
-    size += base64Length(entry.coefficients.byteLength);
-    return i > 0 && size > MAX_LOG_REPLY_COEFFICIENT_BYTES;
-  });
-  const sent = fitting < 0 ? entries : entries.slice(0, fitting);
-  const next = fitting < 0 ? undefined : (entries[fitting]?.round as number);
+  let fitting = 1;
+  let size = base64Length(entries[0]?.coefficients.byteLength ?? 0);
+  for (; fitting < entries.length; fitting++) {
+    size += base64Length((entries[fitting] as LogEntry).coefficients.byteLength);
+    if (size > MAX_LOG_REPLY_COEFFICIENT_BYTES) break;
+  }
+  const sent = entries.slice(0, fitting);
+  const next = entries[fitting]?.round;
   return {
     status: 200,
     body: {

@@ -6,8 +6,9 @@ import { Conflict, NotFound } from "../errors.ts";
 import type { Services } from "../services.ts";
 import type { RoundRecord, RunRecord } from "../storage/records.ts";
 
-export async function requireRun(svc: Services, runId: string): Promise<RunRecord> {
-  const run = await svc.table.getRun(runId);
+/** The run, read strongly consistent unless `consistent` is false. */
+export async function requireRun(svc: Services, runId: string, consistent = true): Promise<RunRecord> {
+  const run = await svc.table.getRun(runId, consistent);
   if (!run) throw new NotFound("run_not_found", `run ${runId} does not exist`);
   return run;
 }

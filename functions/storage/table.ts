@@ -8,6 +8,7 @@ import {
   QueryCommand,
   TransactWriteCommand,
   UpdateCommand,
+  type UpdateCommandInput,
 } from "@aws-sdk/lib-dynamodb";
 import { bytesOf, floatsOf, keys, strip } from "./items.ts";
 import type {
@@ -57,6 +58,14 @@ export class RoundTable {
     );
   }
 
+  /** A conditional update of one item: true when it applied, false when its condition did not hold. */
+  private update(
+    key: { pk: string; sk: string },
+    input: Omit<UpdateCommandInput, "TableName" | "Key">,
+  ): Promise<boolean> {
+    return conditional(this.doc.send(new UpdateCommand({ TableName: this.tableName, Key: key, ...input })));
+  }
+
   /** Strongly consistent unless `consistent` is false: half the read capacity, and a second's staleness at most. */
   private async get<T>(key: { pk: string; sk: string }, consistent = true): Promise<T | undefined> {
     const out = await this.doc.send(
@@ -102,48 +111,29 @@ export class RoundTable {
   /** Moves the run from one of `from` to `to`; false when it was in another status. */
   setRunStatus(runId: string, from: RunStatus[], to: RunStatus): Promise<boolean> {
     const names = Object.fromEntries(from.map((s, i) => [`:f${i}`, s]));
-    return conditional(
-      this.doc.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: keys.run(runId),
-          UpdateExpression: "SET #status = :to",
-          ConditionExpression: `#status IN (${Object.keys(names).join(", ")})`,
-          ExpressionAttributeNames: { "#status": "status" },
-          ExpressionAttributeValues: { ...names, ":to": to },
-        }),
-      ),
-    );
+    return this.update(keys.run(runId), {
+      UpdateExpression: "SET #status = :to",
+      ConditionExpression: `#status IN (${Object.keys(names).join(", ")})`,
+      ExpressionAttributeNames: { "#status": "status" },
+      ExpressionAttributeValues: { ...names, ":to": to },
+    });
   }
 
   /** Records why an import failed, unless checkpoint 0 is in by now. */
   recordImportFailure(runId: string, failure: NonNullable<RunRecord["importFailure"]>): Promise<boolean> {
-    return conditional(
-      this.doc.send(
-        new UpdateCommand({
-          ...{ TableName: this.tableName, Key: keys.run(runId) },
-          ...{
-            UpdateExpression: "SET importFailure = :failure",
-            ConditionExpression: "initialCheckpointReady = :f",
-          },
-          ExpressionAttributeValues: { ":failure": failure, ":f": false },
-        }),
-      ),
-    );
+    return this.update(keys.run(runId), {
+      UpdateExpression: "SET importFailure = :failure",
+      ConditionExpression: "initialCheckpointReady = :f",
+      ExpressionAttributeValues: { ":failure": failure, ":f": false },
+    });
   }
 
   markInitialCheckpointReady(runId: string): Promise<boolean> {
-    return conditional(
-      this.doc.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: keys.run(runId),
-          UpdateExpression: "SET initialCheckpointReady = :t",
-          ConditionExpression: "initialCheckpointReady = :f",
-          ExpressionAttributeValues: { ":t": true, ":f": false },
-        }),
-      ),
-    );
+    return this.update(keys.run(runId), {
+      UpdateExpression: "SET initialCheckpointReady = :t",
+      ConditionExpression: "initialCheckpointReady = :f",
+      ExpressionAttributeValues: { ":t": true, ":f": false },
+    });
   }
 
   /**
@@ -207,17 +197,11 @@ export class RoundTable {
   }
 
   revokeClient(runId: string, clientId: string): Promise<boolean> {
-    return conditional(
-      this.doc.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: keys.client(runId, clientId),
-          UpdateExpression: "SET revoked = :t",
-          ConditionExpression: "revoked = :f",
-          ExpressionAttributeValues: { ":t": true, ":f": false },
-        }),
-      ),
-    );
+    return this.update(keys.client(runId, clientId), {
+      UpdateExpression: "SET revoked = :t",
+      ConditionExpression: "revoked = :f",
+      ExpressionAttributeValues: { ":t": true, ":f": false },
+    });
   }
 
   getRound(runId: string, round: number, consistent = true): Promise<RoundRecord | undefined> {
@@ -301,21 +285,15 @@ export class RoundTable {
     const placeholders = Object.fromEntries(
       Object.entries(values).map(([name, value]) => [name.startsWith(":") ? name : `:${name}`, value]),
     );
-    return conditional(
-      this.doc.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: keys.round(runId, round),
-          UpdateExpression: `SET #state = :to${sets.map((name) => `, ${name} = :${name}`).join("")}`,
-          ConditionExpression: `#state = :from${extraCondition ? ` AND ${extraCondition}` : ""}`,
-          ExpressionAttributeNames: {
-            "#state": "state",
-            ...(extraCondition?.includes("#quorum") ? { "#quorum": "quorum" } : {}),
-          },
-          ExpressionAttributeValues: { ...placeholders, ":from": from, ":to": to },
-        }),
-      ),
-    );
+    return this.update(keys.round(runId, round), {
+      UpdateExpression: `SET #state = :to${sets.map((name) => `, ${name} = :${name}`).join("")}`,
+      ConditionExpression: `#state = :from${extraCondition ? ` AND ${extraCondition}` : ""}`,
+      ExpressionAttributeNames: {
+        "#state": "state",
+        ...(extraCondition?.includes("#quorum") ? { "#quorum": "quorum" } : {}),
+      },
+      ExpressionAttributeValues: { ...placeholders, ":from": from, ":to": to },
+    });
   }
 
   /**
@@ -356,13 +334,14 @@ export class RoundTable {
    * export outlives the HTTP API's 30 s, and each repeat of the request would otherwise start another full copy.
    */
   async claimExport(runId: string, checkpoint: number, now: number, until: number): Promise<boolean> {
-    const Item = { ...keys.exportClaim(runId, checkpoint), until };
-    const condition = "attribute_not_exists(pk) OR #until < :now";
     return conditional(
       this.doc.send(
         new PutCommand({
-          ...{ TableName: this.tableName, Item, ConditionExpression: condition },
-          ...{ ExpressionAttributeNames: { "#until": "until" }, ExpressionAttributeValues: { ":now": now } },
+          TableName: this.tableName,
+          Item: { ...keys.exportClaim(runId, checkpoint), until },
+          ConditionExpression: "attribute_not_exists(pk) OR #until < :now",
+          ExpressionAttributeNames: { "#until": "until" },
+          ExpressionAttributeValues: { ":now": now },
         }),
       ),
     );
@@ -370,16 +349,12 @@ export class RoundTable {
 
   /** Gives back a claim that `claimExport` granted until `until`, unless another call has claimed since. */
   async releaseExport(runId: string, checkpoint: number, until: number): Promise<void> {
-    await conditional(
-      this.doc.send(
-        new UpdateCommand({
-          ...{ TableName: this.tableName, Key: keys.exportClaim(runId, checkpoint) },
-          ...{ UpdateExpression: "SET #until = :released", ConditionExpression: "#until = :ours" },
-          ...{ ExpressionAttributeNames: { "#until": "until" } },
-          ExpressionAttributeValues: { ":released": 0, ":ours": until },
-        }),
-      ),
-    );
+    await this.update(keys.exportClaim(runId, checkpoint), {
+      UpdateExpression: "SET #until = :released",
+      ConditionExpression: "#until = :ours",
+      ExpressionAttributeNames: { "#until": "until" },
+      ExpressionAttributeValues: { ":released": 0, ":ours": until },
+    });
   }
 
   /** Writes the round's update-log entry once; a re-run finds the same entry already there. */

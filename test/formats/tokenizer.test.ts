@@ -139,12 +139,21 @@ describe("tokenizer.json via @huggingface/tokenizers", () => {
 
   it("starts sequences with BOS where tokenizer.json's post-processor or add_bos_token asks for it", async () => {
     const special = (id: number, content: string) => ({
-      ...{ id, content, single_word: false, lstrip: false, rstrip: false },
-      ...{ normalized: false, special: true },
+      id,
+      content,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
     });
     const bosFirst = [{ SpecialToken: { id: "<s>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }];
     const llamaLike = (postProcessor: object | null) => ({
-      ...{ version: "1.0", truncation: null, padding: null, normalizer: null, decoder: null },
+      version: "1.0",
+      truncation: null,
+      padding: null,
+      normalizer: null,
+      decoder: null,
       added_tokens: [special(1, "<s>"), special(2, "</s>")],
       pre_tokenizer: { type: "Whitespace" },
       post_processor: postProcessor,
@@ -155,7 +164,9 @@ describe("tokenizer.json via @huggingface/tokenizers", () => {
       },
     });
     const template = {
-      ...{ type: "TemplateProcessing", single: bosFirst, pair: bosFirst },
+      type: "TemplateProcessing",
+      single: bosFirst,
+      pair: bosFirst,
       special_tokens: { "<s>": { id: "<s>", ids: [1], tokens: ["<s>"] } },
     };
     const config = { eos_token: "</s>", bos_token: "<s>" };
@@ -175,8 +186,15 @@ describe("tokenizer.json via @huggingface/tokenizers", () => {
     const vocab = Object.fromEntries(Array.from({ length: size }, (_, i) => [`w${i}`, i]));
     const model = { type: "WordLevel", vocab, unk_token: "w0" };
     const json = {
-      ...{ version: "1.0", truncation: null, padding: null, added_tokens: [], normalizer: null },
-      ...{ pre_tokenizer: { type: "Whitespace" }, post_processor: null, decoder: null, model },
+      version: "1.0",
+      truncation: null,
+      padding: null,
+      added_tokens: [],
+      normalizer: null,
+      pre_tokenizer: { type: "Whitespace" },
+      post_processor: null,
+      decoder: null,
+      model,
     };
     const tokenizer = new HfTokenizer(json);
     expect(tokenizer.vocabSize).toBe(size);

@@ -71,8 +71,11 @@ describe("a round's uploads at K = 65,536", () => {
     const clients = 6;
     const model = tinyModel(Array.from({ length: 5 }, (_, i) => ({ name: `h.${i}.w`, shape: [128, 128] })));
     const config = {
-      ...{ basis: "sketch" as const, totalK: MAX_TOTAL_K },
-      ...{ clientsPerRound: clients, quorum: clients, minUploads: clients },
+      basis: "sketch" as const,
+      totalK: MAX_TOTAL_K,
+      clientsPerRound: clients,
+      quorum: clients,
+      minUploads: clients,
     };
     const wide = await createRun(api, model, config, clients);
     for (const [i, client] of wide.clients.entries()) {
