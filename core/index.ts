@@ -19,6 +19,7 @@ export {
 } from "./plan.ts";
 export { CorePool, sharedFloat32Array } from "./pool.ts";
 export { assertFamily, type Family, project, reconstruct, reconstructRange } from "./projection.ts";
+export { PROTOCOL_HEADER, PROTOCOL_VERSION, protocolMismatch } from "./protocol.ts";
 export { FAMILIES } from "./reference.ts";
 export { deriveRoundSeed, seedFromHex, seedToHex } from "./seed.ts";
 export {

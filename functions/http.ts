@@ -3,6 +3,7 @@ import { MetricUnit } from "@aws-lambda-powertools/metrics";
 import type { MiddlewareObj } from "@middy/core";
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from "aws-lambda";
 import { type ZodTypeAny, z } from "zod";
+import { PROTOCOL_HEADER, PROTOCOL_VERSION, protocolMismatch } from "../core/protocol.ts";
 import { BadRequest, Forbidden, HttpError } from "./errors.ts";
 import { logger, metrics, observed } from "./observability.ts";
 import { type Services, services } from "./services.ts";
@@ -24,9 +25,29 @@ export interface Reply {
 
 export const json = (status: number, body: unknown): APIGatewayProxyStructuredResultV2 => ({
   statusCode: status,
-  headers: { "content-type": "application/json" },
+  headers: { "content-type": "application/json", [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) },
   body: JSON.stringify(body),
 });
+
+/** Refuses a request that states another protocol version than this backend's, before any work. One that states
+ * none (a script, curl) is served as this version. */
+const protocolCheck: MiddlewareObj<HttpEvent, APIGatewayProxyStructuredResultV2> = {
+  before: async (request) => {
+    const stated = request.event.headers?.[PROTOCOL_HEADER];
+    if (stated === undefined) return;
+    if (!/^[0-9]{1,6}$/.test(stated)) {
+      throw new BadRequest(
+        "invalid_protocol",
+        `${PROTOCOL_HEADER} must be a protocol version number (this backend speaks ${PROTOCOL_VERSION}), got ` +
+          JSON.stringify(stated.slice(0, 40)),
+      );
+    }
+    const version = Number(stated);
+    if (version !== PROTOCOL_VERSION) {
+      throw new BadRequest("protocol_mismatch", protocolMismatch(version, PROTOCOL_VERSION));
+    }
+  },
+};
 
 const errorReplies: MiddlewareObj<HttpEvent, APIGatewayProxyStructuredResultV2> = {
   onError: async (request) => {
@@ -45,7 +66,9 @@ export function httpHandler(fn: (event: HttpEvent, svc: Services) => Promise<Rep
   return observed(async (event: HttpEvent) => {
     const reply = await fn(event, services());
     return json(reply.status, reply.body);
-  }).use(errorReplies);
+  })
+    .use(protocolCheck)
+    .use(errorReplies);
 }
 
 /** Validates `value` against `schema`; a failure names each wrong field and what was expected. */

@@ -1,4 +1,4 @@
-// HTTP to the Ferret API and to presigned S3 URLs: typed errors, retries when the server is unreachable or busy,
+// HTTP to the Ferret API and to presigned S3 URLs: retries when the server is unreachable or busy,
 // and a count of the bytes that went each way (what the demo and the end-to-end test report per round).
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
@@ -6,39 +6,10 @@ import { rename, rm, stat } from "node:fs/promises";
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { pipeline } from "node:stream/promises";
+import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../core/protocol.ts";
 import { type BackoffOptions, DEFAULT_BACKOFF, withBackoff } from "./backoff.ts";
+import { ApiError, OutcomeUnknownError, requireProtocol, UnreachableError } from "./errors.ts";
 import type { Signer } from "./sigv4.ts";
-
-/** The server answered with a 4xx/5xx JSON error: `code` is the API's error code (e.g. "duplicate_upload"). */
-export class ApiError extends Error {
-  override name = "ApiError";
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(`${status} ${code}: ${message}`);
-  }
-}
-
-/** No connection could be made, or it failed or stalled before the reply was read whole: worth retrying later. */
-export class UnreachableError extends Error {
-  override name = "UnreachableError";
-  /** No connection was ever made (refused, DNS, connect timeout): the server surely never saw the request. */
-  readonly unsent: boolean;
-  constructor(message: string, options?: ErrorOptions & { unsent?: boolean }) {
-    super(message, options);
-    this.unsent = options?.unsent ?? false;
-  }
-}
-
-/**
- * A request that must not be repeated failed after it may have reached the server, so whether it took effect is
- * unknown. An UnreachableError, so that the CLI exits as for any outage.
- */
-export class OutcomeUnknownError extends UnreachableError {
-  override name = "OutcomeUnknownError";
-}
 
 /** Bytes sent and received: request line, headers and body as this client wrote and read them. */
 export class ByteCounter {
@@ -143,8 +114,12 @@ export class Http {
 
   /** Calls an API route; JSON in, JSON out. 4xx errors throw ApiError at once; outages are retried if safe. */
   async json<T>(method: string, path: string, options: ApiRequest): Promise<T> {
+    const stated = {
+      ...options,
+      headers: { ...options.headers, [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) },
+    };
     const attempt = async (moved: () => void) => {
-      const reply = await this.send(method, `${this.endpoint.replace(/\/$/, "")}${path}`, options, moved);
+      const reply = await this.send(method, `${this.endpoint.replace(/\/$/, "")}${path}`, stated, moved);
       const { response } = reply;
       const text = await readText(reply);
       let body: unknown;
@@ -157,6 +132,7 @@ export class Http {
         const { error, message } = body as { error?: string; message?: string };
         throw new ApiError(response.status, error ?? "error", message ?? text);
       }
+      requireProtocol(response, `${method} ${path}`, options.idempotent);
       return body as T;
     };
     try {

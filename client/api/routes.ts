@@ -14,7 +14,8 @@ import type {
   Strategy,
 } from "../../functions/storage/records.ts";
 import { sleep } from "./backoff.ts";
-import { ApiError, type Http, UnreachableError } from "./http.ts";
+import { ApiError, UnreachableError } from "./errors.ts";
+import type { Http } from "./http.ts";
 import type { Signer } from "./sigv4.ts";
 
 export type { Manifest, RunConfig, RunConfigInput, Strategy };

@@ -4,7 +4,8 @@ import { forEachLimited } from "../../core/concurrency.ts";
 import type { SafetensorsImage } from "../../core/formats/safetensors-image.ts";
 import { partBytesFor } from "../../core/multipart.ts";
 import { sleep } from "../api/backoff.ts";
-import { ApiError, type Http, OutcomeUnknownError, UnreachableError } from "../api/http.ts";
+import { ApiError, OutcomeUnknownError, UnreachableError } from "../api/errors.ts";
+import type { Http } from "../api/http.ts";
 import type { OperatorApi } from "../api/routes.ts";
 import type { Output } from "./output.ts";
 

@@ -1,7 +1,7 @@
 // How the CLI talks: results to stdout (a human summary, or one JSON document / JSON lines with --json),
 // progress and diagnostics to stderr, and exit codes a script can act on.
 import { GaveUpError } from "../api/backoff.ts";
-import { ApiError, UnreachableError } from "../api/http.ts";
+import { ApiError, ProtocolMismatchError, UnreachableError } from "../api/errors.ts";
 
 /** Exit codes (documented in README and `ferret --help`). */
 export const EXIT = {
@@ -44,6 +44,7 @@ export function exitCodeOf(error: unknown): number {
   // Parallel transfers that failed together exit as their first failure would have alone.
   if (error instanceof AggregateError && error.errors.length > 0) return exitCodeOf(error.errors[0]);
   if (error instanceof ApiError) return error.status >= 500 ? EXIT.unreachable : EXIT.refused;
+  if (error instanceof ProtocolMismatchError) return EXIT.refused;
   if (error instanceof GaveUpError || error instanceof UnreachableError) return EXIT.unreachable;
   if (error instanceof InputError) return EXIT.input;
   const name = (error as Error)?.name ?? "";

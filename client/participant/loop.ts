@@ -3,7 +3,8 @@
 // unacknowledged upload instead of training again, and never uploads twice. A stop (SIGINT/SIGTERM) ends the
 // loop after the current step: between training steps, after a sync, and before an upload starts.
 import { sleep } from "../api/backoff.ts";
-import { ApiError, type ByteCounter } from "../api/http.ts";
+import { ApiError } from "../api/errors.ts";
+import type { ByteCounter } from "../api/http.ts";
 import { type Assignment, type ClientApi, type Strategy, strategyOf } from "../api/routes.ts";
 import { type SyncMode, syncTo } from "../sync/sync.ts";
 import type { StateDir } from "./state.ts";

@@ -4,7 +4,7 @@
 import { createHash } from "node:crypto";
 import { forEachLimited } from "../../core/concurrency.ts";
 import type { Plan } from "../../core/plan.ts";
-import { ApiError } from "../api/http.ts";
+import { ApiError } from "../api/errors.ts";
 import type { CheckpointLocation, ClientApi, Manifest } from "../api/routes.ts";
 import { replay } from "./replay.ts";
 import { bytesOf, flatVector, mismatchedBlocks } from "./weights.ts";

@@ -3,7 +3,7 @@
 // and its parts grow past 5 MiB so that there are at most 1,000 of them.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { ApiError, OutcomeUnknownError } from "../../client/api/http.ts";
+import { ApiError, OutcomeUnknownError } from "../../client/api/errors.ts";
 import { awaitImport, uploadParts } from "../../client/cli/checkpoint-upload.ts";
 import { partBytesFor } from "../../core/multipart.ts";
 

@@ -4,7 +4,8 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { ApiError, ByteCounter } from "../../client/api/http.ts";
+import { ApiError } from "../../client/api/errors.ts";
+import { ByteCounter } from "../../client/api/http.ts";
 import type {
   Assignment,
   CheckpointLocation,
@@ -18,6 +19,7 @@ import { blockDigests, bytesOf } from "../../client/sync/weights.ts";
 import { aggregate } from "../../core/aggregate.ts";
 import { buildPlan, type Plan } from "../../core/plan.ts";
 import { type Family, project, reconstructRange } from "../../core/projection.ts";
+import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../core/protocol.ts";
 import { deriveRoundSeed, seedToHex } from "../../core/seed.ts";
 import { seedPoolPlan } from "../../core/seed-pool.ts";
 
@@ -266,14 +268,18 @@ export class FakeServer {
 
 /**
  * A real HTTP server on 127.0.0.1 for tests of the transport itself (timeouts, broken connections, retries):
- * `handle` gets each request with its number, from 1. close() also drops connections left hanging.
+ * `handle` gets each request with its number, from 1. Its replies state the client's protocol version, as the
+ * backend's do, unless `handle` removes the header. close() also drops connections left hanging.
  */
 export async function listen(
   handle: (request: IncomingMessage, response: ServerResponse, n: number) => void,
   port = 0,
 ) {
   let requests = 0;
-  const server = createServer((request, response) => handle(request, response, ++requests));
+  const server = createServer((request, response) => {
+    response.setHeader(PROTOCOL_HEADER, String(PROTOCOL_VERSION));
+    handle(request, response, ++requests);
+  });
   await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,

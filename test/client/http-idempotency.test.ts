@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
-import { ApiError, Http, OutcomeUnknownError } from "../../client/api/http.ts";
+import { ApiError, OutcomeUnknownError } from "../../client/api/errors.ts";
+import { Http } from "../../client/api/http.ts";
 import { ClientApi, OperatorApi } from "../../client/api/routes.ts";
 import { freePort } from "../../infra/local/emulators.ts";
 import { listen } from "./fake-server.ts";

@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { GaveUpError } from "../../client/api/backoff.ts";
-import { Http, UnreachableError } from "../../client/api/http.ts";
+import { UnreachableError } from "../../client/api/errors.ts";
+import { Http } from "../../client/api/http.ts";
 import { listen } from "./fake-server.ts";
 
 // Transfers against a real local server that breaks them: a reply without headers, a body that stalls or whose

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ApiError } from "../../client/api/http.ts";
+import { ApiError } from "../../client/api/errors.ts";
 import type { Assignment, Strategy } from "../../client/api/routes.ts";
 import {
   type ClientEvent,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ApiError } from "../../client/api/http.ts";
+import { ApiError } from "../../client/api/errors.ts";
 import type { ClientApi } from "../../client/api/routes.ts";
 import { CheckpointCorruptError, syncTo } from "../../client/sync/sync.ts";
 import { bytesOf } from "../../client/sync/weights.ts";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ApiError } from "../../client/api/http.ts";
+import { ApiError } from "../../client/api/errors.ts";
 import { EXIT, exitCodeOf } from "../../client/cli/output.ts";
 import { forEachLimited } from "../../core/concurrency.ts";
 

@@ -1,6 +1,7 @@
 // Every refused upload gets a 4xx JSON error naming the problem, and leaves the table and the bucket as they were:
 // each case snapshots both (a full Scan and a listing) before and after.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../core/protocol.ts";
 import { MAX_UPLOAD_BYTES } from "../../functions/rounds/run-config.ts";
 import { UploadRefused } from "../../functions/storage/upload-transaction.ts";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.ts";
@@ -106,6 +107,23 @@ describe("refused uploads change nothing", () => {
     );
   });
 
+  it("a client of another protocol version, or a malformed one", async () => {
+    const token = selected[0]?.token as string;
+    const stating = (version: string) => () =>
+      api.call("POST", `/runs/${run.runId}/rounds/0/uploads?examples=5`, {
+        token,
+        bytes: coefficients(),
+        headers: { [PROTOCOL_HEADER]: version },
+      });
+    expect(await refused(stating(String(PROTOCOL_VERSION + 1)), 400, "protocol_mismatch")).toMatch(
+      /deploy the backend from the CLI's release/,
+    );
+    expect(await refused(stating(String(PROTOCOL_VERSION - 1)), 400, "protocol_mismatch")).toMatch(
+      /upgrade the ferret CLI/,
+    );
+    expect(await refused(stating("1.0"), 400, "invalid_protocol")).toContain(String(PROTOCOL_VERSION));
+  });
+
   it("a missing example count, bad metrics, a round that does not exist", async () => {
     const token = selected[0]?.token as string;
     await refused(() => upload(token, coefficients(), ""), 400, "invalid_examples");
@@ -159,6 +177,22 @@ describe("refused uploads change nothing", () => {
 });
 
 describe("refused operator requests change nothing", () => {
+  it("an operator CLI of another protocol version; every reply states the backend's", async () => {
+    const create = (headers: Record<string, string>) => () =>
+      api.call("POST", "/runs", {
+        token: stack.adminToken,
+        json: { ...baseConfig, tensors: model.tensors },
+        headers,
+      });
+    await refused(create({ [PROTOCOL_HEADER]: String(PROTOCOL_VERSION + 1) }), 400, "protocol_mismatch");
+    for (const headers of [{}, { [PROTOCOL_HEADER]: "0" }] as Record<string, string>[]) {
+      const reply = await fetch(`${stack.endpoint}/runs/${run.runId}`, {
+        headers: { authorization: `Bearer ${stack.adminToken}`, ...headers },
+      });
+      expect(reply.headers.get(PROTOCOL_HEADER)).toBe(String(PROTOCOL_VERSION));
+    }
+  });
+
   it("a run config whose quorum exceeds clientsPerRound, naming the field", async () => {
     const message = await refused(
       () => api.operator("POST", "/runs", { ...baseConfig, tensors: model.tensors, quorum: 9 }),
