@@ -12,10 +12,12 @@ export const logger = new Logger({ serviceName: "ferret" });
 export const metrics = new Metrics({ namespace: "Ferret", serviceName: "ferret", logger });
 export const tracer = new Tracer({ serviceName: "ferret" });
 
-/** Wraps a step or authorizer function with logging context, metric flushing and tracing. */
+/** Wraps a step or authorizer function with logging context, metric flushing and tracing. Traces leave out the
+ * function's response: replies carry a new client's token (shown once, stored only as a hash) and presigned URLs,
+ * and whoever may read traces must not collect them. */
 export function observed<E, R>(fn: (event: E) => Promise<R>) {
   return middy(fn)
-    .use(captureLambdaHandler(tracer))
+    .use(captureLambdaHandler(tracer, { captureResponse: false }))
     .use(logMetrics(metrics))
     .use(injectLambdaContext(logger));
 }
