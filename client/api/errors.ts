@@ -30,6 +30,11 @@ export class ProtocolMismatchError extends Error {
   override name = "ProtocolMismatchError";
 }
 
+/** A reply longer than the caller expected: read no further, since its length is chosen by whoever answers. */
+export class OversizedReplyError extends Error {
+  override name = "OversizedReplyError";
+}
+
 /**
  * A request that must not be repeated failed after it may have reached the server, so whether it took effect is
  * unknown. An UnreachableError, so that the CLI exits as for any outage.

@@ -8,7 +8,13 @@ import { request as httpsRequest } from "node:https";
 import { pipeline } from "node:stream/promises";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../core/protocol.ts";
 import { type BackoffOptions, DEFAULT_BACKOFF, withBackoff } from "./backoff.ts";
-import { ApiError, OutcomeUnknownError, requireProtocol, UnreachableError } from "./errors.ts";
+import {
+  ApiError,
+  OutcomeUnknownError,
+  OversizedReplyError,
+  requireProtocol,
+  UnreachableError,
+} from "./errors.ts";
 import type { Signer } from "./sigv4.ts";
 
 /** Bytes sent and received: request line, headers and body as this client wrote and read them. */
@@ -87,6 +93,8 @@ const NO_CONNECTION = new Set([
 interface Reply {
   response: Response;
   body: AsyncGenerator<Uint8Array, void, undefined>;
+  /** Method, origin and path: what errors name (never the query, which holds a presigned URL's signature). */
+  where: string;
 }
 
 const abortAfter = (controller: AbortController, ms: number, what: string) =>
@@ -147,16 +155,14 @@ export class Http {
     }
   }
 
-  /** Fetches a presigned URL into memory. */
-  download(url: string): Promise<Uint8Array> {
+  /** Fetches a presigned URL into memory: at most `maxBytes` of it where the caller knows the size to expect,
+   * since otherwise whoever answers chooses it. */
+  download(url: string, maxBytes = Number.POSITIVE_INFINITY): Promise<Uint8Array> {
     return withBackoff(
       async (moved) => {
         const reply = await this.send("GET", url, {}, moved);
-        const bytes = await readAll(reply);
-        if (!reply.response.ok) {
-          throw new ApiError(reply.response.status, "storage", Buffer.from(bytes).toString("utf8"));
-        }
-        return bytes;
+        if (!reply.response.ok) throw new ApiError(reply.response.status, "storage", await readText(reply));
+        return readAll(reply, maxBytes);
       },
       retryable,
       this.backoff,
@@ -324,7 +330,7 @@ export class Http {
       clearTimeout(timer);
     }
     this.bytes.down += `HTTP/1.1 ${response.status}\r\n`.length + headerBytes(response.headers) + 2;
-    return { response, body: this.bodyOf(response, controller, where, moved) };
+    return { response, body: this.bodyOf(response, controller, where, moved), where };
   }
 
   /**
@@ -363,9 +369,16 @@ export class Http {
 }
 
 /** The whole body in an array of its own (a Buffer may share its memory with others, from Node's pool). */
-async function readAll(reply: Reply): Promise<Uint8Array> {
+async function readAll(reply: Reply, maxBytes = Number.POSITIVE_INFINITY): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
-  for await (const chunk of reply.body) chunks.push(chunk);
+  let size = 0;
+  for await (const chunk of reply.body) {
+    size += chunk.byteLength;
+    // Stopping the loop closes the connection (bodyOf's finally).
+    if (size > maxBytes)
+      throw new OversizedReplyError(`${reply.where}: more than the ${maxBytes} bytes expected`);
+    chunks.push(chunk);
+  }
   const all = new Uint8Array(chunks.reduce((n, chunk) => n + chunk.byteLength, 0));
   let at = 0;
   for (const chunk of chunks) {

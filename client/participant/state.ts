@@ -39,6 +39,15 @@ export class StateError extends Error {
   override name = "StateError";
 }
 
+/** A checkpoint or round number as it goes into a file name. Both come from the server, and a name built from
+ * anything else ("../../x") would put a file outside the state directory. */
+function fileNumber(n: number, what: string): number {
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new StateError(`${what} ${JSON.stringify(n)} is not a whole number ≥ 0; nothing was written`);
+  }
+  return n;
+}
+
 /** Names of the files this directory holds besides state.json; any that state.json does not name is left over. */
 const DATA_FILE = /^(?:weights-\d+\.f32|pending-\d+\.bin)$/;
 /** writeAtomically's temporary names, ending in the writer's process id. */
@@ -228,7 +237,7 @@ export class StateDir {
 
   async saveWeights(checkpoint: number, values: Float32Array): Promise<void> {
     if (checkpoint === this.state.checkpoint) return;
-    const file = `weights-${checkpoint}.f32`;
+    const file = `weights-${fileNumber(checkpoint, "checkpoint")}.f32`;
     await writeAtomically(join(this.dir, file), asBytes(values));
     const previous = this.state.weightsFile;
     // The old file goes only after state.json stops naming it; a kill in between leaves it to open() to remove.
@@ -247,7 +256,7 @@ export class StateDir {
     examples: number,
     metrics: Record<string, number>,
   ) {
-    const file = `pending-${round}.bin`;
+    const file = `pending-${fileNumber(round, "round")}.bin`;
     await writeAtomically(join(this.dir, file), asBytes(body));
     await this.commit({ ...this.state, pending: { round, examples, metrics, file } });
   }

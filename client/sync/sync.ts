@@ -54,6 +54,7 @@ export async function syncTo(
 ): Promise<Held & { result: SyncResult }> {
   const say = options.onProgress ?? (() => {});
   const location = await api.checkpoint(target);
+  requireManifestOf(location, target, plan);
   const fallBack = (reason: string, replayed = 0, mismatched: number[] = []) => {
     say(`${reason}; downloading`);
     return download(api, plan, location, { method: "download", replayed, mismatched, reason }, say);
@@ -110,6 +111,30 @@ export async function syncTo(
   return download(api, plan, location, { method: "download", replayed: 0, mismatched: [] }, say);
 }
 
+/** The server's manifest describes the checkpoint asked for, and its shards the plan's parameters: its numbers
+ * name files and address the weights, so a server that is wrong (or not ours) must not choose them. */
+function requireManifestOf({ manifest, shardUrls }: CheckpointLocation, target: number, plan: Plan): void {
+  const wrong = (what: string) => {
+    throw new CheckpointCorruptError(`the server's manifest for checkpoint ${target} ${what}`);
+  };
+  if (!Number.isSafeInteger(target) || target < 0) wrong("is not for a whole checkpoint number ≥ 0");
+  if (manifest.checkpoint !== target) wrong(`names checkpoint ${JSON.stringify(manifest.checkpoint)}`);
+  if (manifest.totalParams !== plan.totalParams) {
+    wrong(`has ${manifest.totalParams} parameters; the plan has ${plan.totalParams}`);
+  }
+  if (shardUrls.length !== manifest.shards.length) {
+    wrong(`lists ${manifest.shards.length} shards and came with ${shardUrls.length} URLs`);
+  }
+  let next = 0;
+  for (const [i, { start, length }] of manifest.shards.entries()) {
+    if (start !== next || !Number.isSafeInteger(length) || length <= 0) {
+      wrong(`has shard ${i} at [${start}, +${length}); expected it to start at ${next}`);
+    }
+    next = start + length;
+  }
+  if (next !== plan.totalParams) wrong(`has shards that end at ${next}, not at ${plan.totalParams}`);
+}
+
 /** S3 refused every failed request as forbidden: what an expired presigned URL gets. */
 function expiredUrls(error: unknown): boolean {
   const failures = error instanceof AggregateError ? error.errors : [error];
@@ -123,11 +148,6 @@ async function download(
   result: Omit<SyncResult, "checkpoint">,
   say: (message: string) => void,
 ): Promise<Held & { result: SyncResult }> {
-  if (manifest.totalParams !== plan.totalParams) {
-    throw new CheckpointCorruptError(
-      `checkpoint ${manifest.checkpoint} has ${manifest.totalParams} parameters; the plan has ${plan.totalParams}`,
-    );
-  }
   const values = flatVector(plan.totalParams);
   const bytes = bytesOf(values);
   const shards = manifest.shards;
@@ -142,7 +162,7 @@ async function download(
       await forEachLimited(missing.length, SHARDS_IN_FLIGHT, async (n) => {
         const i = missing[n] as number;
         const shard = shards[i] as Manifest["shards"][number];
-        const data = await api.http.download(urls[i] as string);
+        const data = await api.http.download(urls[i] as string, shard.length * 4);
         const digest = createHash("sha256").update(data).digest("hex");
         if (data.byteLength !== shard.length * 4 || digest !== shard.sha256) {
           throw new CheckpointCorruptError(

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { GaveUpError } from "../../client/api/backoff.ts";
-import { UnreachableError } from "../../client/api/errors.ts";
+import { OversizedReplyError, UnreachableError } from "../../client/api/errors.ts";
 import { Http } from "../../client/api/http.ts";
 import { listen } from "./fake-server.ts";
 
@@ -97,6 +97,18 @@ describe("transfers that break", () => {
     expect(await http.json("GET", "/runs/r/assignment", { idempotent: true })).toEqual({ round: 3 });
     expect(server.requests()).toBe(2);
   }, 10_000);
+
+  it("stops reading a download past the bytes the caller expects, once, without retrying", async () => {
+    server = await listen((_, response) => whole(response));
+    const http = new Http(server.url, backoff, timeouts);
+    const error = await http.download(`${server.url}/shard?X-Amz-Signature=secret`, 4096).catch((e) => e);
+    expect(error).toBeInstanceOf(OversizedReplyError);
+    expect(error.message).toContain("more than the 4096 bytes expected");
+    expect(error.message).not.toContain("secret");
+    expect(http.bytes.down).toBeLessThan(body.length);
+    expect(server.requests()).toBe(1);
+    expect((await http.download(`${server.url}/shard`, body.length)).byteLength).toBe(body.length);
+  });
 
   it("lets a body take far longer than both timeouts while it keeps moving", async () => {
     server = await listen((_, response) => {

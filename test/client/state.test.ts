@@ -22,6 +22,16 @@ describe("client state directory", () => {
     expect((await readdir(dir)).sort()).toEqual(["state.json", "weights-2.f32"]);
   });
 
+  it("names files only by whole checkpoint and round numbers, which come from the server", async () => {
+    const state = await StateDir.open(dir, "run-1");
+    for (const bad of [Number.NaN, -1, 1.5, "../../planted" as unknown as number]) {
+      await expect(state.saveWeights(bad, Float32Array.of(1))).rejects.toThrow(StateError);
+      await expect(state.savePending(bad, Float32Array.of(1), 1, {})).rejects.toThrow(/whole number/);
+    }
+    expect(await readdir(dir)).toEqual([]);
+    expect(await readdir(join(dir, ".."))).not.toContain("planted.f32");
+  });
+
   it("treats weights of the wrong size as absent, so the client resyncs", async () => {
     const state = await StateDir.open(dir, "run-1");
     await state.saveWeights(1, Float32Array.of(1, 2, 3, 4));

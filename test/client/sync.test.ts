@@ -1,6 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { ApiError } from "../../client/api/errors.ts";
-import type { ClientApi } from "../../client/api/routes.ts";
+import type { CheckpointLocation, ClientApi } from "../../client/api/routes.ts";
+
+type Shard = CheckpointLocation["manifest"]["shards"][number];
+
 import { CheckpointCorruptError, syncTo } from "../../client/sync/sync.ts";
 import { bytesOf } from "../../client/sync/weights.ts";
 import { buildPlan } from "../../core/plan.ts";
@@ -108,13 +111,13 @@ describe("sync by replaying the update log", () => {
     let inFlight = 0;
     let peak = 0;
     // Each shard answers after a turn of the event loop, later shards sooner, so they finish out of order.
-    api.http.download = async (url) => {
+    api.http.download = async (url, maxBytes) => {
       inFlight++;
       peak = Math.max(peak, inFlight);
       const shard = Number(url.split("/").at(-1));
       for (let turn = 0; turn < 8 - shard; turn++) await new Promise((resolve) => setImmediate(resolve));
       inFlight--;
-      return download(url);
+      return download(url, maxBytes);
     };
     const messages: string[] = [];
     const synced = await syncTo(api, s.plan, undefined, 2, {
@@ -149,13 +152,13 @@ describe("sync by replaying the update log", () => {
       const gen = generation++;
       return { ...location, shardUrls: location.shardUrls.map((url) => `${url}#${gen}`) };
     };
-    api.http.download = async (url) => {
+    api.http.download = async (url, maxBytes) => {
       const [plain, gen] = url.split("#") as [string, string];
       const stale =
         Number(gen) < generation - 1 || (Number(gen) <= freshLast && served.length >= expireAfter);
       if (stale) throw new ApiError(403, "storage", "Request has expired");
       served.push(plain);
-      return download(plain);
+      return download(plain, maxBytes);
     };
     return { s, api, served };
   }
@@ -177,6 +180,57 @@ describe("sync by replaying the update log", () => {
     await expect(syncTo(api, s.plan, undefined, 1, { mode: "download" })).rejects.toThrow(
       /403 storage: Request has expired/,
     );
+  });
+});
+
+describe("a manifest the client cannot trust", () => {
+  /** A server whose manifest for checkpoint 1 is changed by `tamper` (URLs included) before the client reads it. */
+  function tampered(tamper: (location: Awaited<ReturnType<ClientApi["checkpoint"]>>) => void) {
+    const s = server(1);
+    const api = s.api() as unknown as ClientApi;
+    const checkpoint = api.checkpoint.bind(api);
+    const downloaded: string[] = [];
+    const download = api.http.download.bind(api.http);
+    api.checkpoint = async (n) => {
+      const location = structuredClone(await checkpoint(n));
+      tamper(location);
+      return location;
+    };
+    api.http.download = async (url, maxBytes) => {
+      downloaded.push(url);
+      return download(url, maxBytes);
+    };
+    return { s, api, downloaded };
+  }
+
+  it.each([
+    ["another checkpoint's", (l: CheckpointLocation) => void (l.manifest.checkpoint = 7)],
+    ["a path for a number", (l: CheckpointLocation) => void (l.manifest.checkpoint = "../../x" as never)],
+    ["a shard past the end", (l: CheckpointLocation) => void ((l.manifest.shards[0] as Shard).length += 1)],
+    ["overlapping shards", (l: CheckpointLocation) => void ((l.manifest.shards[1] as Shard).start -= 1)],
+    ["a URL short", (l: CheckpointLocation) => void l.shardUrls.pop()],
+  ])("is refused before any download: %s", async (_, tamper) => {
+    const { s, api, downloaded } = tampered(tamper);
+    await expect(syncTo(api, s.plan, undefined, 1, { mode: "download" })).rejects.toThrow(
+      CheckpointCorruptError,
+    );
+    expect(downloaded).toEqual([]);
+  });
+
+  it("reads no more of a shard than the manifest's length", async () => {
+    const { s, api } = tampered(() => {});
+    const full = api.http.download.bind(api.http);
+    const limits: number[] = [];
+    api.http.download = async (url, maxBytes) => {
+      limits.push(maxBytes as number);
+      return full(url, maxBytes);
+    };
+    const synced = await syncTo(api, s.plan, undefined, 1, { mode: "download" });
+    const shards = (await api.checkpoint(1)).manifest.shards;
+    expect(limits.sort((a, b) => a - b)).toEqual(
+      shards.map((shard) => shard.length * 4).sort((a, b) => a - b),
+    );
+    expect(same(synced.values, s.checkpoints[1] as Float32Array)).toBe(true);
   });
 });
 
