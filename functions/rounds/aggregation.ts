@@ -21,6 +21,7 @@ import {
   shardSpecsOf,
 } from "./manifest.ts";
 import { poolSeedOf, zerothOrderOf } from "./seed-pool.ts";
+import { NonFiniteUpdate } from "./step-errors.ts";
 
 export interface RoundRef {
   runId: string;
@@ -39,6 +40,21 @@ async function logEntry(svc: Services, runId: string, round: number): Promise<Lo
   const [entry] = await svc.table.getLogEntries(runId, round, round);
   if (!entry) throw new Error(`run ${runId}: round ${round} has no update-log entry`);
   return entry;
+}
+
+/**
+ * Uploads are finite one by one, and so is their weighted mean, yet the checkpoint it updates may not be: one
+ * selected client sending coefficients near float32's largest with a vast example count overflowed half the
+ * weights to ±Infinity, and the run trained on from there. The round fails instead, and the next one starts from
+ * the same checkpoint.
+ */
+function requireFinite(values: Float32Array, round: number, offset: number, checkpoint: number): void {
+  const at = values.findIndex((v) => !Number.isFinite(v));
+  if (at < 0) return;
+  throw new NonFiniteUpdate(
+    `round ${round}: after the update, parameter ${offset + at} is ${values[at]}: the round's uploads are not ` +
+      `applied, and checkpoint ${checkpoint} stays the run's latest`,
+  );
 }
 
 const noUploads = (record: RoundRecord) =>
@@ -156,6 +172,7 @@ export async function reconstructShard(
     const seed = seedFromHex(entry.seed);
     reconstructRange(values, shard.start, entry.coefficients, seed, basisPlan, entry.basis, entry.scale);
   }
+  requireFinite(values, round, shard.start, entry.baseCheckpoint);
   const key = objectKeys.shard(runId, entry.resultCheckpoint, shard.index);
   const digest = digestShard(plan, shard, values, key);
   // A previous attempt wrote this shard; it must be the same bytes (re-read over the same buffer).

@@ -20,6 +20,7 @@ import {
 } from "aws-cdk-lib/aws-stepfunctions";
 import { LambdaInvoke } from "aws-cdk-lib/aws-stepfunctions-tasks";
 import { Construct } from "constructs";
+import { PERMANENT_STEP_ERRORS } from "../../functions/rounds/step-errors.ts";
 import { acknowledgeTracing, acknowledgeWildcard } from "./nag.ts";
 
 /**
@@ -167,7 +168,9 @@ export class Aggregation extends Construct {
         lambdaFunction,
         payload: TaskInput.fromJsonPathAt("$"),
         outputPath: "$.Payload",
-      }).addRetry(retry);
+      })
+        .addRetry({ errors: PERMANENT_STEP_ERRORS, maxAttempts: 0 })
+        .addRetry(retry);
 
     const aggregate = step("Aggregate", handlers.aggregate).addCatch(recordFailure, toFailure);
 

@@ -9,6 +9,7 @@ import {
 } from "../../functions/rounds/aggregation.ts";
 import { closeAtDeadline } from "../../functions/rounds/lifecycle.ts";
 import type { ShardOutcome } from "../../functions/rounds/manifest.ts";
+import { PERMANENT_STEP_ERRORS } from "../../functions/rounds/step-errors.ts";
 import type { Platform, Services } from "../../functions/services.ts";
 import type { ShardPool } from "./shard-pool.ts";
 
@@ -120,7 +121,8 @@ export class LocalOrchestrator implements Platform {
       try {
         return await run();
       } catch (error) {
-        if (attempt >= this.options.attempts) throw error;
+        if (attempt >= this.options.attempts || PERMANENT_STEP_ERRORS.includes((error as Error).name))
+          throw error;
       }
     }
   }

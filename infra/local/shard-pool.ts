@@ -9,6 +9,13 @@ interface Pending {
   reject: (error: Error) => void;
 }
 
+interface WorkerReply {
+  id: number;
+  result?: ShardOutcome;
+  error?: string;
+  name?: string;
+}
+
 export class ShardPool {
   private readonly idle: Worker[] = [];
   private readonly queue: Pending[] = [];
@@ -19,11 +26,15 @@ export class ShardPool {
   constructor(threads: number, env: Record<string, string>) {
     for (let i = 0; i < threads; i++) {
       const worker = new Worker(new URL("./shard-worker-entry.mjs", import.meta.url), { env });
-      worker.on("message", ({ id, result, error }: { id: number; result?: ShardOutcome; error?: string }) => {
+      worker.on("message", ({ id, result, error, name }: WorkerReply) => {
         const pending = this.inFlight.get(id);
         this.inFlight.delete(id);
-        if (error !== undefined) pending?.reject(new Error(`shard ${pending.task.shard.index}: ${error}`));
-        else if (result) pending?.resolve(result);
+        if (error !== undefined) {
+          // The name travels as Lambda's errorType does: the orchestrator decides on it whether to retry.
+          const failure = new Error(`shard ${pending?.task.shard.index}: ${error}`);
+          failure.name = name ?? failure.name;
+          pending?.reject(failure);
+        } else if (result) pending?.resolve(result);
         this.release(worker);
       });
       worker.on("error", (error) => {

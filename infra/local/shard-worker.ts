@@ -13,6 +13,10 @@ parentPort?.on("message", async ({ id, task }: { id: number; task: ShardTask }) 
   try {
     parentPort?.postMessage({ id, result: await reconstructShard(svc, task) });
   } catch (error) {
-    parentPort?.postMessage({ id, error: (error as Error).stack ?? String(error) });
+    parentPort?.postMessage({
+      id,
+      error: (error as Error).stack ?? String(error),
+      name: (error as Error).name,
+    });
   }
 });

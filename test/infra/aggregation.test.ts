@@ -78,6 +78,17 @@ describe("aggregation state machine", () => {
     }
   });
 
+  it("does not retry what no retry mends: an update that leaves weights not finite fails the round at once", () => {
+    const shardTask = Object.values(states.ReconstructShards?.ItemProcessor?.States ?? {})[0];
+    for (const state of [states.Aggregate, shardTask, states.Commit]) {
+      const retriers = state?.Retry ?? [];
+      const permanent = retriers.findIndex((r) => r.ErrorEquals.includes("NonFiniteUpdate"));
+      // Step Functions takes the first retrier that names the error, so it must come before States.ALL.
+      expect(retriers[permanent]?.MaxAttempts).toBe(0);
+      expect(permanent).toBeLessThan(retriers.findIndex((r) => r.ErrorEquals.includes("States.ALL")));
+    }
+  });
+
   it("records the round FAILED through the fail handler when any step is out of retries, then fails", () => {
     for (const name of ["Aggregate", "ReconstructShards", "Commit"]) {
       expect(states[name]?.Catch, name).toEqual([

@@ -165,6 +165,32 @@ describe("a crash at each aggregation step boundary", () => {
   });
 });
 
+describe("a poisoned round", () => {
+  it("whose update leaves weights that are not finite fails, and the next round starts from the same checkpoint", async () => {
+    const run = await newRun();
+    // Each upload is finite and so is their mean; the checkpoint it moves is not.
+    for (const client of run.clients) {
+      const coefficients = new Float32Array(run.plan.totalK).fill(3.4e38);
+      const reply = await api.call("POST", `/runs/${run.runId}/rounds/0/uploads?examples=1000000000000`, {
+        token: client.token,
+        bytes: bytesOf(coefficients),
+      });
+      expect(reply.status).toBe(202);
+    }
+    await stack.orchestrator.idle();
+    const failed = await stack.services.table.getRound(run.runId, 0);
+    expect(failed?.state).toBe("FAILED");
+    expect(failed?.failureReason).toMatch(
+      /Infinity: the round's uploads are not applied, and checkpoint 0 stays/,
+    );
+    await noRoundPointsAtAnIncompleteCheckpoint(run);
+    expect(await stack.services.table.getRound(run.runId, 1)).toMatchObject({
+      state: "OPEN",
+      baseCheckpoint: 0,
+    });
+  });
+});
+
 describe("bounded memory per shard task", () => {
   it("splits the checkpoint into at least 8 shards and no task holds more than its shard", async () => {
     const run = await newRun();
