@@ -151,10 +151,12 @@ async function participate(options: LoopOptions): Promise<number> {
     }
     newestRound = round;
     const committed = committedCheckpoint(assignment);
+    // Checkpoint numbers skip the rounds that expired or failed (round r commits r + 1), so N itself may never
+    // exist: the newest committed checkpoint is the one that does.
     if (options.untilCheckpoint !== undefined && committed >= options.untilCheckpoint) {
-      await syncWeights(assignment, options.untilCheckpoint);
-      emit({ event: "done", checkpoint: options.untilCheckpoint });
-      return options.untilCheckpoint;
+      await syncWeights(assignment, committed);
+      emit({ event: "done", checkpoint: committed });
+      return committed;
     }
     const pending = state.current.pending;
     if (pending && pending.round !== round) await state.dropPending();

@@ -167,6 +167,30 @@ describe("the client loop", () => {
     });
   });
 
+  it("stops at the first committed checkpoint past N when N itself was never committed (a failed round)", async () => {
+    const server = new FakeServer();
+    server.runRound(0);
+    server.runRound(1, 2, true);
+    server.runRound(2);
+    // Round 1 failed, so round 2 started from checkpoint 1 and committed checkpoint 3: there is no checkpoint 2.
+    const api = server.api([{ ...assignment(server, 2, "DONE"), baseCheckpoint: 1 }]);
+    const events: ClientEvent[] = [];
+    const state = await StateDir.open(dir, "run");
+    const reached = await runClient({
+      api: api as unknown as LoopOptions["api"],
+      state,
+      trainer: async () => fakeTrainer({ train: 0 }),
+      clientKey: "client-a",
+      sync: "replay",
+      pollMs: 1,
+      untilCheckpoint: 2,
+      emit: (e) => events.push(e),
+    });
+    expect(reached).toBe(3);
+    expect(events.at(-1)).toEqual({ event: "done", checkpoint: 3 });
+    expect((await state.weights(server.plan.totalParams))?.checkpoint).toBe(3);
+  });
+
   it("after a restart, resends the saved coefficients without training, once", async () => {
     const server = new FakeServer();
     server.runRound(0);
