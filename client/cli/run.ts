@@ -52,14 +52,17 @@ export async function createRun(api: OperatorApi, out: Output, modelDir: string,
       weighting: options.weighting,
       localSteps: { steps: options.localSteps, learningRate: options.localLr, batchSize: options.batchSize },
     });
+    const resume = `ferret run upload --run ${created.runId} --model ${modelDir}`;
+    // Said before the upload, which can take hours: a Ctrl-C or a kill ends the process without a catch, and no
+    // command lists runs, so the id would be lost with the run left waiting for its checkpoint 0.
+    out.info(
+      `created run ${created.runId}; uploading checkpoint 0 (should this stop, finish it with ${resume})`,
+    );
     try {
       const checkpoint = await uploadCheckpoint0(api, out, created.runId, weights.tensors);
       return { runId: created.runId, config: created.config, checkpoint };
     } catch (error) {
-      out.info(
-        `run ${created.runId} exists without checkpoint 0; upload it again with ` +
-          `ferret run upload --run ${created.runId} --model ${modelDir}`,
-      );
+      out.info(`run ${created.runId} exists without checkpoint 0; upload it again with ${resume}`);
       throw error;
     }
   } finally {

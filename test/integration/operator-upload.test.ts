@@ -194,9 +194,18 @@ describe("run create over several multipart parts", () => {
       return created;
     };
     const upload = api.http.upload.bind(api.http);
-    api.http.upload = () => Promise.reject(new Error("link down"));
-    await expect(createRun(api, new Output(true), dir, options)).rejects.toThrow("link down");
+    const said: string[] = [];
+    const out = new Output(true);
+    out.info = (message) => void said.push(message);
+    let saidBeforeUpload: string[] = [];
+    api.http.upload = () => {
+      saidBeforeUpload = [...said];
+      return Promise.reject(new Error("link down"));
+    };
+    await expect(createRun(api, out, dir, options)).rejects.toThrow("link down");
     expect((await api.status(runId)).initialCheckpointReady).toBe(false);
+    // A Ctrl-C during the upload ends the process without a catch: the way back was said before it began.
+    expect(saidBeforeUpload.join("\n")).toContain(`ferret run upload --run ${runId} --model ${dir}`);
 
     const other = await mkdtemp(join(tmpdir(), "ferret-other-model-"));
     await writeSeededModel(other, gpt2Config({ layers: 2, width: 256, heads: 4, context: 32 }), 3);
