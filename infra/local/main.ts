@@ -1,5 +1,5 @@
 // `npm run local`: start the local stack and keep it up until Ctrl-C.
-import { JavaMissing } from "./emulators.ts";
+import { JavaMissing } from "./dynamodb-local.ts";
 import { startLocalStack } from "./stack.ts";
 import { stopSignal } from "./stop-signal.ts";
 
