@@ -47,7 +47,7 @@ export const strategyOf = (x: { strategy?: Strategy }): Strategy => x.strategy ?
  * One update-log entry as it travels: coefficients are base64 little-endian float32. `strategy` is optional
  * on the wire because entries written before strategies existed have none.
  */
-export type WireLogEntry = Omit<LogEntry, "coefficients" | "strategy"> & {
+export type WireLogEntry = Omit<LogEntry, "coefficients" | "strategy" | "updates" | "examples"> & {
   coefficients: string;
   strategy?: Strategy;
 };

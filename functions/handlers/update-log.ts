@@ -40,7 +40,9 @@ export const handler = httpHandler(async (event, svc) => {
   return {
     status: 200,
     body: {
-      entries: sent.map(({ coefficients, ...entry }) => ({
+      // Without who took part and with how much data (a fedavg round's client ids and weights, the example
+      // total): a client needs neither to replay, and the other clients' are theirs to keep.
+      entries: sent.map(({ coefficients, updates: _updates, examples: _examples, ...entry }) => ({
         ...entry,
         coefficients: Buffer.from(
           coefficients.buffer,

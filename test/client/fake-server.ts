@@ -104,25 +104,16 @@ export class FakeServer {
       baseCheckpoint: base,
       resultCheckpoint: round + 1,
       uploads: clients,
-      examples: examples.reduce((a, b) => a + b, 0),
     };
     if (strategy === "fedavg") {
-      const total = common.examples;
+      const total = examples.reduce((a, b) => a + b, 0);
       for (let j = 0; j < next.length; j++) {
         let mean = 0;
         for (const [i, delta] of deltas.entries())
           mean += ((examples[i] as number) / total) * (delta[j] as number);
         next[j] = (next[j] as number) - 0.5 * mean;
       }
-      const updates = examples.map((n, i) => ({ clientId: `client-${i}`, weight: n / total, sha256: "" }));
-      this.entries.push({
-        ...common,
-        strategy,
-        seed: seedToHex(0n),
-        basis: "gaussian",
-        coefficients: "",
-        updates,
-      });
+      this.entries.push({ ...common, strategy, seed: seedToHex(0n), basis: "gaussian", coefficients: "" });
     } else {
       const pool = strategy === "fedkseed" ? seedPoolPlan(this.plan, POOL.size) : undefined;
       const seed = pool ? POOL.seed : deriveRoundSeed("salt", round);

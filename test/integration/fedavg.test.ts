@@ -113,11 +113,15 @@ describe("a full fedavg round", () => {
     expect(Buffer.from(bytes).equals(Buffer.from(bytesOf(model.weights)))).toBe(false);
   });
 
-  it("logs the updates with their weights and hashes, and no coefficients", async () => {
-    const entry = await wireLogEntry(api, run, 0);
+  it("logs the updates with their weights and hashes, and tells clients none of them", async () => {
+    const wire = await wireLogEntry(api, run, 0);
+    expect(wire).toMatchObject({ strategy: "fedavg", scale: LEARNING_RATE, uploads: 3, coefficients: "" });
+    // Another client's id, weight and example count are not a client's to read.
+    expect(Object.keys(wire ?? {})).not.toContain("updates");
+    expect(Object.keys(wire ?? {})).not.toContain("examples");
+    const [entry] = await stack.services.table.getLogEntries(run.runId, 0, 0);
     const total = uploads.reduce((n, u) => n + u.examples, 0);
-    expect(entry).toMatchObject({ strategy: "fedavg", scale: LEARNING_RATE, uploads: 3, examples: total });
-    expect(entry?.coefficients).toBe("");
+    expect(entry).toMatchObject({ strategy: "fedavg", examples: total });
     expect(entry?.updates).toEqual(
       [...uploads]
         .sort((a, b) => (a.clientId < b.clientId ? -1 : 1))
