@@ -23,12 +23,13 @@ export const handler = httpHandler(async (event, svc) => {
   const now = svc.now();
   const seconds = Math.max(1, Math.min(MAX_SECONDS, Math.floor((round.deadline - now) / 1000)));
   const key = objectKeys.stagedUpdate(runId, roundNumber, clientId);
+  const bytes = run.config.plan.totalParams * 4;
   return {
     status: 200,
     body: {
-      url: await svc.bucket.presignPut(key, seconds),
+      url: await svc.bucket.presignPut(key, bytes, seconds),
       key,
-      bytes: run.config.plan.totalParams * 4,
+      bytes,
       expiresAt: new Date(now + seconds * 1000).toISOString(),
     },
   };

@@ -123,9 +123,17 @@ export class CheckpointBucket {
     });
   }
 
-  /** A URL that lets its holder PUT one object at `key` (any bytes, any number of times) until it expires. */
-  presignPut(key: string, expiresIn: number): Promise<string> {
-    return getSignedUrl(this.s3, new PutObjectCommand({ Bucket: this.bucketName, Key: key }), { expiresIn });
+  /**
+   * A URL that lets its holder PUT an object of exactly `bytes` bytes at `key` until it expires. The length is
+   * signed: without it, one URL took up to 5 GB a PUT, as many PUTs as its holder liked, and the bucket keeps
+   * every overwritten version for a while.
+   */
+  presignPut(key: string, bytes: number, expiresIn: number): Promise<string> {
+    return getSignedUrl(
+      this.s3,
+      new PutObjectCommand({ Bucket: this.bucketName, Key: key, ContentLength: bytes }),
+      { expiresIn },
+    );
   }
 
   /** Starts a multipart upload that clients PUT parts to through presigned URLs (partUrls). */

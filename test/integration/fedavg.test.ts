@@ -181,6 +181,15 @@ describe("refused fedavg requests change nothing", () => {
     expect(await refused(() => commit(run, client, sha256(bytesOf(values))), 400, error)).toMatch(message);
   });
 
+  it("an update URL takes only the run's update size: its Content-Length is signed", async () => {
+    const client = selected[0] as Client;
+    const { url, bytes } = await stage(run, client, bytesOf(deltaOf(0)));
+    expect(bytes).toBe(4 * P);
+    // S3 refuses a PUT whose Content-Length differs from a signed one; s3rver does not check, so the signature
+    // itself is what is shown here.
+    expect(new URL(url).searchParams.get("X-Amz-SignedHeaders")?.split(";")).toContain("content-length");
+  });
+
   it("a SHA-256 that does not match the staged bytes", async () => {
     const client = selected[0] as Client;
     await stage(run, client, bytesOf(deltaOf(0)));
