@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { InputError } from "../../client/cli/output.ts";
-import { type RunOptions, strategyConfig } from "../../client/cli/run.ts";
+import { DEFAULT_LOCAL_LR, localStepsOf, type RunOptions, strategyConfig } from "../../client/cli/run.ts";
 import { DEFAULT_BASIS, resolveRunConfig, runConfigSchema } from "../../functions/rounds/run-config.ts";
 
 // `ferret run create` flags → the run config the backend's own schema accepts, for each strategy.
@@ -72,6 +72,18 @@ describe("run create --strategy", () => {
     expect(resolved({ ...withoutK, strategy: "fedkseed" }).zerothOrder).toEqual({
       seedPool: 1024,
       perturbation: 1e-3,
+    });
+  });
+
+  it("takes each strategy's own local learning rate unless --local-lr is given", () => {
+    const { localLr: _given, ...unset } = withoutK;
+    expect(localStepsOf({ ...unset, strategy: "fedkseed" }).learningRate).toBe(DEFAULT_LOCAL_LR.fedkseed);
+    expect(localStepsOf({ ...unset, strategy: "ferret" }).learningRate).toBe(DEFAULT_LOCAL_LR.ferret);
+    expect(DEFAULT_LOCAL_LR.fedkseed).toBeLessThan(DEFAULT_LOCAL_LR.ferret);
+    expect(localStepsOf({ ...withoutK, strategy: "fedkseed" })).toEqual({
+      steps: 5,
+      learningRate: 0.01,
+      batchSize: 2,
     });
   });
 
