@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { Conflict, NotFound } from "../errors.ts";
 import { httpHandler, parse, runIdParam } from "../http.ts";
+import { releaseRevokedClient } from "../rounds/lifecycle.ts";
 
 export const handler = httpHandler(async (event, svc) => {
   const runId = runIdParam(event);
@@ -10,5 +11,6 @@ export const handler = httpHandler(async (event, svc) => {
   if (!(await svc.table.revokeClient(runId, clientId))) {
     throw new Conflict("already_revoked", `client ${clientId} is already revoked`);
   }
+  await releaseRevokedClient(svc, runId, clientId);
   return { status: 200, body: { clientId, revoked: true } };
 });

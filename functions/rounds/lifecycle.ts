@@ -141,3 +141,16 @@ export async function closeAtDeadline(svc: Services, runId: string, round: numbe
   }
   return { action: "none", state: (await requireRound(svc, runId, round)).state } as const;
 }
+
+/**
+ * A client revoked while selected for the open round, before it uploaded, will never upload: the round waits for
+ * one upload fewer (not below its minimum) and closes at once if those it has meet that. A round whose quorum was
+ * all its selected clients otherwise waited for its deadline.
+ */
+export async function releaseRevokedClient(svc: Services, runId: string, clientId: string): Promise<void> {
+  const { currentRound: round } = await requireRun(svc, runId);
+  // Read after the revocation, which the upload transaction checks: an upload is either in by now or refused.
+  if (round < 0 || (await svc.table.hasUpload(runId, round, clientId))) return;
+  if (!(await svc.table.lowerQuorum(runId, round, clientId))) return;
+  if (await svc.table.closeOnQuorum(runId, round)) await svc.platform.startAggregation(runId, round);
+}

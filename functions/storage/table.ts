@@ -242,6 +242,16 @@ export class RoundTable {
     });
   }
 
+  /** One upload fewer to wait for in an open round that selected `clientId`, never below its minimum. */
+  lowerQuorum(runId: string, round: number, clientId: string): Promise<boolean> {
+    return this.update(keys.round(runId, round), {
+      UpdateExpression: "SET #quorum = #quorum - :one",
+      ConditionExpression: "#state = :open AND contains(selected, :client) AND #quorum > minUploads",
+      ExpressionAttributeNames: { "#state": "state", "#quorum": "quorum" },
+      ExpressionAttributeValues: { ":one": 1, ":open": "OPEN", ":client": clientId },
+    });
+  }
+
   /** OPEN -> AGGREGATING at the deadline, if at least the minimum uploaded. */
   closeAtDeadline(runId: string, round: number, now: number): Promise<boolean> {
     return this.transition(

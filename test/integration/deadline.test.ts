@@ -12,6 +12,7 @@ import {
   downloadCheckpoint,
   eventually,
   expectedCheckpoint,
+  type Run,
   snapshot,
   tinyModel,
   uploadRound,
@@ -54,6 +55,53 @@ async function stop(runId: string) {
   expect((await stack.services.table.getRun(runId))?.currentRound).toBe(last);
   expect(await stack.services.table.getRound(runId, last + 1)).toBeUndefined();
 }
+
+describe("a round whose selected client is revoked before it uploads", () => {
+  it("waits for one upload fewer, down to its minimum, and closes once those it has meet that", async () => {
+    const run = await createRun(
+      api,
+      model,
+      { clientsPerRound: 3, quorum: 3, minUploads: 1, deadlineSeconds: 3600 },
+      3,
+    );
+    const { seed, uploads } = await uploadRound(api, run, 2);
+    expect(await stack.services.table.getRound(run.runId, 0)).toMatchObject({ state: "OPEN", quorum: 3 });
+    const late = run.clients[2] as Run["clients"][number];
+    const revoked = await api.operator("DELETE", `/runs/${run.runId}/clients/${late.clientId}`);
+    expect(revoked.status).toBe(200);
+    await stack.orchestrator.idle();
+    expect(await stack.services.table.getRound(run.runId, 0)).toMatchObject({
+      state: "DONE",
+      closeReason: "quorum",
+      quorum: 2,
+      uploadCount: 2,
+    });
+    const { bytes } = await downloadCheckpoint(api, run, 1);
+    expect(
+      Buffer.from(bytes).equals(Buffer.from(bytesOf(expectedCheckpoint(run, model.weights, seed, uploads)))),
+    ).toBe(true);
+  });
+
+  it("never below the round's minimum, and not for a client that already uploaded", async () => {
+    const run = await createRun(
+      api,
+      model,
+      { clientsPerRound: 3, quorum: 3, minUploads: 2, deadlineSeconds: 3600 },
+      3,
+    );
+    await uploadRound(api, run, 1);
+    const [uploaded, second, third] = run.clients as Run["clients"];
+    for (const client of [uploaded, second, third]) {
+      await api.operator("DELETE", `/runs/${run.runId}/clients/${client?.clientId}`);
+    }
+    // The client that uploaded still counts; the two others lower the quorum to the minimum and no further.
+    expect(await stack.services.table.getRound(run.runId, 0)).toMatchObject({
+      state: "OPEN",
+      quorum: 2,
+      uploadCount: 1,
+    });
+  });
+});
 
 describe("a round at its deadline", () => {
   it("with at least the minimum: closes, aggregates the uploads it has, and commits", async () => {
