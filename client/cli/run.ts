@@ -1,4 +1,7 @@
 // `ferret run create|upload|status|start|pause|export`: the operator's side of a run.
+import { constants } from "node:fs";
+import { access, stat } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
 import { type Command, Option } from "commander";
 import { assertPlanMatches } from "../../core/plan.ts";
 import { FAMILIES } from "../../core/reference.ts";
@@ -88,6 +91,20 @@ export const localStepsOf = (options: RunOptions) => ({
   batchSize: options.batchSize,
 });
 
+/** The export is written beside `--out` and renamed: its directory must take a file before the server is asked. */
+async function requireWritableDirectory(file: string): Promise<void> {
+  const directory = dirname(resolve(file));
+  try {
+    if (!(await stat(directory)).isDirectory()) throw new Error("not a directory");
+    await access(directory, constants.W_OK);
+  } catch (error) {
+    throw new InputError(
+      `--out ${file}: ${directory} is not a directory this user can write (${(error as Error).message}); ` +
+        "expected a path in an existing, writable directory",
+    );
+  }
+}
+
 /** Uploads checkpoint 0 of a run whose `run create` stopped before the upload completed. */
 export async function uploadInitialCheckpoint(
   api: OperatorApi,
@@ -149,12 +166,34 @@ function describeStrategy(config: RunConfig): string {
   return `strategy ferret, basis ${config.basis}, K ${config.plan.totalK}`;
 }
 
-function describeStatus(status: Awaited<ReturnType<OperatorApi["status"]>>): string {
+type RunStatus = Awaited<ReturnType<OperatorApi["status"]>>;
+
+/** The newest committed checkpoint: round r commits r + 1, and one that expired or failed commits nothing. */
+export function latestCheckpoint(status: RunStatus): number | undefined {
+  if (!status.initialCheckpointReady) return undefined;
   const round = status.round;
+  if (!round) return 0;
+  return round.state === "DONE" ? round.round + 1 : round.baseCheckpoint;
+}
+
+/** Clients named in a human status, at most; --json lists them all. */
+const LISTED_CLIENTS = 20;
+
+function describeStatus(status: RunStatus): string {
+  const round = status.round;
+  const active = status.clients.filter((c) => !c.revoked);
   const lines = [
     `run ${status.runId}: ${status.status}, ${status.config.plan.totalParams} parameters, ${describeStrategy(status.config)}, ${status.config.plan.blocks.length} blocks`,
-    `clients: ${status.clients.filter((c) => !c.revoked).length} active, ${status.clients.filter((c) => c.revoked).length} revoked`,
+    `clients: ${active.length} active, ${status.clients.length - active.length} revoked`,
+    ...status.clients
+      .slice(0, LISTED_CLIENTS)
+      .map((c) => `  ${c.clientId}  ${c.name}${c.revoked ? "  (revoked)" : ""}`),
+    ...(status.clients.length > LISTED_CLIENTS
+      ? [`  … and ${status.clients.length - LISTED_CLIENTS} more (--json lists every client)`]
+      : []),
   ];
+  const latest = latestCheckpoint(status);
+  if (latest !== undefined) lines.push(`latest checkpoint: ${latest} (ferret run export writes it)`);
   if (!status.initialCheckpointReady) {
     const failure = status.importFailure;
     lines.push(
@@ -292,25 +331,34 @@ export function registerRunCommands(program: Command): void {
   withOperatorOptions(
     run
       .command("export")
-      .description("write checkpoint N (the weights round N started from) as one safetensors file")
+      .description("write a committed checkpoint (the latest by default) as one safetensors file")
       .addOption(runOption())
-      .requiredOption(
-        "--round <n>",
-        "checkpoint number: 0 is the initial model, r + 1 the result of round r",
+      .option(
+        "--checkpoint <n>",
+        "checkpoint number (default: the latest): 0 is the initial model, and round r commits r + 1, so a " +
+          "round that expired or failed leaves its number unused",
         nonNegativeInt,
       )
       .requiredOption("--out <file>", "output .safetensors path"),
-  ).action(async (flags: OperatorFlags & { run?: string; round: number; out: string }) => {
+  ).action(async (flags: OperatorFlags & { run?: string; checkpoint?: number; out: string }) => {
     const { api, out } = await operator(flags);
-    const exported = await api.exportCheckpoint(required(flags.run, "--run", "FERRET_RUN"), flags.round, {
+    await requireWritableDirectory(flags.out);
+    const runId = required(flags.run, "--run", "FERRET_RUN");
+    const checkpoint = flags.checkpoint ?? latestCheckpoint(await api.status(runId));
+    if (checkpoint === undefined)
+      throw new InputError(`run ${runId} has no checkpoint 0 yet (ferret run upload)`);
+    const exported = await api.exportCheckpoint(runId, checkpoint, {
       onWait: (waited) =>
-        out.info(`the server is writing checkpoint ${flags.round}'s export (${Math.round(waited / 1000)} s)`),
+        out.info(`the server is writing checkpoint ${checkpoint}'s export (${Math.round(waited / 1000)} s)`),
     });
     let progress: ((done: number) => void) | undefined;
     const bytes = await api.http.downloadToFile(exported.url, flags.out, (done, total) => {
-      progress ??= out.progress(`downloading checkpoint ${flags.round}`, total, "B");
+      progress ??= out.progress(`downloading checkpoint ${checkpoint}`, total, "B");
       progress(done);
     });
-    out.result({ checkpoint: flags.round, out: flags.out, bytes }, `wrote ${flags.out} (${bytes} bytes)`);
+    out.result(
+      { checkpoint, out: flags.out, bytes },
+      `wrote checkpoint ${checkpoint} to ${flags.out} (${bytes} bytes)`,
+    );
   });
 }

@@ -1,6 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { InputError } from "../../client/cli/output.ts";
-import { DEFAULT_LOCAL_LR, localStepsOf, type RunOptions, strategyConfig } from "../../client/cli/run.ts";
+import {
+  DEFAULT_LOCAL_LR,
+  latestCheckpoint,
+  localStepsOf,
+  type RunOptions,
+  strategyConfig,
+} from "../../client/cli/run.ts";
 import { DEFAULT_BASIS, resolveRunConfig, runConfigSchema } from "../../functions/rounds/run-config.ts";
 
 // `ferret run create` flags → the run config the backend's own schema accepts, for each strategy.
@@ -103,5 +109,21 @@ describe("run create --strategy", () => {
     expect(() => strategyConfig({ ...withoutK, strategy: "fedavg", seedPool: 8 })).toThrow(
       /apply to --strategy fedkseed only, not fedavg/,
     );
+  });
+});
+
+describe("run status and export: the latest checkpoint", () => {
+  const status = (round?: { round: number; state: string; baseCheckpoint: number }, ready = true) =>
+    ({ initialCheckpointReady: ready, ...(round ? { round } : {}) }) as unknown as Parameters<
+      typeof latestCheckpoint
+    >[0];
+
+  it("is the result of a DONE round, else the checkpoint the current round started from", () => {
+    expect(latestCheckpoint(status(undefined, false))).toBeUndefined();
+    expect(latestCheckpoint(status())).toBe(0);
+    expect(latestCheckpoint(status({ round: 4, state: "DONE", baseCheckpoint: 3 }))).toBe(5);
+    // Round 3 failed, so round 4 started from checkpoint 3 and there is no checkpoint 4 yet.
+    expect(latestCheckpoint(status({ round: 4, state: "OPEN", baseCheckpoint: 3 }))).toBe(3);
+    expect(latestCheckpoint(status({ round: 4, state: "FAILED", baseCheckpoint: 3 }))).toBe(3);
   });
 });

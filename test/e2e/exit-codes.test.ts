@@ -29,6 +29,18 @@ describe("ferret exit codes", () => {
     expect(input.stderr).toMatch(/--endpoint is required \(or set FERRET_ENDPOINT\)/);
     expect(unreachable.code, unreachable.stderr).toBe(5);
   }, 120_000);
+
+  it("3 for an export to a directory that does not exist, said before the server is asked", async () => {
+    const unwritable = await run([
+      ...["run", "export", "--run", "r", "--checkpoint", "1", "--out", "/nonexistent/dir/model.safetensors"],
+      ...["--endpoint", "http://127.0.0.1:1", "--admin-token", "t", "--give-up-after", "10m"],
+    ]);
+    expect(unwritable.code, unwritable.stderr).toBe(3);
+    expect(unwritable.stderr).toMatch(
+      /--out \/nonexistent\/dir\/model.safetensors: \/nonexistent\/dir is not a directory/,
+    );
+    expect(unwritable.stderr).not.toContain("retrying");
+  }, 60_000);
 });
 
 describe("ferret client", () => {

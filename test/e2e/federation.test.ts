@@ -139,7 +139,7 @@ describe("ferret end to end: 3 clients × 3 rounds through the CLI", () => {
 
     // Every client replayed the update log (never downloading after checkpoint 0) to the server's exact bytes.
     const exported = join(work, "final.safetensors");
-    await ferret(["run", "export", "--run", runId, "--round", String(ROUNDS), "--out", exported], env);
+    await ferret(["run", "export", "--run", runId, "--checkpoint", String(ROUNDS), "--out", exported], env);
     const server = await exportedValues(exported);
     for (let i = 0; i < CLIENTS; i++) {
       const syncs = events(i).filter((e) => e.event === "synced" && (e.checkpoint as number) > 0);
