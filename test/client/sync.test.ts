@@ -204,11 +204,11 @@ describe("a manifest the client cannot trust", () => {
   }
 
   it.each([
-    ["another checkpoint's", (l: CheckpointLocation) => void (l.manifest.checkpoint = 7)],
-    ["a path for a number", (l: CheckpointLocation) => void (l.manifest.checkpoint = "../../x" as never)],
-    ["a shard past the end", (l: CheckpointLocation) => void ((l.manifest.shards[0] as Shard).length += 1)],
-    ["overlapping shards", (l: CheckpointLocation) => void ((l.manifest.shards[1] as Shard).start -= 1)],
-    ["a URL short", (l: CheckpointLocation) => void l.shardUrls.pop()],
+    ["another checkpoint's", (l: CheckpointLocation) => Object.assign(l.manifest, { checkpoint: 7 })],
+    ["a path for a number", (l: CheckpointLocation) => Object.assign(l.manifest, { checkpoint: "../../x" })],
+    ["a shard past the end", (l: CheckpointLocation) => (l.manifest.shards[0] as Shard).length++],
+    ["overlapping shards", (l: CheckpointLocation) => (l.manifest.shards[1] as Shard).start--],
+    ["a URL short", (l: CheckpointLocation) => l.shardUrls.pop()],
   ])("is refused before any download: %s", async (_, tamper) => {
     const { s, api, downloaded } = tampered(tamper);
     await expect(syncTo(api, s.plan, undefined, 1, { mode: "download" })).rejects.toThrow(
