@@ -161,7 +161,9 @@ async function participate(options: LoopOptions): Promise<number> {
     const pending = state.current.pending;
     if (pending && pending.round !== round) await state.dropPending();
     if (assignment.state !== "OPEN") {
-      await wait(`round ${round} is ${assignment.state}`, round);
+      const paused =
+        assignment.runStatus === "PAUSED" ? "; the run is paused until its operator starts it" : "";
+      await wait(`round ${round} is ${assignment.state}${paused}`, round);
       continue;
     }
     if (!assignment.selected || state.hasUploaded(round)) {

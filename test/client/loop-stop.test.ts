@@ -159,6 +159,35 @@ describe("stopping the client loop", () => {
     expect(events).toEqual([{ event: "waiting", reason: "round 0 is AGGREGATING", round: 0 }]);
   });
 
+  it("says, while it waits, that the run is paused", async () => {
+    const server = new FakeServer();
+    server.runRound(0);
+    const controller = new AbortController();
+    const events: ClientEvent[] = [];
+    await runClient({
+      api: server.api([
+        { ...assignment(server, "DONE"), runStatus: "PAUSED" },
+      ]) as unknown as LoopOptions["api"],
+      state: await StateDir.open(dir, "run"),
+      clientKey: "client-a",
+      trainer: async () => {
+        throw new Error("a client that only waits builds no trainer");
+      },
+      sync: "replay",
+      pollMs: 10 * 60_000,
+      signal: controller.signal,
+      emit: (e) => {
+        events.push(e);
+        if (e.event === "waiting") setTimeout(() => controller.abort(), 10);
+      },
+    });
+    expect(events.at(-1)).toEqual({
+      event: "waiting",
+      reason: "round 0 is DONE; the run is paused until its operator starts it",
+      round: 0,
+    });
+  });
+
   it("stops at once while several shard downloads wait in backoff for an unreachable store", async () => {
     const layers = Array.from({ length: 12 }, (_, i) => ({ name: `layer${i}.weight`, shape: [8, 4] }));
     const server = new FakeServer(buildPlan(layers, { totalK: 64, targetBlockSize: 32 }));
