@@ -35,6 +35,30 @@ export class InputError extends Error {
   override name = "InputError";
 }
 
+/** What a failed read or write says of the path it was given (Node's error code). */
+const PATH_PROBLEMS: Record<string, string> = {
+  ENOENT: "does not exist",
+  EISDIR: "is a directory",
+  ENOTDIR: "lies under a file",
+  EEXIST: "exists and is not a directory",
+  EACCES: "is not accessible to this user (EACCES)",
+  EPERM: "cannot be used here (EPERM: operation not permitted)",
+  EROFS: "is on a read-only file system (EROFS)",
+};
+
+/**
+ * `error`, met while using the path given to `option`, as an InputError naming the option and what it expects.
+ * A filesystem error gets those words; an InputError (a model directory that lacks a file, say) is prefixed
+ * with the option; any other error is returned as it is (a dataset's own errors name the file and line).
+ */
+export function pathInputError(option: string, path: string, expected: string, error: unknown): unknown {
+  const problem = PATH_PROBLEMS[(error as NodeJS.ErrnoException)?.code ?? ""];
+  if (problem) return new InputError(`${option} ${path} ${problem}; expected ${expected}`, { cause: error });
+  if (error instanceof InputError)
+    return new InputError(`${option} ${path}: ${error.message}`, { cause: error });
+  return error;
+}
+
 /** Options that parse but do not fit together or with the inputs (found once those are read). */
 export class UsageError extends Error {
   override name = "UsageError";
