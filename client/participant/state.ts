@@ -9,8 +9,9 @@
 // one client: another client's pending upload sent under a new token would be counted twice.
 // Nothing is written before there is something to keep (the first checkpoint synced), so a client the server
 // refuses (a wrong run or token) leaves no state behind that would bind the directory to that run or client.
-import { access, constants, mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from "node:fs/promises";
+import { open, readdir, readFile, rename, rm, rmdir, stat } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
+import { writableDirectory } from "../cli/output.ts";
 import { flatVector } from "../sync/weights.ts";
 
 export interface PendingUpload {
@@ -139,25 +140,6 @@ export async function readFloats(
   }
 }
 
-/** What makes `dir` unusable as a state directory, found by creating it (the only check that root can trust). */
-async function usableDirectory(dir: string): Promise<string | undefined> {
-  const refuse = (reason: string, error: unknown) =>
-    new StateError(
-      `cannot keep the client's state in ${dir}: it ${reason}; expected --state to name a directory this user ` +
-        "can write, or a path where one can be created",
-      { cause: error },
-    );
-  const created = await mkdir(dir, { recursive: true }).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === "EEXIST") throw refuse("exists and is not a directory", error);
-    if (error.code === "ENOTDIR") throw refuse("lies under a file", error);
-    throw refuse(`cannot be created (${error.code ?? error.message})`, error);
-  });
-  await access(dir, constants.W_OK | constants.X_OK).catch((error: NodeJS.ErrnoException) => {
-    throw refuse(`is not writable (${error.code})`, error);
-  });
-  return created;
-}
-
 export class StateDir {
   /** A pending upload that claim() dropped from the state, whose file goes once state.json stops naming it. */
   private dropped?: string;
@@ -175,7 +157,7 @@ export class StateDir {
    * state.json no longer names) are removed.
    */
   static async open(dir: string, runId: string): Promise<StateDir> {
-    const created = await usableDirectory(dir);
+    const created = await writableDirectory("--state", dir);
     const path = join(dir, "state.json");
     // Only a missing file is a fresh start: an unreadable one must not be taken for it (its upload would be lost).
     const text = await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {

@@ -62,8 +62,8 @@ describe("ferret client at startup", () => {
       /^ferret: --model .*no-model: .*no-model\/config\.json is missing; a model directory holds config\.json/,
     );
     expect(state.stderr).toBe(
-      `ferret: cannot keep the client's state in ${file}: it exists and is not a directory; expected --state to ` +
-        "name a directory this user can write, or a path where one can be created\n",
+      `ferret: --state ${file} exists and is not a directory; expected a directory this user can write, or a ` +
+        "path where one can be created\n",
     );
   }, 60_000);
 

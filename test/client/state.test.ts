@@ -2,6 +2,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { InputError } from "../../client/cli/output.ts";
 import { readFloats, StateDir, StateError } from "../../client/participant/state.ts";
 import { assertFlatVectorFits } from "../../client/sync/weights.ts";
 
@@ -140,13 +141,13 @@ describe("client state directory", () => {
     const file = join(dir, "f");
     await writeFile(file, "x");
     await expect(StateDir.open(file, "run-1")).rejects.toThrow(
-      new StateError(
-        `cannot keep the client's state in ${file}: it exists and is not a directory; expected --state to name ` +
-          "a directory this user can write, or a path where one can be created",
+      new InputError(
+        `--state ${file} exists and is not a directory; expected a directory this user can write, or a path ` +
+          "where one can be created",
       ),
     );
     await expect(StateDir.open(join(file, "x"), "run-1")).rejects.toThrow(
-      /in .*f\/x: it lies under a file; expected --state/,
+      /^--state .*f\/x lies under a file; expected/,
     );
     expect(await readFile(file, "utf8")).toBe("x");
   });
