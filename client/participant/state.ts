@@ -26,7 +26,8 @@ export interface ClientState {
   runId: string;
   /**
    * The key of the client whose uploads this directory records (the CLI's is the SHA-256 of its token, never
-   * the token). Absent until the loop claims the directory, and in files written before it was recorded.
+   * the token). Written with the first save after the loop claims the directory; absent in files written before
+   * it was recorded.
    */
   client?: string;
   /** Checkpoint held in `weightsFile`, or null before the first sync. */
