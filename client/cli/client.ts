@@ -16,7 +16,7 @@ import {
   runOption,
 } from "./connection.ts";
 import { milliseconds, nonNegativeInt, positiveInt } from "./options.ts";
-import { EXIT, InputError, Output, UsageError } from "./output.ts";
+import { EXIT, Output, pathInputError, UsageError } from "./output.ts";
 
 interface ClientFlags {
   endpoint?: string;
@@ -71,6 +71,9 @@ function describe(event: ClientEvent): string {
       return `done: holding checkpoint ${event.checkpoint}`;
   }
 }
+
+/** Tokens per training row when --seq-len is not given: the model's context, at most 128. */
+export const defaultSeqLen = (positions: number) => Math.min(128, positions);
 
 export function registerClientCommand(program: Command): void {
   program
@@ -145,7 +148,9 @@ export function registerClientCommand(program: Command): void {
         import("../participant/trainer.ts"),
         import("../engine/session.ts"),
       ]);
-      const model = await loadModelDir(flags.model);
+      const model = await loadModelDir(flags.model).catch((error: unknown) => {
+        throw pathInputError("--model", flags.model, "a model directory", error);
+      });
       const positions = model.config.maxPositions;
       if (flags.seqLen !== undefined && flags.seqLen > positions) {
         throw new UsageError(
@@ -153,10 +158,9 @@ export function registerClientCommand(program: Command): void {
             `positions, so expected --seq-len ${positions} or less`,
         );
       }
-      const seqLen = flags.seqLen ?? Math.min(128, positions);
+      const seqLen = flags.seqLen ?? defaultSeqLen(positions);
       const data = await loadLocalData(flags.data, model.tokenizer, seqLen).catch((error: unknown) => {
-        if ((error as NodeJS.ErrnoException).code !== "EISDIR") throw error;
-        throw new InputError(`--data ${flags.data} is a directory; expected a JSONL file`, { cause: error });
+        throw pathInputError("--data", flags.data, "a JSONL file", error);
       });
       await ensureDeviceAvailable(flags.device);
       // The token is per client, so its hash names this client's state and seeds its fedkseed step draws.
@@ -174,26 +178,32 @@ export function registerClientCommand(program: Command): void {
       };
       process.once("SIGINT", interrupt);
       process.once("SIGTERM", interrupt);
-      const reached = await runClient({
-        api,
-        state,
-        clientKey: tokenHash,
-        stateNamedForClient: flags.state === undefined,
-        sync: flags.sync,
-        pollMs: flags.poll,
-        ...(flags.untilCheckpoint === undefined ? {} : { untilCheckpoint: flags.untilCheckpoint }),
-        signal: stop.signal,
-        trainer: (assignment) =>
-          LocalTrainer.create(model.config, assignment.plan, data, {
-            device: flags.device,
-            batchSize: assignment.localSteps.batchSize,
-            ...(flags.threads ? { threads: flags.threads } : {}),
-          }),
-        emit: (event) => {
-          if (event.event === "step" && !flags.json && event.step % 5 !== 4) return;
-          out.event(event, describe(event));
-        },
-      });
+      let reached: number;
+      try {
+        reached = await runClient({
+          api,
+          state,
+          clientKey: tokenHash,
+          stateNamedForClient: flags.state === undefined,
+          sync: flags.sync,
+          pollMs: flags.poll,
+          ...(flags.untilCheckpoint === undefined ? {} : { untilCheckpoint: flags.untilCheckpoint }),
+          signal: stop.signal,
+          trainer: (assignment) =>
+            LocalTrainer.create(model.config, assignment.plan, data, {
+              device: flags.device,
+              batchSize: assignment.localSteps.batchSize,
+              ...(flags.threads ? { threads: flags.threads } : {}),
+            }),
+          emit: (event) => {
+            if (event.event === "step" && !flags.json && event.step % 5 !== 4) return;
+            out.event(event, describe(event));
+          },
+        });
+      } finally {
+        // Nothing is saved before the server has answered this client: one it refused leaves no directory.
+        await state.removeIfUnused();
+      }
       if (reached < 0) process.exitCode = EXIT.interrupted;
     });
 }

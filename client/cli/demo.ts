@@ -1,10 +1,15 @@
 // `ferret demo` (also `npm run demo`): the federation on one machine, with a report. Defaults finish in a few
 // minutes on 2 cores.
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { type Command, Option } from "commander";
 import { FAMILIES } from "../../core/reference.ts";
+import { MAX_TOTAL_K } from "../../functions/rounds/run-config.ts";
+import { defaultSeqLen } from "./client.ts";
 import { jsonOption } from "./connection.ts";
-import { positiveInt, positiveNumber } from "./options.ts";
-import { Output } from "./output.ts";
+import { positiveInt, positiveIntUpTo, positiveNumber } from "./options.ts";
+import { Output, pathInputError, UsageError, writableDirectory } from "./output.ts";
 
 interface DemoFlags {
   clients: number;
@@ -22,6 +27,55 @@ interface DemoFlags {
   json?: boolean;
 }
 
+/**
+ * What the demo can check before it starts the local stack, so that a mistake stops it at once (exit 2 or 3), not
+ * after the rounds: the directories it writes, the base model, and that each client's text makes enough rows.
+ * Returns the base model's directory (the cached pretrained model unless --model names one).
+ */
+async function checkInputs(flags: DemoFlags, out: Output): Promise<string> {
+  await writableDirectory("--out", flags.out);
+  await writableDirectory("--cache", flags.cache);
+  const [{ ensurePretrained }, { defaultBaseModelDir }, { loadModelDir, openModelWeights }, trainer, sotu] =
+    await Promise.all([
+      import("../demo/run-demo.ts"),
+      import("../pretrain/main.ts"),
+      import("../participant/model-dir.ts"),
+      import("../participant/trainer.ts"),
+      import("../demo/sotu.ts"),
+    ]);
+  const scratch = await mkdtemp(join(tmpdir(), "ferret-demo-check-"));
+  try {
+    const datasets = await sotu
+      .writeSotuSplit(scratch, flags.clients, flags.chars)
+      .catch((error: unknown) => {
+        if (!(error instanceof RangeError)) throw error;
+        throw new UsageError(`--clients ${flags.clients}: ${error.message}; expected fewer clients`);
+      });
+    const dir = flags.model ?? defaultBaseModelDir();
+    if (flags.model === undefined) await ensurePretrained(dir, out);
+    const unusableModel = (error: unknown) => {
+      throw pathInputError("--model", dir, "a model directory", error);
+    };
+    const model = await loadModelDir(dir).catch(unusableModel);
+    await (await openModelWeights(model).catch(unusableModel)).close();
+    for (const dataset of datasets) {
+      // The clients' own rule, with the row length they will use (no --seq-len).
+      await trainer
+        .loadLocalData(dataset.file, model.tokenizer, defaultSeqLen(model.config.maxPositions))
+        .catch((error: unknown) => {
+          if (!(error instanceof RangeError)) throw error;
+          throw new UsageError(
+            `--chars ${flags.chars} gives ${dataset.president}'s client too little text: ` +
+              `${error.message.replace(dataset.file, "its text")}; expected a larger --chars`,
+          );
+        });
+    }
+    return dir;
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
 export function registerDemoCommand(program: Command): void {
   program
     .command("demo")
@@ -32,9 +86,10 @@ export function registerDemoCommand(program: Command): void {
     .option("--rounds <n>", "federated rounds", positiveInt, 8)
     .option(
       "--model <dir>",
-      "base model directory (default: the cached `npm run pretrain` model, trained first if absent)",
+      "base model directory (default: `npm run pretrain`'s model, cached in ~/.cache/ferret/models or " +
+        "$FERRET_CACHE_DIR/models, trained first if absent)",
     )
-    .option("--cache <dir>", "where the base model, data splits and client state live", ".ferret")
+    .option("--cache <dir>", "where the clients' data splits, state and logs live", ".ferret")
     .option("--out <dir>", "report directory", "report")
     .option("--chars <n>", "characters of speeches per client", positiveInt, 20_000)
     .addOption(
@@ -42,7 +97,12 @@ export function registerDemoCommand(program: Command): void {
         .choices(FAMILIES)
         .default("sketch"),
     )
-    .option("--k <n>", "coefficients per upload (at most 65536)", positiveInt, 65_536)
+    .option(
+      "--k <n>",
+      `coefficients per upload (at most ${MAX_TOTAL_K})`,
+      positiveIntUpTo(MAX_TOTAL_K),
+      MAX_TOTAL_K,
+    )
     .option("--local-steps <n>", "local SGD steps per round", positiveInt, 10)
     .option("--local-lr <x>", "local SGD learning rate", positiveNumber, 0.05)
     .option("--global-lr <x>", "server learning rate", positiveNumber, 1)
@@ -50,12 +110,13 @@ export function registerDemoCommand(program: Command): void {
     .addOption(jsonOption())
     .action(async (flags: DemoFlags) => {
       const out = new Output(flags.json === true);
+      const model = await checkInputs(flags, out);
       const { runDemo } = await import("../demo/run-demo.ts");
       const summary = await runDemo(
         {
           clients: flags.clients,
           rounds: flags.rounds,
-          ...(flags.model ? { model: flags.model } : {}),
+          model,
           cache: flags.cache,
           out: flags.out,
           charsPerClient: flags.chars,

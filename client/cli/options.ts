@@ -8,6 +8,16 @@ export function positiveInt(value: string): number {
   return n;
 }
 
+/** A parser of positive integers up to `max`, for a limit the server enforces: refused here, not after setup. */
+export function positiveIntUpTo(max: number): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!Number.isSafeInteger(n) || n <= 0 || n > max)
+      throw new InvalidArgumentError(`expected a positive integer of at most ${max}, got "${value}"`);
+    return n;
+  };
+}
+
 export function nonNegativeInt(value: string): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n < 0)

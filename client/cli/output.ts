@@ -1,5 +1,6 @@
 // How the CLI talks: results to stdout (a human summary, or one JSON document / JSON lines with --json),
 // progress and diagnostics to stderr, and exit codes a script can act on.
+import { access, constants, mkdir } from "node:fs/promises";
 import { GaveUpError } from "../api/backoff.ts";
 import { ApiError, ProtocolMismatchError, UnreachableError } from "../api/errors.ts";
 
@@ -33,6 +34,46 @@ Exit codes:
 /** A problem with what the user gave us, reported without a stack trace. */
 export class InputError extends Error {
   override name = "InputError";
+}
+
+/** What a failed read or write says of the path it was given (Node's error code). */
+const PATH_PROBLEMS: Record<string, string> = {
+  ENOENT: "does not exist",
+  EISDIR: "is a directory",
+  ENOTDIR: "lies under a file",
+  EEXIST: "exists and is not a directory",
+  EACCES: "is not accessible to this user (EACCES: permission denied)",
+  EPERM: "cannot be created or changed here (EPERM: operation not permitted)",
+  EROFS: "is on a read-only file system (EROFS)",
+};
+
+/**
+ * `error`, met while using the path given to `option`, as an InputError naming the option and what it expects.
+ * A filesystem error gets those words; an InputError (a model directory that lacks a file, say) is prefixed
+ * with the option; any other error is returned as it is (a dataset's own errors name the file and line).
+ */
+export function pathInputError(option: string, path: string, expected: string, error: unknown): unknown {
+  const problem = PATH_PROBLEMS[(error as NodeJS.ErrnoException)?.code ?? ""];
+  if (problem) return new InputError(`${option} ${path} ${problem}; expected ${expected}`, { cause: error });
+  if (error instanceof InputError)
+    return new InputError(`${option} ${path}: ${error.message}`, { cause: error });
+  return error;
+}
+
+/**
+ * Creates the directory that `option` names, if absent, and checks that this user can write in it: a command
+ * that writes there after minutes of work learns now that it could not. Creating it is the check to trust:
+ * root passes access() in /sys, where mkdir fails. Returns the first directory created, as mkdir does.
+ */
+export async function writableDirectory(option: string, dir: string): Promise<string | undefined> {
+  const expected = "a directory this user can write, or a path where one can be created";
+  try {
+    const created = await mkdir(dir, { recursive: true });
+    await access(dir, constants.W_OK | constants.X_OK);
+    return created;
+  } catch (error) {
+    throw pathInputError(option, dir, expected, error);
+  }
 }
 
 /** Options that parse but do not fit together or with the inputs (found once those are read). */

@@ -7,8 +7,11 @@
 // ever names complete files. A pending upload found at start is sent again, never recomputed: the server
 // accepts it once and answers "duplicate_upload" to a repeat, which counts as done. The directory belongs to
 // one client: another client's pending upload sent under a new token would be counted twice.
-import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
-import { join } from "node:path";
+// Nothing is written before there is something to keep (the first checkpoint synced), so a client the server
+// refuses (a wrong run or token) leaves no state behind that would bind the directory to that run or client.
+import { open, readdir, readFile, rename, rm, rmdir, stat } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
+import { writableDirectory } from "../cli/output.ts";
 import { flatVector } from "../sync/weights.ts";
 
 export interface PendingUpload {
@@ -23,7 +26,8 @@ export interface ClientState {
   runId: string;
   /**
    * The key of the client whose uploads this directory records (the CLI's is the SHA-256 of its token, never
-   * the token). Absent until the loop claims the directory, and in files written before it was recorded.
+   * the token). Written with the first save after the loop claims the directory; absent in files written before
+   * it was recorded.
    */
   client?: string;
   /** Checkpoint held in `weightsFile`, or null before the first sync. */
@@ -138,17 +142,23 @@ export async function readFloats(
 }
 
 export class StateDir {
+  /** A pending upload that claim() dropped from the state, whose file goes once state.json stops naming it. */
+  private dropped?: string;
+
   private constructor(
     readonly dir: string,
     private state: ClientState,
+    /** The first directory open() created on the way to `dir`, if any. */
+    private readonly created: string | undefined,
   ) {}
 
   /**
-   * Opens (or starts) the state of `runId` in `dir`; a directory used for another run is refused. Files a kill
-   * or a failed write left behind (temporaries, weights or a body that state.json no longer names) are removed.
+   * Opens (or starts) the state of `runId` in `dir`; a directory used for another run, or one that cannot be
+   * written, is refused. Files a kill or a failed write left behind (temporaries, weights or a body that
+   * state.json no longer names) are removed.
    */
   static async open(dir: string, runId: string): Promise<StateDir> {
-    await mkdir(dir, { recursive: true });
+    const created = await writableDirectory("--state", dir);
     const path = join(dir, "state.json");
     // Only a missing file is a fresh start: an unreadable one must not be taken for it (its upload would be lost).
     const text = await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
@@ -176,9 +186,26 @@ export class StateDir {
         `${dir} holds the state of run ${state.runId}; use another --state directory for run ${runId}`,
       );
     }
-    const opened = new StateDir(dir, state);
+    const opened = new StateDir(dir, state, created);
     await opened.removeLeftovers();
     return opened;
+  }
+
+  /**
+   * Removes the directories open() created, when nothing was written to them (the server refused the client,
+   * say): a mistyped token or run leaves no directory behind. Directories that hold anything stay.
+   */
+  async removeIfUnused(): Promise<void> {
+    if (this.created === undefined) return;
+    const removed = (path: string) =>
+      rmdir(path).then(
+        () => true,
+        () => false,
+      );
+    // rmdir removes empty directories only: another process's files, or this one's state, keep theirs.
+    for (let path = resolve(this.dir); await removed(path); path = dirname(path)) {
+      if (path === resolve(this.created)) return;
+    }
   }
 
   private async removeLeftovers(): Promise<void> {
@@ -196,7 +223,8 @@ export class StateDir {
    * Binds the directory to the client with key `client`. Another client's saved upload must not be sent as
    * this one's (the aggregate would count it twice), nor its uploaded rounds skipped: such a directory is refused.
    * `namedForClient`: the directory's own name proves it this client's (the CLI's default is named after the
-   * token's hash), so a state written before owners were recorded keeps its upload.
+   * token's hash), so a state written before owners were recorded keeps its upload. The claim is written with
+   * the first thing saved, which the client saves only once the server has answered it.
    */
   async claim(client: string, namedForClient = false): Promise<void> {
     const owner = this.state.client;
@@ -208,14 +236,16 @@ export class StateDir {
           "client's to send. Use another --state directory for this token (without --state, each token gets its own)",
       );
     }
-    if (namedForClient) return this.commit({ ...this.state, client });
+    if (namedForClient) {
+      this.state = { ...this.state, client };
+      return;
+    }
     // No owner, in a directory the user named: a new one, or one written before owners were recorded, whose
     // pending upload and uploaded rounds cannot be shown to be this client's: they are dropped. At worst this
     // client trains a round again, and the server answers a repeat with duplicate_upload. The weights stay:
     // every sync checks them against the manifest.
-    const pending = this.state.pending;
-    await this.commit({ ...this.state, client, uploaded: [], pending: null });
-    if (pending) await rm(join(this.dir, pending.file), { force: true });
+    this.dropped = this.state.pending?.file;
+    this.state = { ...this.state, client, uploaded: [], pending: null };
   }
 
   get current(): Readonly<ClientState> {
@@ -225,6 +255,9 @@ export class StateDir {
   private async commit(next: ClientState): Promise<void> {
     await writeAtomically(join(this.dir, "state.json"), `${JSON.stringify(next, null, 2)}\n`);
     this.state = next;
+    const dropped = this.dropped;
+    this.dropped = undefined;
+    if (dropped && dropped !== next.pending?.file) await rm(join(this.dir, dropped), { force: true });
   }
 
   /** The weights of the checkpoint held, or undefined when none (or the file is unusable: resync). */

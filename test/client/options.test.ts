@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from "commander";
 import { describe, expect, it } from "vitest";
-import { httpUrl, milliseconds, positiveInt, seconds } from "../../client/cli/options.ts";
+import { httpUrl, milliseconds, positiveInt, positiveIntUpTo, seconds } from "../../client/cli/options.ts";
 
 describe("option parsers", () => {
   it("reads durations with units, plain numbers as seconds", () => {
@@ -17,6 +17,17 @@ describe("option parsers", () => {
       expect(() => milliseconds(bad)).toThrow(InvalidArgumentError);
     }
     expect(() => positiveInt("3.5")).toThrow(/positive integer, got "3.5"/);
+  });
+
+  it("takes positive integers up to a limit, saying the limit when refusing", () => {
+    const upTo = positiveIntUpTo(65_536);
+    expect(upTo("1")).toBe(1);
+    expect(upTo("65536")).toBe(65_536);
+    for (const bad of ["65537", "0", "-3", "2.5", "x"]) {
+      expect(() => upTo(bad)).toThrow(
+        new InvalidArgumentError(`expected a positive integer of at most 65536, got "${bad}"`),
+      );
+    }
   });
 
   it("takes http and https endpoints only, saying what was expected", () => {

@@ -2,6 +2,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { InputError } from "../../client/cli/output.ts";
 import { readFloats, StateDir, StateError } from "../../client/participant/state.ts";
 import { assertFlatVectorFits } from "../../client/sync/weights.ts";
 
@@ -92,20 +93,63 @@ describe("client state directory", () => {
     expect(JSON.parse(await readFile(join(dir, "state.json"), "utf8"))).not.toHaveProperty("client");
     const state = await StateDir.open(dir, "run-1");
     await state.claim("client-b");
+    expect(state.current).toMatchObject({ client: "client-b", pending: null, uploaded: [] });
+    await state.saveWeights(3, Float32Array.of(3, 4)); // the claim is written with the first thing kept
     const reopened = await StateDir.open(dir, "run-1");
     expect(reopened.current).toMatchObject({ client: "client-b", pending: null, uploaded: [] });
-    expect(await reopened.weights(2)).toEqual({ checkpoint: 2, values: Float32Array.of(1, 2) });
-    expect((await readdir(dir)).sort()).toEqual(["state.json", "weights-2.f32"]);
+    expect(await reopened.weights(2)).toEqual({ checkpoint: 3, values: Float32Array.of(3, 4) });
+    expect((await readdir(dir)).sort()).toEqual(["state.json", "weights-3.f32"]);
   });
 
   it("keeps the upload of an unowned state in the directory named after this client", async () => {
     const legacy = await StateDir.open(dir, "run-1");
     await legacy.savePending(3, Float32Array.of(0.5), 5, {});
     await legacy.markUploaded(1);
-    await (await StateDir.open(dir, "run-1")).claim("client-a", true);
+    const state = await StateDir.open(dir, "run-1");
+    await state.claim("client-a", true);
+    await state.saveWeights(0, Float32Array.of(1));
     const reopened = await StateDir.open(dir, "run-1");
     expect(reopened.current).toMatchObject({ client: "client-a", pending: { round: 3 }, uploaded: [1] });
     expect(await reopened.pendingFile(4)).toBeDefined();
+  });
+
+  it("writes nothing before there is something to keep: a refused client leaves the directory free", async () => {
+    const state = await StateDir.open(join(dir, "new", "state"), "wrong-run");
+    await state.claim("a".repeat(64)); // the loop claims before it asks the server anything
+    expect(await readdir(join(dir, "new", "state"))).toEqual([]);
+    await state.removeIfUnused(); // the server refused the client
+    expect(await readdir(dir)).toEqual([]);
+    // The same path then serves the right run, and another client.
+    const right = await StateDir.open(join(dir, "new", "state"), "run-1");
+    await right.claim("b".repeat(64));
+    await right.saveWeights(0, Float32Array.of(1));
+    await right.removeIfUnused();
+    const reopened = await StateDir.open(join(dir, "new", "state"), "run-1");
+    expect(reopened.current).toMatchObject({ runId: "run-1", client: "b".repeat(64), checkpoint: 0 });
+  });
+
+  it("removes only the empty directories it created, never one it found or one holding anything", async () => {
+    await (await StateDir.open(dir, "run-1")).removeIfUnused();
+    const made = await StateDir.open(join(dir, "parent", "state"), "run-1");
+    await writeFile(join(dir, "parent", "another-client.txt"), "x");
+    await made.removeIfUnused();
+    expect(await readdir(dir)).toEqual(["parent"]);
+    expect(await readdir(join(dir, "parent"))).toEqual(["another-client.txt"]);
+  });
+
+  it("refuses a path that is a file or lies under one, naming it and saying what was expected", async () => {
+    const file = join(dir, "f");
+    await writeFile(file, "x");
+    await expect(StateDir.open(file, "run-1")).rejects.toThrow(
+      new InputError(
+        `--state ${file} exists and is not a directory; expected a directory this user can write, or a path ` +
+          "where one can be created",
+      ),
+    );
+    await expect(StateDir.open(join(file, "x"), "run-1")).rejects.toThrow(
+      /^--state .*f\/x lies under a file; expected/,
+    );
+    expect(await readFile(file, "utf8")).toBe("x");
   });
 
   it("removes its temporary file when a write fails, and reports the write's error", async () => {
