@@ -35,6 +35,8 @@ export interface RunOptions {
   localLr?: number;
   batchSize: number;
   weighting: RunConfig["weighting"];
+  maxUploadNorm?: number;
+  maxExamples?: number;
 }
 
 /** Creates a run from a model directory and uploads its weights as checkpoint 0. */
@@ -54,6 +56,8 @@ export async function createRun(api: OperatorApi, out: Output, modelDir: string,
       minUploads: options.minUploads,
       deadlineSeconds: options.deadline,
       weighting: options.weighting,
+      ...(options.maxUploadNorm === undefined ? {} : { maxUploadNorm: options.maxUploadNorm }),
+      ...(options.maxExamples === undefined ? {} : { maxExamples: options.maxExamples }),
       localSteps: localStepsOf(options),
     });
     const resume = `ferret run upload --run ${created.runId} --model ${modelDir}`;
@@ -268,7 +272,13 @@ export function registerRunCommands(program: Command): void {
       .option("--batch-size <n>", "local batch size", positiveInt, 8)
       .addOption(
         new Option("--weighting <w>", "aggregate weights").choices(["examples", "equal"]).default("examples"),
-      ),
+      )
+      .option(
+        "--max-upload-norm <x>",
+        "refuse an upload whose L2 norm is larger (ferret: of its K coefficients; fedavg: of its update)",
+        positiveNumber,
+      )
+      .option("--max-examples <n>", "refuse an upload that claims more examples", positiveInt),
   ).action(async (flags: OperatorFlags & RunOptions & { model: string }) => {
     const { api, out } = await operator(flags);
     const created = await createRun(api, out, flags.model, flags);

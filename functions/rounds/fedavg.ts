@@ -7,8 +7,9 @@ import { clientWeights, type Weighting } from "../../core/aggregate.ts";
 import { BadRequest, Conflict } from "../errors.ts";
 import type { Services } from "../services.ts";
 import { ObjectExists, objectKeys } from "../storage/objects.ts";
-import type { LogEntry, UploadRecord, WeightedUpdate } from "../storage/records.ts";
+import type { LogEntry, RunConfig, UploadRecord, WeightedUpdate } from "../storage/records.ts";
 import type { ShardSpec } from "./manifest.ts";
+import { requireNormWithin } from "./upload-limits.ts";
 
 export const SHA256_HEX = /^[0-9a-f]{64}$/;
 
@@ -16,26 +17,29 @@ const EXPONENT = 0x7f800000;
 
 /**
  * Passes the chunks on while checking them: exactly `expectedBytes`, every little-endian float32 finite (its
- * exponent bits not all ones), SHA-256 `sha256`. Throws a BadRequest at the first problem, so a write fed from
- * this stream is aborted. Chunks may split a float anywhere.
+ * exponent bits not all ones), SHA-256 `sha256`, and within the run's upload limits. Throws a BadRequest at the
+ * first problem, so a write fed from this stream is aborted. Chunks may split a float anywhere.
  */
 export async function* checkedUpdate(
   chunks: AsyncIterable<Uint8Array>,
   expectedBytes: number,
   sha256: string,
   key: string,
+  limits: Pick<RunConfig, "maxUploadNorm"> = {},
 ): AsyncIterable<Uint8Array> {
   const hash = createHash("sha256");
   const carry = new Uint8Array(4);
   const carryView = new DataView(carry.buffer);
   let carried = 0;
   let seen = 0;
+  let squares = 0;
   const check = (bits: number, index: number) => {
+    carryView.setUint32(0, bits, true);
+    const value = carryView.getFloat32(0, true);
     if ((bits & EXPONENT) === EXPONENT) {
-      carryView.setUint32(0, bits, true);
-      const value = carryView.getFloat32(0, true);
       throw new BadRequest("non_finite", `update value ${index} is ${value}; all must be finite`);
     }
+    squares += value * value;
   };
   for await (const chunk of chunks) {
     if (seen + chunk.byteLength > expectedBytes) {
@@ -66,6 +70,7 @@ export async function* checkedUpdate(
   if (actual !== sha256) {
     throw new BadRequest("sha256_mismatch", `${key} has SHA-256 ${actual}; the commit names ${sha256}`);
   }
+  requireNormWithin(limits, Math.sqrt(squares), "update");
 }
 
 /**
@@ -76,10 +81,11 @@ export async function* checkedUpdate(
 export async function commitStagedUpdate(
   svc: Services,
   ref: { runId: string; round: number; clientId: string },
-  params: number,
+  config: RunConfig,
   sha256: string,
 ): Promise<void> {
   const { runId, round, clientId } = ref;
+  const params = config.plan.totalParams;
   const staged = objectKeys.stagedUpdate(runId, round, clientId);
   const committed = objectKeys.update(runId, round, clientId);
   const claim = async () => {
@@ -102,7 +108,7 @@ export async function commitStagedUpdate(
       `${staged} has ${size} bytes; expected ${params} float32 (${params * 4} bytes)`,
     );
   }
-  const chunks = checkedUpdate(svc.bucket.readChunks(staged), params * 4, sha256, staged);
+  const chunks = checkedUpdate(svc.bucket.readChunks(staged), params * 4, sha256, staged, config);
   try {
     await svc.bucket.putNewFromChunks(committed, chunks, claim);
   } catch (error) {

@@ -58,6 +58,10 @@ export const runConfigSchema = z
       .positive()
       .max(7 * 24 * 3600),
     weighting: z.enum(["examples", "equal"]).default("examples"),
+    // Optional limits on each upload (upload-limits.ts): the L2 norm of its coefficients (fedkseed: of its dense
+    // pool coefficients; fedavg: of its update Δ), and the example count it claims.
+    maxUploadNorm: z.number().positive().finite().optional(),
+    maxExamples: z.number().int().positive().optional(),
     localSteps: z
       .object({
         steps: z.number().int().positive(),

@@ -26,6 +26,10 @@ export interface RunConfig {
   deadlineSeconds: number;
   weighting: "examples" | "equal";
   localSteps: { steps: number; learningRate: number; batchSize: number };
+  /** Largest L2 norm an upload may have (rounds/upload-limits.ts); none when absent. */
+  maxUploadNorm?: number;
+  /** Largest example count an upload may claim; none when absent. */
+  maxExamples?: number;
 }
 
 export type RunStatus = "CREATED" | "ACTIVE" | "PAUSED";

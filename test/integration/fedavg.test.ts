@@ -5,6 +5,7 @@ import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { commitStagedUpdate } from "../../functions/rounds/fedavg.ts";
 import { objectKeys } from "../../functions/storage/objects.ts";
+import type { RunRecord } from "../../functions/storage/records.ts";
 import { Crash } from "../../infra/local/orchestrator.ts";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.ts";
 import {
@@ -190,6 +191,24 @@ describe("refused fedavg requests change nothing", () => {
     expect(new URL(url).searchParams.get("X-Amz-SignedHeaders")?.split(";")).toContain("content-length");
   });
 
+  it("an update whose L2 norm exceeds the run's maxUploadNorm", async () => {
+    const limited = await createRun(api, model, { ...fedavg, maxUploadNorm: 0.1 }, 2);
+    const client = limited.clients[0] as Client;
+    const delta = deltaOf(0);
+    const norm = Math.hypot(...delta);
+    expect(norm).toBeGreaterThan(0.1);
+    await stage(limited, client, bytesOf(delta));
+    const message = await refused(
+      () => commit(limited, client, sha256(bytesOf(delta))),
+      400,
+      "norm_exceeded",
+    );
+    expect(message).toMatch(/the update has L2 norm [\d.]+; this run takes at most 0.1 \(maxUploadNorm\)/);
+    const small = delta.map((v) => v / (20 * norm));
+    await stage(limited, client, bytesOf(small));
+    expect((await commit(limited, client, sha256(bytesOf(small)))).status).toBe(202);
+  });
+
   it("a SHA-256 that does not match the staged bytes", async () => {
     const client = selected[0] as Client;
     await stage(run, client, bytesOf(deltaOf(0)));
@@ -249,7 +268,8 @@ describe("fedavg commit after a crash", () => {
     await stage(run, client, bytesOf(delta));
     // The first attempt wrote the committed object, then died before the upload record.
     const ref = { runId: run.runId, round: 0, clientId: client.clientId };
-    await commitStagedUpdate(stack.services, ref, P, sha256(bytesOf(delta)));
+    const { config } = (await stack.services.table.getRun(run.runId)) as RunRecord;
+    await commitStagedUpdate(stack.services, ref, config, sha256(bytesOf(delta)));
     const other = deltaOf(1);
     await stage(run, client, bytesOf(other));
     const before = await snapshot(stack);

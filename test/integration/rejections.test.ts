@@ -124,6 +124,24 @@ describe("refused uploads change nothing", () => {
     expect(await refused(stating("1.0"), 400, "invalid_protocol")).toContain(String(PROTOCOL_VERSION));
   });
 
+  it("beyond the run's limits: a coefficient vector of too large an L2 norm, too many examples claimed", async () => {
+    const limited = await createRun(
+      api,
+      model,
+      { totalK: K, clientsPerRound: 2, quorum: 2, minUploads: 1, maxUploadNorm: 10, maxExamples: 1000 },
+      2,
+    );
+    const token = limited.clients[0]?.token as string;
+    const send = (fill: number, examples: number) => () =>
+      upload(token, coefficients(fill), `examples=${examples}`, 0, limited.runId);
+    // K = 32 entries of 2 have norm √128 ≈ 11.3; of 1.5, √72 ≈ 8.5.
+    expect(await refused(send(2, 5), 400, "norm_exceeded")).toMatch(
+      /L2 norm 11\.31.*at most 10 \(maxUploadNorm\)/,
+    );
+    expect(await refused(send(1.5, 1001), 400, "too_many_examples")).toMatch(/1001 examples.*at most 1000/);
+    expect((await send(1.5, 1000)()).status).toBe(202);
+  });
+
   it("a missing example count, bad metrics, a round that does not exist", async () => {
     const token = selected[0]?.token as string;
     await refused(() => upload(token, coefficients(), ""), 400, "invalid_examples");
