@@ -18,31 +18,73 @@ const USAGE = `usage: npm run pretrain -- [--out DIR] [--seed N] [--steps N] [--
 Trains a small GPT-2 on Moby-Dick and writes config.json, model.safetensors and tokenizer.json to DIR
 (default ${defaultBaseModelDir()}).`;
 
+/** A command line that cannot work: exit 2 with the usage, as the ferret command does. */
+class UsageError extends Error {}
+
 function positiveInteger(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n < 1)
-    throw new Error(`--${name} is "${value}"; expected a positive integer`);
+    throw new UsageError(`--${name} is "${value}"; expected a positive integer`);
   return n;
 }
 
+const VALUE_OPTIONS = [
+  "out",
+  "seed",
+  "steps",
+  "layers",
+  "width",
+  "heads",
+  "seq-len",
+  "batch-size",
+  "threads",
+  "device",
+] as const;
+
+function parsedArguments() {
+  const valued = Object.fromEntries(VALUE_OPTIONS.map((name) => [name, { type: "string" }])) as Record<
+    (typeof VALUE_OPTIONS)[number],
+    { type: "string" }
+  >;
+  try {
+    return parseArgs({ options: { help: { type: "boolean", short: "h" }, ...valued }, strict: true }).values;
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+/** One line per step on a terminal (redrawn in place); elsewhere (a log, CI) a line at each tenth and at the end. */
+function progressLine(steps: number): (done: number, line: string) => void {
+  if (process.stderr.isTTY) return (_, line) => process.stderr.write(`\r${line} `);
+  const every = Math.max(1, Math.round(steps / 10));
+  return (done, line) => {
+    if (done % every === 0 || done === steps) process.stderr.write(`${line}\n`);
+  };
+}
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: Object.fromEntries(
-      ["out", "seed", "steps", "layers", "width", "heads", "seq-len", "batch-size", "threads", "device"].map(
-        (name) => [name, { type: "string" as const }],
-      ),
-    ),
-    strict: true,
-  });
+  const values = parsedArguments();
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
   const d = PRETRAIN_DEFAULTS;
   const steps = positiveInteger("steps", values.steps, d.steps);
   const started = Date.now();
   const threads = values.threads === undefined ? undefined : positiveInteger("threads", values.threads, 1);
   const device = values.device ?? "cpu";
-  if (!isDevice(device)) throw new Error(`--device is "${device}"; expected one of ${DEVICES.join(", ")}`);
+  if (!isDevice(device))
+    throw new UsageError(`--device is "${device}"; expected one of ${DEVICES.join(", ")}`);
+  const dir = values.out ?? defaultBaseModelDir();
+  // The model is written to DIR.partial and renamed when complete, so an interrupted run leaves DIR as it was.
+  process.once("SIGINT", () => {
+    process.stderr.write(`\npretrain interrupted; ${dir} is unchanged\n`);
+    process.exit(130);
+  });
+  const progress = progressLine(steps);
   const result = await pretrain({
-    dir: values.out ?? defaultBaseModelDir(),
+    dir,
     seed: positiveInteger("seed", values.seed, d.seed),
     steps,
     layers: positiveInteger("layers", values.layers, d.layers),
@@ -58,10 +100,10 @@ async function main(): Promise<void> {
       const seconds = ((Date.now() - started) / 1000).toFixed(0);
       const status =
         evalLoss === undefined ? `loss ${report.loss.toFixed(3)}` : `held-out loss ${evalLoss.toFixed(3)}`;
-      process.stderr.write(`\rpretrain [${bar}] step ${done}/${steps} ${status} ${seconds}s `);
+      progress(done, `pretrain [${bar}] step ${done}/${steps} ${status} ${seconds}s`);
     },
   });
-  process.stderr.write("\n");
+  if (process.stderr.isTTY) process.stderr.write("\n");
   console.log(
     `wrote ${result.dir}: ${result.parameters} parameters, held-out loss ${result.initialEvalLoss.toFixed(3)} → ${result.finalEvalLoss.toFixed(3)}`,
   );
@@ -69,9 +111,11 @@ async function main(): Promise<void> {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   main().catch((error: unknown) => {
-    process.stderr.write(
-      `\npretrain failed: ${error instanceof Error ? error.message : String(error)}\n${USAGE}\n`,
-    );
+    if (error instanceof UsageError) {
+      process.stderr.write(`pretrain: ${error.message}\n${USAGE}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`\npretrain failed: ${error instanceof Error ? error.stack : String(error)}\n`);
     process.exit(1);
   });
 }

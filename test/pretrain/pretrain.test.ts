@@ -1,7 +1,9 @@
+import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { access, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import type { Device } from "../../client/engine/devices.ts";
 import { ByteTokenizer, loadTokenizer } from "../../client/formats/tokenizer.ts";
@@ -48,4 +50,28 @@ describe("pretrain", async () => {
     expect(await digest(first.dir)).toBe(before);
     await expect(access(`${first.dir}.partial`)).rejects.toThrow(/ENOENT/);
   });
+});
+
+describe("npm run pretrain's command line", () => {
+  const main = fileURLToPath(new URL("../../client/pretrain/main.ts", import.meta.url));
+  const run = (args: string[]) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, ["--import", "tsx", main, ...args], (error, stdout, stderr) =>
+        resolve({ code: error ? (error.code as number) : 0, stdout, stderr }),
+      );
+    });
+
+  it("prints its usage for --help, and exits 2 with it for an option that cannot work", async () => {
+    const [help, malformed, unknown] = await Promise.all([
+      run(["--help"]),
+      run(["--steps", "abc"]),
+      run(["--bogus"]),
+    ]);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^usage: npm run pretrain/);
+    expect(malformed).toMatchObject({ code: 2 });
+    expect(malformed.stderr).toMatch(/--steps is "abc"; expected a positive integer\nusage:/);
+    expect(unknown).toMatchObject({ code: 2 });
+    expect(unknown.stderr).toMatch(/Unknown option '--bogus'/);
+  }, 60_000);
 });
