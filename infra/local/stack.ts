@@ -48,7 +48,13 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   };
   Object.assign(process.env, env);
   const threads = options.threads ?? Math.max(1, Math.min(4, availableParallelism()));
-  const pool = new ShardPool(threads, { ...(process.env as Record<string, string>), ...env });
+  // The AWS SDK warns once per thread on Node 20 that its 2027 releases need Node 22: the stack's own warning is
+  // enough, not one more per shard worker.
+  const pool = new ShardPool(threads, {
+    ...(process.env as Record<string, string>),
+    ...env,
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+  });
   const orchestrator = new LocalOrchestrator(pool, { attempts: 3, ...options.orchestrator });
   const services = servicesFromEnvironment(orchestrator);
   orchestrator.svc = services;
