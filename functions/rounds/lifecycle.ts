@@ -143,14 +143,25 @@ export async function closeAtDeadline(svc: Services, runId: string, round: numbe
 }
 
 /**
- * A client revoked while selected for the open round, before it uploaded, will never upload: the round waits for
- * one upload fewer (not below its minimum) and closes at once if those it has meet that. A round whose quorum was
- * all its selected clients otherwise waited for its deadline.
+ * Revoked clients selected for the open round that had not uploaded will never upload: the round waits for no more
+ * uploads than its selected clients can still send (never fewer than its minimum), and closes at once if those it
+ * has meet that. A round whose quorum was all its selected clients otherwise waited for its deadline. Recomputed
+ * from the table each time, so a repeat (a revocation retried after a failure here) changes nothing more.
  */
-export async function releaseRevokedClient(svc: Services, runId: string, clientId: string): Promise<void> {
-  const { currentRound: round } = await requireRun(svc, runId);
-  // Read after the revocation, which the upload transaction checks: an upload is either in by now or refused.
-  if (round < 0 || (await svc.table.hasUpload(runId, round, clientId))) return;
-  if (!(await svc.table.lowerQuorum(runId, round, clientId))) return;
-  if (await svc.table.closeOnQuorum(runId, round)) await svc.platform.startAggregation(runId, round);
+export async function releaseRevokedClients(svc: Services, runId: string): Promise<void> {
+  const { currentRound } = await requireRun(svc, runId);
+  const round = currentRound < 0 ? undefined : await svc.table.getRound(runId, currentRound);
+  if (round?.state !== "OPEN") return;
+  const revoked = new Set(
+    (await svc.table.listClients(runId)).filter((c) => c.revoked).map((c) => c.clientId),
+  );
+  // Read after the revocations, which the upload transaction checks: an upload is either in by now or refused.
+  let reachable = 0;
+  for (const clientId of round.selected) {
+    if (!revoked.has(clientId) || (await svc.table.hasUpload(runId, round.round, clientId))) reachable++;
+  }
+  const quorum = Math.max(round.minUploads, Math.min(round.quorum, reachable));
+  if (!(await svc.table.lowerQuorum(runId, round.round, quorum))) return;
+  if (await svc.table.closeOnQuorum(runId, round.round))
+    await svc.platform.startAggregation(runId, round.round);
 }

@@ -242,13 +242,13 @@ export class RoundTable {
     });
   }
 
-  /** One upload fewer to wait for in an open round that selected `clientId`, never below its minimum. */
-  lowerQuorum(runId: string, round: number, clientId: string): Promise<boolean> {
+  /** Lowers an open round's quorum to `quorum` (never raises it). */
+  lowerQuorum(runId: string, round: number, quorum: number): Promise<boolean> {
     return this.update(keys.round(runId, round), {
-      UpdateExpression: "SET #quorum = #quorum - :one",
-      ConditionExpression: "#state = :open AND contains(selected, :client) AND #quorum > minUploads",
+      UpdateExpression: "SET #quorum = :quorum",
+      ConditionExpression: "#state = :open AND #quorum > :quorum",
       ExpressionAttributeNames: { "#state": "state", "#quorum": "quorum" },
-      ExpressionAttributeValues: { ":one": 1, ":open": "OPEN", ":client": clientId },
+      ExpressionAttributeValues: { ":quorum": quorum, ":open": "OPEN" },
     });
   }
 

@@ -82,19 +82,30 @@ describe("a round whose selected client is revoked before it uploads", () => {
     ).toBe(true);
   });
 
-  it("never below the round's minimum, and not for a client that already uploaded", async () => {
+  it("waits for as many as its selected clients can still send: never below the minimum, uploads counted", async () => {
     const run = await createRun(
       api,
       model,
-      { clientsPerRound: 3, quorum: 3, minUploads: 2, deadlineSeconds: 3600 },
-      3,
+      { clientsPerRound: 5, quorum: 4, minUploads: 2, deadlineSeconds: 3600 },
+      5,
     );
     await uploadRound(api, run, 1);
-    const [uploaded, second, third] = run.clients as Run["clients"];
-    for (const client of [uploaded, second, third]) {
-      await api.operator("DELETE", `/runs/${run.runId}/clients/${client?.clientId}`);
-    }
-    // The client that uploaded still counts; the two others lower the quorum to the minimum and no further.
+    const revoke = (client: Run["clients"][number] | undefined) =>
+      api.operator("DELETE", `/runs/${run.runId}/clients/${client?.clientId}`);
+    const [uploaded, second, third, fourth] = run.clients as Run["clients"];
+    const quorum = async () => (await stack.services.table.getRound(run.runId, 0))?.quorum;
+    // Five selected, one uploaded: revoking the uploader changes nothing, since its upload still counts.
+    await revoke(uploaded);
+    expect(await quorum()).toBe(4);
+    // Revoking two of the four that could still upload leaves three: the quorum follows them, not one less a time.
+    await revoke(second);
+    expect(await quorum()).toBe(4);
+    await revoke(third);
+    expect(await quorum()).toBe(3);
+    // A repeat is refused and lowers nothing further; the last revocation stops at the minimum of 2.
+    expect((await revoke(third)).status).toBe(409);
+    expect(await quorum()).toBe(3);
+    await revoke(fourth);
     expect(await stack.services.table.getRound(run.runId, 0)).toMatchObject({
       state: "OPEN",
       quorum: 2,
