@@ -120,7 +120,11 @@ export function registerClientCommand(program: Command): void {
         .default(5000, "5s"),
     )
     .addOption(giveUpOption(600, "10m"))
-    .option("--until-checkpoint <n>", "exit once checkpoint N is committed and synced", nonNegativeInt)
+    .option(
+      "--until-checkpoint <n>",
+      "exit once a checkpoint N or later is committed and synced (rounds that expired or failed commit none)",
+      nonNegativeInt,
+    )
     .addOption(jsonOption())
     .action(async (flags: ClientFlags) => {
       const out = new Output(flags.json === true);

@@ -275,10 +275,11 @@ export function registerRunCommands(program: Command): void {
       )
       .option(
         "--max-upload-norm <x>",
-        "refuse an upload whose L2 norm is larger (ferret: of its K coefficients; fedavg: of its update)",
+        "scale an upload down to this L2 norm (ferret, fedkseed: of its coefficients); fedavg refuses a " +
+          "larger update, and its client skips the round",
         positiveNumber,
       )
-      .option("--max-examples <n>", "refuse an upload that claims more examples", positiveInt),
+      .option("--max-examples <n>", "weigh an upload by at most this many examples", positiveInt),
   ).action(async (flags: OperatorFlags & RunOptions & { model: string }) => {
     const { api, out } = await operator(flags);
     const created = await createRun(api, out, flags.model, flags);

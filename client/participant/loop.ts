@@ -235,7 +235,11 @@ async function takePart(
   } catch (error) {
     if (!(error instanceof ApiError)) throw error;
     if (error.code === "duplicate_upload") duplicate = true;
-    else if (["round_closed", "deadline_passed", "not_selected", "round_not_found"].includes(error.code)) {
+    else if (
+      ["round_closed", "deadline_passed", "not_selected", "round_not_found", "norm_exceeded"].includes(
+        error.code,
+      )
+    ) {
       await state.dropPending();
       emit({ event: "skipped", round, reason: error.message });
       return;

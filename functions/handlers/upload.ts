@@ -15,7 +15,7 @@ import { commitStagedUpdate, SHA256_HEX } from "../rounds/fedavg.ts";
 import { requireRound, requireRun } from "../rounds/lifecycle.ts";
 import { MAX_UPLOAD_BYTES } from "../rounds/run-config.ts";
 import { denseFromSeedPairs, zerothOrderOf } from "../rounds/seed-pool.ts";
-import { l2Norm, requireExamplesWithin, requireNormWithin } from "../rounds/upload-limits.ts";
+import { clippedToNorm, examplesCounted, l2Norm } from "../rounds/upload-limits.ts";
 import type { RunRecord } from "../storage/records.ts";
 import { UploadRefused } from "../storage/upload-transaction.ts";
 
@@ -71,11 +71,12 @@ export const handler = httpHandler(async (event, svc) => {
   requireContentType(event, run);
   const commit =
     run.config.strategy === "fedavg" ? parse(commitSchema, jsonBody(event), "commit") : undefined;
-  const coefficients = commit ? new Float32Array(0) : coefficientsOf(event, run);
-  const norm = commit ? undefined : l2Norm(coefficients);
-  if (norm !== undefined) requireNormWithin(run.config, norm, "upload's coefficient vector");
-  const examples = parse(examplesSchema, event.queryStringParameters?.examples, "examples");
-  requireExamplesWithin(run.config, examples);
+  const sent = commit ? new Float32Array(0) : coefficientsOf(event, run);
+  const norm = commit ? undefined : l2Norm(sent);
+  const coefficients = norm === undefined ? sent : clippedToNorm(run.config, sent, norm);
+  let updateNorm: number | undefined;
+  const claimed = parse(examplesSchema, event.queryStringParameters?.examples, "examples");
+  const examples = examplesCounted(run.config, claimed);
   let metricsJson: unknown = {};
   try {
     metricsJson = JSON.parse(event.headers["x-ferret-metrics"] ?? "{}");
@@ -86,7 +87,7 @@ export const handler = httpHandler(async (event, svc) => {
   if (commit) {
     await requireAdmitted(svc, runId, roundNumber, clientId);
     const ref = { runId, round: roundNumber, clientId };
-    await commitStagedUpdate(svc, ref, run.config, commit.sha256);
+    updateNorm = await commitStagedUpdate(svc, ref, run.config, commit.sha256);
   }
   const round = await requireRound(svc, runId, roundNumber);
   const now = svc.now();
@@ -112,8 +113,9 @@ export const handler = httpHandler(async (event, svc) => {
     throw explainRefusal(error.refusal, await requireRound(svc, runId, roundNumber), clientId, now);
   }
   observedMetrics.addMetric("upload_accepted", MetricUnit.Count, 1);
-  // What an operator sets maxUploadNorm from: the norms honest clients send.
-  if (norm !== undefined) observedMetrics.addMetric("upload_norm", MetricUnit.NoUnit, norm);
+  // What an operator sets maxUploadNorm from: the norms honest clients send, before any clipping.
+  const sentNorm = norm ?? updateNorm;
+  if (sentNorm !== undefined) observedMetrics.addMetric("upload_norm", MetricUnit.NoUnit, sentNorm);
   const closed = await svc.table.closeOnQuorum(runId, roundNumber);
   if (closed) await svc.platform.startAggregation(runId, roundNumber);
   return { status: 202, body: { runId, round: roundNumber, clientId, accepted: true, closedRound: closed } };

@@ -26,6 +26,7 @@ export async function* checkedUpdate(
   sha256: string,
   key: string,
   limits: Pick<RunConfig, "maxUploadNorm"> = {},
+  onNorm: (norm: number) => void = () => {},
 ): AsyncIterable<Uint8Array> {
   const hash = createHash("sha256");
   const carry = new Uint8Array(4);
@@ -71,11 +72,13 @@ export async function* checkedUpdate(
     throw new BadRequest("sha256_mismatch", `${key} has SHA-256 ${actual}; the commit names ${sha256}`);
   }
   requireNormWithin(limits, Math.sqrt(squares), "update");
+  onNorm(Math.sqrt(squares));
 }
 
 /**
  * Copies the client's staged update to its committed key if it is exactly `params` finite float32 with SHA-256
- * `sha256`; on any refusal nothing is written. A retry after a crash finds the committed object and the claim
+ * `sha256`, within the run's maxUploadNorm; on any refusal nothing is written. Returns the update's L2 norm when
+ * this call checked it (not on a retry that finds the update committed). A retry after a crash finds the committed object and the claim
  * for the same SHA-256 and goes on; a commit of different bytes by the same client is refused.
  */
 export async function commitStagedUpdate(
@@ -83,7 +86,7 @@ export async function commitStagedUpdate(
   ref: { runId: string; round: number; clientId: string },
   config: RunConfig,
   sha256: string,
-): Promise<void> {
+): Promise<number | undefined> {
   const { runId, round, clientId } = ref;
   const params = config.plan.totalParams;
   const staged = objectKeys.stagedUpdate(runId, round, clientId);
@@ -97,7 +100,10 @@ export async function commitStagedUpdate(
       );
     }
   };
-  if (await svc.bucket.exists(committed)) return claim();
+  if (await svc.bucket.exists(committed)) {
+    await claim();
+    return undefined;
+  }
   if (!(await svc.bucket.exists(staged))) {
     throw new BadRequest("update_missing", `no update at ${staged}; PUT it to the URL from update-url first`);
   }
@@ -108,14 +114,19 @@ export async function commitStagedUpdate(
       `${staged} has ${size} bytes; expected ${params} float32 (${params * 4} bytes)`,
     );
   }
-  const chunks = checkedUpdate(svc.bucket.readChunks(staged), params * 4, sha256, staged, config);
+  let norm: number | undefined;
+  const chunks = checkedUpdate(svc.bucket.readChunks(staged), params * 4, sha256, staged, config, (n) => {
+    norm = n;
+  });
   try {
     await svc.bucket.putNewFromChunks(committed, chunks, claim);
   } catch (error) {
     // A concurrent commit by the same client got there first: the claim says whether it was these bytes.
-    if (error instanceof ObjectExists) return claim();
-    throw error;
+    if (!(error instanceof ObjectExists)) throw error;
+    await claim();
+    return undefined;
   }
+  return norm;
 }
 
 /** Each committed update in client order with the weight core's `aggregate` gives it, normalised to sum 1. */

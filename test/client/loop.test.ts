@@ -249,17 +249,23 @@ describe("the client loop", () => {
     expect(state.hasUploaded(0)).toBe(true);
   });
 
-  it("drops coefficients the server can no longer take (the round closed meanwhile)", async () => {
+  it.each([
+    [409, "round_closed", "round 0 is AGGREGATING, not OPEN"],
+    [400, "norm_exceeded", "the update has L2 norm 12; this run takes at most 10 (maxUploadNorm)"],
+  ])("drops an upload the server will never take: %i %s", async (status, code, message) => {
     const server = new FakeServer();
     server.runRound(0);
     const state = await claimed();
     await state.savePending(0, new Float32Array(server.plan.totalK), 5, {});
     const api = server.api([assignment(server, 0, "OPEN"), assignment(server, 0, "DONE")]);
     api.upload = async () => {
-      throw new ApiError(409, "round_closed", "round 0 is AGGREGATING, not OPEN");
+      throw new ApiError(status, code, message);
     };
     const events = await run(server, state, { train: 0 }, api);
-    expect(events.find((e) => e.event === "skipped")).toMatchObject({ round: 0 });
+    expect(events.find((e) => e.event === "skipped")).toMatchObject({
+      round: 0,
+      reason: expect.stringContaining(message),
+    });
     expect(state.current.pending).toBeNull();
     expect(state.hasUploaded(0)).toBe(false);
   });

@@ -5,7 +5,16 @@ import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../core/protocol.ts";
 import { MAX_UPLOAD_BYTES } from "../../functions/rounds/run-config.ts";
 import { UploadRefused } from "../../functions/storage/upload-transaction.ts";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.ts";
-import { Api, baseConfig, changes, createRun, type Run, snapshot, tinyModel } from "./harness.ts";
+import {
+  Api,
+  baseConfig,
+  changes,
+  createRun,
+  listUploads,
+  type Run,
+  snapshot,
+  tinyModel,
+} from "./harness.ts";
 
 const model = tinyModel([
   { name: "wte", shape: [16, 8] },
@@ -124,24 +133,6 @@ describe("refused uploads change nothing", () => {
     expect(await refused(stating("1.0"), 400, "invalid_protocol")).toContain(String(PROTOCOL_VERSION));
   });
 
-  it("beyond the run's limits: a coefficient vector of too large an L2 norm, too many examples claimed", async () => {
-    const limited = await createRun(
-      api,
-      model,
-      { totalK: K, clientsPerRound: 2, quorum: 2, minUploads: 1, maxUploadNorm: 10, maxExamples: 1000 },
-      2,
-    );
-    const token = limited.clients[0]?.token as string;
-    const send = (fill: number, examples: number) => () =>
-      upload(token, coefficients(fill), `examples=${examples}`, 0, limited.runId);
-    // K = 32 entries of 2 have norm √128 ≈ 11.3; of 1.5, √72 ≈ 8.5.
-    expect(await refused(send(2, 5), 400, "norm_exceeded")).toMatch(
-      /L2 norm 11\.31.*at most 10 \(maxUploadNorm\)/,
-    );
-    expect(await refused(send(1.5, 1001), 400, "too_many_examples")).toMatch(/1001 examples.*at most 1000/);
-    expect((await send(1.5, 1000)()).status).toBe(202);
-  });
-
   it("a missing example count, bad metrics, a round that does not exist", async () => {
     const token = selected[0]?.token as string;
     await refused(() => upload(token, coefficients(), ""), 400, "invalid_examples");
@@ -191,6 +182,35 @@ describe("refused uploads change nothing", () => {
       "wrong_run",
     );
     expect(message).toContain(run.runId);
+  });
+});
+
+describe("a run's upload limits, which bound a client rather than refuse it", () => {
+  it("clips coefficients to maxUploadNorm and counts at most maxExamples", async () => {
+    const limited = await createRun(
+      api,
+      model,
+      { totalK: K, clientsPerRound: 2, quorum: 2, minUploads: 1, maxUploadNorm: 10, maxExamples: 1000 },
+      2,
+    );
+    const [big, small] = limited.clients as Run["clients"];
+    const send = (token: string, fill: number, examples: number) =>
+      upload(token, coefficients(fill), `examples=${examples}`, 0, limited.runId);
+    // K = 32 entries of 2 have norm √128 ≈ 11.3 and are scaled to norm 10; entries of 1.5 (norm √72) are kept.
+    expect((await send(big?.token as string, 2, 5000)).status).toBe(202);
+    expect((await send(small?.token as string, 1.5, 10)).status).toBe(202);
+    const stored = new Map(
+      (await listUploads(api, limited.runId, 0)).map((u) => [
+        u.clientId,
+        { c: u.coefficients, n: u.examples },
+      ]),
+    );
+    const clipped = stored.get(big?.clientId as string);
+    expect(clipped?.n).toBe(1000);
+    expect(clipped?.c).toEqual(new Float32Array(K).fill(Math.fround(2 * (10 / Math.sqrt(128)))));
+    expect(stored.get(small?.clientId as string)).toEqual({ c: new Float32Array(K).fill(1.5), n: 10 });
+    // The two uploads met the quorum: the aggregation must end before other cases snapshot the table.
+    await stack.orchestrator.idle();
   });
 });
 
