@@ -20,6 +20,12 @@ import type { Signer } from "./sigv4.ts";
 
 export type { Manifest, RunConfig, RunConfigInput, Strategy };
 
+/** The newest committed checkpoint as of a round: round r commits r + 1; one that is not DONE (open, expired,
+ * failed) has committed nothing beyond the checkpoint it started from. */
+export const committedCheckpoint = (
+  round: Pick<RoundRecord, "state" | "round" | "baseCheckpoint">,
+): number => (round.state === "DONE" ? round.round + 1 : round.baseCheckpoint);
+
 export interface Assignment {
   runId: string;
   runStatus: RunRecord["status"];

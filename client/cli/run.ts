@@ -1,16 +1,14 @@
 // `ferret run create|upload|status|start|pause|export`: the operator's side of a run.
-import { constants } from "node:fs";
-import { access, stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { type Command, Option } from "commander";
 import { assertPlanMatches } from "../../core/plan.ts";
 import { FAMILIES } from "../../core/reference.ts";
 import { DEFAULT_BASIS, DEFAULT_ZEROTH_ORDER } from "../../functions/rounds/run-config.ts";
-import type { OperatorApi, RunConfig, RunConfigInput } from "../api/routes.ts";
+import { committedCheckpoint, type OperatorApi, type RunConfig, type RunConfigInput } from "../api/routes.ts";
 import { openWeights, uploadCheckpoint0 } from "./checkpoint-upload.ts";
 import { type OperatorFlags, operator, required, runOption, withOperatorOptions } from "./connection.ts";
 import { nonNegativeInt, positiveInt, positiveNumber, seconds } from "./options.ts";
-import { InputError, type Output } from "./output.ts";
+import { InputError, type Output, writableDirectory } from "./output.ts";
 
 export const STRATEGIES = ["ferret", "fedavg", "fedkseed"] as const;
 const DEFAULT_K = 4096;
@@ -95,20 +93,6 @@ export const localStepsOf = (options: RunOptions) => ({
   batchSize: options.batchSize,
 });
 
-/** The export is written beside `--out` and renamed: its directory must take a file before the server is asked. */
-async function requireWritableDirectory(file: string): Promise<void> {
-  const directory = dirname(resolve(file));
-  try {
-    if (!(await stat(directory)).isDirectory()) throw new Error("not a directory");
-    await access(directory, constants.W_OK);
-  } catch (error) {
-    throw new InputError(
-      `--out ${file}: ${directory} is not a directory this user can write (${(error as Error).message}); ` +
-        "expected a path in an existing, writable directory",
-    );
-  }
-}
-
 /** Uploads checkpoint 0 of a run whose `run create` stopped before the upload completed. */
 export async function uploadInitialCheckpoint(
   api: OperatorApi,
@@ -172,12 +156,10 @@ function describeStrategy(config: RunConfig): string {
 
 type RunStatus = Awaited<ReturnType<OperatorApi["status"]>>;
 
-/** The newest committed checkpoint: round r commits r + 1, and one that expired or failed commits nothing. */
+/** The run's newest committed checkpoint; none before checkpoint 0 is imported. */
 export function latestCheckpoint(status: RunStatus): number | undefined {
   if (!status.initialCheckpointReady) return undefined;
-  const round = status.round;
-  if (!round) return 0;
-  return round.state === "DONE" ? round.round + 1 : round.baseCheckpoint;
+  return status.round ? committedCheckpoint(status.round) : 0;
 }
 
 /** Clients named in a human status, at most; --json lists them all. */
@@ -353,7 +335,7 @@ export function registerRunCommands(program: Command): void {
       .requiredOption("--out <file>", "output .safetensors path"),
   ).action(async (flags: OperatorFlags & { run?: string; checkpoint?: number; out: string }) => {
     const { api, out } = await operator(flags);
-    await requireWritableDirectory(flags.out);
+    await writableDirectory("--out", dirname(resolve(flags.out)));
     const runId = required(flags.run, "--run", "FERRET_RUN");
     const checkpoint = flags.checkpoint ?? latestCheckpoint(await api.status(runId));
     if (checkpoint === undefined)

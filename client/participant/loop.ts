@@ -5,7 +5,13 @@
 import { sleep } from "../api/backoff.ts";
 import { ApiError } from "../api/errors.ts";
 import type { ByteCounter } from "../api/http.ts";
-import { type Assignment, type ClientApi, type Strategy, strategyOf } from "../api/routes.ts";
+import {
+  type Assignment,
+  type ClientApi,
+  committedCheckpoint,
+  type Strategy,
+  strategyOf,
+} from "../api/routes.ts";
 import { type SyncMode, syncTo } from "../sync/sync.ts";
 import type { StateDir } from "./state.ts";
 import { bodyBytes, bodyValues, type SendApi, sendBody, type Trainer, trainRound } from "./strategies.ts";
@@ -78,7 +84,6 @@ export interface LoopOptions {
 }
 
 /** The newest checkpoint the server has committed, as far as the assignment tells. */
-const committedCheckpoint = (a: Assignment) => (a.state === "DONE" ? a.round + 1 : a.baseCheckpoint);
 
 export async function runClient(options: LoopOptions): Promise<number> {
   try {

@@ -30,16 +30,22 @@ describe("ferret exit codes", () => {
     expect(unreachable.code, unreachable.stderr).toBe(5);
   }, 120_000);
 
-  it("3 for an export to a directory that does not exist, said before the server is asked", async () => {
-    const unwritable = await run([
-      ...["run", "export", "--run", "r", "--checkpoint", "1", "--out", "/nonexistent/dir/model.safetensors"],
-      ...["--endpoint", "http://127.0.0.1:1", "--admin-token", "t", "--give-up-after", "10m"],
-    ]);
-    expect(unwritable.code, unwritable.stderr).toBe(3);
-    expect(unwritable.stderr).toMatch(
-      /--out \/nonexistent\/dir\/model.safetensors: \/nonexistent\/dir is not a directory/,
-    );
-    expect(unwritable.stderr).not.toContain("retrying");
+  it("3 for an export to a path no directory can be made at, said before the server is asked", async () => {
+    const work = await mkdtemp(join(tmpdir(), "ferret-export-out-"));
+    try {
+      const file = join(work, "a-file");
+      await writeFile(file, "");
+      const out = join(file, "sub", "model.safetensors");
+      const unwritable = await run([
+        ...["run", "export", "--run", "r", "--checkpoint", "1", "--out", out],
+        ...["--endpoint", "http://127.0.0.1:1", "--admin-token", "t", "--give-up-after", "10m"],
+      ]);
+      expect(unwritable.code, unwritable.stderr).toBe(3);
+      expect(unwritable.stderr).toContain(`--out ${join(file, "sub")}`);
+      expect(unwritable.stderr).not.toContain("retrying");
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
   }, 60_000);
 });
 
