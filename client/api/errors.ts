@@ -53,7 +53,10 @@ export function requireProtocol(response: Response, request: string, idempotent:
       ? `the backend stated no protocol version (${PROTOCOL_HEADER}): it predates this CLI's protocol ` +
         `${PROTOCOL_VERSION}. Deploy the backend from the CLI's release (npx cdk deploy, or restart ferret local ` +
         "up), or use the CLI of the backend's release"
-      : protocolMismatch(PROTOCOL_VERSION, Number(spoken));
+      : /^[0-9]+$/.test(spoken)
+        ? protocolMismatch(PROTOCOL_VERSION, Number(spoken))
+        : `the backend stated protocol ${JSON.stringify(spoken.slice(0, 40))}, not a version number; this CLI ` +
+          `speaks ${PROTOCOL_VERSION}`;
   const effect = idempotent ? "" : "; the request may have taken effect";
   throw new ProtocolMismatchError(`${request}: ${what}${effect}`);
 }

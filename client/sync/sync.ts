@@ -184,7 +184,9 @@ async function download(
       say(
         `shard URLs of checkpoint ${manifest.checkpoint} expired after ${fetched.size} shards; asking for fresh ones`,
       );
-      urls = (await api.checkpoint(manifest.checkpoint)).shardUrls;
+      const fresh = await api.checkpoint(manifest.checkpoint);
+      requireManifestOf(fresh, manifest.checkpoint, plan);
+      urls = fresh.shardUrls;
       askedFor = true;
     }
   }

@@ -47,11 +47,14 @@ describe("the protocol version", () => {
     expect((write as Error).message).toContain("the request may have taken effect");
   });
 
-  it("refuses a success stating a newer version, naming the CLI as the side to upgrade", async () => {
-    const http = await backend(200, String(PROTOCOL_VERSION + 1));
+  it.each([
+    [String(PROTOCOL_VERSION + 1), /upgrade the ferret CLI/],
+    ["v2-beta", /the backend stated protocol "v2-beta", not a version number; this CLI speaks \d+$/],
+  ])("refuses a success stating %s, saying which side to upgrade", async (version, message) => {
+    const http = await backend(200, version);
     const error = await http.json("GET", "/runs/r", { idempotent: true }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ProtocolMismatchError);
-    expect((error as Error).message).toMatch(/upgrade the ferret CLI/);
+    expect((error as Error).message).toMatch(message);
   });
 
   it("leaves refusals the gateway answers itself (no version) as the refusals they are", async () => {

@@ -217,6 +217,21 @@ describe("a manifest the client cannot trust", () => {
     expect(downloaded).toEqual([]);
   });
 
+  it("is refused when the fresh URLs asked for after an expiry are short", async () => {
+    let calls = 0;
+    const { s, api } = tampered((location) => {
+      if (++calls > 1) location.shardUrls.pop();
+    });
+    const download = api.http.download.bind(api.http);
+    api.http.download = async (url, maxBytes) => {
+      if (calls === 1) throw new ApiError(403, "storage", "Request has expired");
+      return download(url, maxBytes);
+    };
+    await expect(syncTo(api, s.plan, undefined, 1, { mode: "download" })).rejects.toThrow(
+      /lists \d+ shards and came with \d+ URLs/,
+    );
+  });
+
   it("reads no more of a shard than the manifest's length", async () => {
     const { s, api } = tampered(() => {});
     const full = api.http.download.bind(api.http);
