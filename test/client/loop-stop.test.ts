@@ -136,12 +136,12 @@ describe("stopping the client loop", () => {
     expect((await stopped.state.weights(server.plan.totalParams))?.checkpoint).toBe(0);
   });
 
-  it("stops at once while it waits for a round, however long the poll interval", async () => {
-    const server = new FakeServer();
+  /** Runs a client that is only ever told to wait, and stops it at its first wait (the poll is 10 minutes). */
+  async function firstWait(server: FakeServer, told: Assignment) {
     const controller = new AbortController();
     const events: ClientEvent[] = [];
     const reached = await runClient({
-      api: server.api([assignment(server, "AGGREGATING")]) as unknown as LoopOptions["api"],
+      api: server.api([told]) as unknown as LoopOptions["api"],
       state: await StateDir.open(dir, "run"),
       clientKey: "client-a",
       trainer: async () => {
@@ -155,6 +155,12 @@ describe("stopping the client loop", () => {
         if (e.event === "waiting") setTimeout(() => controller.abort(), 10);
       },
     });
+    return { reached, events };
+  }
+
+  it("stops at once while it waits for a round, however long the poll interval", async () => {
+    const server = new FakeServer();
+    const { reached, events } = await firstWait(server, assignment(server, "AGGREGATING"));
     expect(reached).toBe(-1);
     expect(events).toEqual([{ event: "waiting", reason: "round 0 is AGGREGATING", round: 0 }]);
   });
@@ -162,25 +168,7 @@ describe("stopping the client loop", () => {
   it("says, while it waits, that the run is paused", async () => {
     const server = new FakeServer();
     server.runRound(0);
-    const controller = new AbortController();
-    const events: ClientEvent[] = [];
-    await runClient({
-      api: server.api([
-        { ...assignment(server, "DONE"), runStatus: "PAUSED" },
-      ]) as unknown as LoopOptions["api"],
-      state: await StateDir.open(dir, "run"),
-      clientKey: "client-a",
-      trainer: async () => {
-        throw new Error("a client that only waits builds no trainer");
-      },
-      sync: "replay",
-      pollMs: 10 * 60_000,
-      signal: controller.signal,
-      emit: (e) => {
-        events.push(e);
-        if (e.event === "waiting") setTimeout(() => controller.abort(), 10);
-      },
-    });
+    const { events } = await firstWait(server, { ...assignment(server, "DONE"), runStatus: "PAUSED" });
     expect(events.at(-1)).toEqual({
       event: "waiting",
       reason: "round 0 is DONE; the run is paused until its operator starts it",
