@@ -74,7 +74,6 @@ export const handler = httpHandler(async (event, svc) => {
   const sent = commit ? new Float32Array(0) : coefficientsOf(event, run);
   const norm = commit ? undefined : l2Norm(sent);
   const coefficients = norm === undefined ? sent : clippedToNorm(run.config, sent, norm);
-  let updateNorm: number | undefined;
   const claimed = parse(examplesSchema, event.queryStringParameters?.examples, "examples");
   const examples = examplesCounted(run.config, claimed);
   let metricsJson: unknown = {};
@@ -84,6 +83,7 @@ export const handler = httpHandler(async (event, svc) => {
     throw new BadRequest("invalid_metrics", "x-ferret-metrics header is not JSON");
   }
   const metrics = parse(metricsSchema, metricsJson, "metrics");
+  let updateNorm: number | undefined;
   if (commit) {
     await requireAdmitted(svc, runId, roundNumber, clientId);
     const ref = { runId, round: roundNumber, clientId };
