@@ -1,6 +1,7 @@
 // Registers a client and returns its bearer token. This is the only time the token is shown.
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
+import { Conflict } from "../errors.ts";
 import { httpHandler, jsonBody, parse, runIdParam } from "../http.ts";
 import { requireRun } from "../rounds/lifecycle.ts";
 import { hashToken, newToken } from "../tokens.ts";
@@ -18,6 +19,13 @@ export const handler = httpHandler(async (event, svc) => {
     revoked: false,
     createdAt: new Date(svc.now()).toISOString(),
   };
-  await svc.table.createClient(client, hashToken(token));
+  const holder = await svc.table.createClient(client, hashToken(token));
+  if (holder) {
+    throw new Conflict(
+      "name_taken",
+      `run ${run.runId} already has a client named ${JSON.stringify(name)} (${holder}); expected a name no other ` +
+        "active client of the run has",
+    );
+  }
   return { status: 201, body: { clientId: client.clientId, name, token } };
 });

@@ -9,7 +9,9 @@ export const handler = httpHandler(async (event, svc) => {
   const client = await svc.table.getClient(runId, clientId);
   if (!client) throw new NotFound("client_not_found", `run ${runId} has no client ${clientId}`);
   const revoked = await svc.table.revokeClient(runId, clientId);
-  // Also on a repeat: a first attempt that revoked and then failed may not have released the open round.
+  // Also on a repeat: a first attempt that revoked and then failed may not have released the client's name for
+  // another client, nor the open round.
+  await svc.table.releaseClientName(runId, client.name, clientId);
   await releaseRevokedClients(svc, runId);
   if (!revoked) throw new Conflict("already_revoked", `client ${clientId} is already revoked`);
   return { status: 200, body: { clientId, revoked: true } };

@@ -5,6 +5,8 @@ const pad = (round: number) => String(round).padStart(8, "0");
 export const keys = {
   run: (runId: string) => ({ pk: `RUN#${runId}`, sk: "RUN" }),
   client: (runId: string, clientId: string) => ({ pk: `RUN#${runId}`, sk: `CLIENT#${clientId}` }),
+  /** A client's name within its run, held while the client is not revoked. */
+  clientName: (runId: string, name: string) => ({ pk: `RUN#${runId}`, sk: `NAME#${name}` }),
   token: (tokenHash: string) => ({ pk: `TOKEN#${tokenHash}`, sk: "TOKEN" }),
   round: (runId: string, round: number) => ({ pk: `RUN#${runId}`, sk: `ROUND#${pad(round)}` }),
   upload: (runId: string, round: number, clientId: string) => ({

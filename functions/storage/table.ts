@@ -171,15 +171,49 @@ export class RoundTable {
     }
   }
 
-  async createClient(client: ClientRecord, tokenHash: string): Promise<void> {
-    await this.doc.send(
-      new TransactWriteCommand({
-        TransactItems: [
-          this.newItem({ ...keys.client(client.runId, client.clientId), ...client }),
-          this.newItem({ ...keys.token(tokenHash), runId: client.runId, clientId: client.clientId }),
-        ],
-      }),
-    );
+  /**
+   * Creates the client, its token and its name's claim together. Returns the id of the client that holds the name
+   * instead when another client of the run not revoked has it (then nothing is written): names are what an
+   * operator reads in `run status`, and two alike made the one to revoke a guess.
+   */
+  async createClient(client: ClientRecord, tokenHash: string): Promise<string | undefined> {
+    const name = keys.clientName(client.runId, client.name);
+    try {
+      await this.doc.send(
+        new TransactWriteCommand({
+          TransactItems: [
+            this.newItem({ ...keys.client(client.runId, client.clientId), ...client }),
+            this.newItem({ ...keys.token(tokenHash), runId: client.runId, clientId: client.clientId }),
+            {
+              Put: {
+                TableName: this.tableName,
+                Item: { ...name, clientId: client.clientId, released: false },
+                ConditionExpression: "attribute_not_exists(pk) OR released = :released",
+                ExpressionAttributeValues: { ":released": true },
+              },
+            },
+          ],
+        }),
+      );
+      return undefined;
+    } catch (error) {
+      const reasons = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons;
+      const holder =
+        reasons?.[2]?.Code === "ConditionalCheckFailed"
+          ? (await this.get<{ clientId: string }>(name))?.clientId
+          : undefined;
+      if (!holder) throw error;
+      return holder;
+    }
+  }
+
+  /** Lets a revoked client's name be given to a new client (a name claimed before names were held has none). */
+  async releaseClientName(runId: string, name: string, clientId: string): Promise<void> {
+    await this.update(keys.clientName(runId, name), {
+      UpdateExpression: "SET released = :released",
+      ConditionExpression: "clientId = :client",
+      ExpressionAttributeValues: { ":released": true, ":client": clientId },
+    });
   }
 
   getClient(runId: string, clientId: string): Promise<ClientRecord | undefined> {

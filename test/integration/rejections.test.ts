@@ -265,6 +265,18 @@ describe("refused operator requests change nothing", () => {
     );
   });
 
+  it("a client name another active client of the run has, until that client is revoked", async () => {
+    const add = () =>
+      api.operator<{ clientId: string }>("POST", `/runs/${run.runId}/clients`, { name: "twin" });
+    const first = await add();
+    expect(first.status).toBe(201);
+    expect(await refused(add, 409, "name_taken")).toContain(first.body.clientId);
+    expect((await api.operator("DELETE", `/runs/${run.runId}/clients/${first.body.clientId}`)).status).toBe(
+      200,
+    );
+    expect((await add()).status).toBe(201);
+  });
+
   it("revoking a client twice, starting an active run", async () => {
     await refused(
       () => api.operator("DELETE", `/runs/${run.runId}/clients/${revoked.clientId}`),
