@@ -4,7 +4,13 @@ import { type Command, Option } from "commander";
 import { assertPlanMatches } from "../../core/plan.ts";
 import { FAMILIES } from "../../core/reference.ts";
 import { DEFAULT_BASIS, DEFAULT_ZEROTH_ORDER } from "../../functions/rounds/run-config.ts";
-import { committedCheckpoint, type OperatorApi, type RunConfig, type RunConfigInput } from "../api/routes.ts";
+import {
+  committedCheckpoint,
+  type OperatorApi,
+  type RunConfig,
+  type RunConfigInput,
+  type RunStatus,
+} from "../api/routes.ts";
 import { openWeights, uploadCheckpoint0 } from "./checkpoint-upload.ts";
 import { type OperatorFlags, operator, required, runOption, withOperatorOptions } from "./connection.ts";
 import { nonNegativeInt, positiveInt, positiveNumber, seconds } from "./options.ts";
@@ -153,8 +159,6 @@ function describeStrategy(config: RunConfig): string {
   }
   return `strategy ferret, basis ${config.basis}, K ${config.plan.totalK}`;
 }
-
-type RunStatus = Awaited<ReturnType<OperatorApi["status"]>>;
 
 /** The run's newest committed checkpoint; none before checkpoint 0 is imported. */
 export function latestCheckpoint(status: RunStatus): number | undefined {

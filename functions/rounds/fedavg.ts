@@ -13,11 +13,8 @@ import { requireNormWithin } from "./upload-limits.ts";
 
 export const SHA256_HEX = /^[0-9a-f]{64}$/;
 
-const EXPONENT = 0x7f800000;
-
 /**
- * Passes the chunks on while checking them: exactly `expectedBytes`, every little-endian float32 finite (its
- * exponent bits not all ones), SHA-256 `sha256`, and within the run's upload limits. Throws a BadRequest at the
+ * Passes the chunks on while checking them: exactly `expectedBytes`, every little-endian float32 finite, SHA-256 `sha256`, and within the run's upload limits. Throws a BadRequest at the
  * first problem, so a write fed from this stream is aborted. Chunks may split a float anywhere.
  */
 export async function* checkedUpdate(
@@ -34,10 +31,8 @@ export async function* checkedUpdate(
   let carried = 0;
   let seen = 0;
   let squares = 0;
-  const check = (bits: number, index: number) => {
-    carryView.setUint32(0, bits, true);
-    const value = carryView.getFloat32(0, true);
-    if ((bits & EXPONENT) === EXPONENT) {
+  const check = (value: number, index: number) => {
+    if (!Number.isFinite(value)) {
       throw new BadRequest("non_finite", `update value ${index} is ${value}; all must be finite`);
     }
     squares += value * value;
@@ -52,11 +47,11 @@ export async function* checkedUpdate(
     if (carried > 0) {
       while (carried < 4 && i < chunk.byteLength) carry[carried++] = chunk[i++] as number;
       if (carried === 4) {
-        check(carryView.getUint32(0, true), (seen + i - 4) / 4);
+        check(carryView.getFloat32(0, true), (seen + i - 4) / 4);
         carried = 0;
       }
     }
-    for (; i + 4 <= chunk.byteLength; i += 4) check(view.getUint32(i, true), (seen + i) / 4);
+    for (; i + 4 <= chunk.byteLength; i += 4) check(view.getFloat32(i, true), (seen + i) / 4);
     while (i < chunk.byteLength) carry[carried++] = chunk[i++] as number;
     seen += chunk.byteLength;
     yield chunk;
@@ -71,8 +66,9 @@ export async function* checkedUpdate(
   if (actual !== sha256) {
     throw new BadRequest("sha256_mismatch", `${key} has SHA-256 ${actual}; the commit names ${sha256}`);
   }
-  requireNormWithin(limits, Math.sqrt(squares), "update");
-  onNorm(Math.sqrt(squares));
+  const norm = Math.sqrt(squares);
+  requireNormWithin(limits, norm, "update");
+  onNorm(norm);
 }
 
 /**

@@ -85,6 +85,28 @@ async function claimed(client = "client-a"): Promise<StateDir> {
 const floats = (bytes: Uint8Array | undefined) =>
   new Float32Array(new Uint8Array(bytes ?? []).buffer.slice(0));
 
+/** Runs the loop against `api` until it holds checkpoint `until` or later; returns what it reached and said. */
+async function runUntil(
+  api: ReturnType<FakeServer["api"]>,
+  state: StateDir,
+  until: number,
+  calls: Parameters<typeof fakeTrainer>[0] = { train: 0 },
+  clientKey = "client-a",
+) {
+  const events: ClientEvent[] = [];
+  const reached = await runClient({
+    api: api as unknown as LoopOptions["api"],
+    state,
+    trainer: async () => fakeTrainer(calls),
+    clientKey,
+    sync: "replay",
+    pollMs: 1,
+    untilCheckpoint: until,
+    emit: (e) => events.push(e),
+  });
+  return { reached, events };
+}
+
 /** Runs the loop through one round: round 0 OPEN, then DONE (checkpoint 1 committed), then it exits. */
 async function run(
   server: FakeServer,
@@ -93,19 +115,7 @@ async function run(
   api = server.api([assignment(server, 0, "OPEN"), assignment(server, 0, "DONE")]),
   clientKey = "client-a",
 ) {
-  const events: ClientEvent[] = [];
-  const options: LoopOptions = {
-    api: api as unknown as LoopOptions["api"],
-    state,
-    trainer: async () => fakeTrainer(calls),
-    clientKey,
-    sync: "replay",
-    pollMs: 1,
-    untilCheckpoint: 1,
-    emit: (e) => events.push(e),
-  };
-  await runClient(options);
-  return events;
+  return (await runUntil(api, state, 1, calls, clientKey)).events;
 }
 
 describe("the client loop", () => {
@@ -146,18 +156,8 @@ describe("the client loop", () => {
       assignment(server, 0, "OPEN"),
       assignment(server, 1, "DONE"),
     ]);
-    const events: ClientEvent[] = [];
     const calls = { train: 0 };
-    const reached = await runClient({
-      api: api as unknown as LoopOptions["api"],
-      state: await StateDir.open(dir, "run"),
-      trainer: async () => fakeTrainer(calls),
-      clientKey: "client-a",
-      sync: "replay",
-      pollMs: 1,
-      untilCheckpoint: 2,
-      emit: (e) => events.push(e),
-    });
+    const { reached, events } = await runUntil(api, await StateDir.open(dir, "run"), 2, calls);
     expect(reached).toBe(2);
     expect(server.uploads.map((u) => u.round)).toEqual([1]);
     expect(calls.train).toBe(1);
@@ -174,18 +174,8 @@ describe("the client loop", () => {
     server.runRound(2);
     // Round 1 failed, so round 2 started from checkpoint 1 and committed checkpoint 3: there is no checkpoint 2.
     const api = server.api([{ ...assignment(server, 2, "DONE"), baseCheckpoint: 1 }]);
-    const events: ClientEvent[] = [];
     const state = await StateDir.open(dir, "run");
-    const reached = await runClient({
-      api: api as unknown as LoopOptions["api"],
-      state,
-      trainer: async () => fakeTrainer({ train: 0 }),
-      clientKey: "client-a",
-      sync: "replay",
-      pollMs: 1,
-      untilCheckpoint: 2,
-      emit: (e) => events.push(e),
-    });
+    const { reached, events } = await runUntil(api, state, 2);
     expect(reached).toBe(3);
     expect(events.at(-1)).toEqual({ event: "done", checkpoint: 3 });
     expect((await state.weights(server.plan.totalParams))?.checkpoint).toBe(3);
